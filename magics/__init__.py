@@ -1,0 +1,12 @@
+"""IPython magics for TensorLab, installed as `tensorlab.magics` and loaded by `%load_ext tensorlab`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the TensorLab magics with `ipython`."""
+    from .tdb_magics import TensorLabMagics
+
+    ipython.register_magics(TensorLabMagics)

@@ -1,0 +1,43 @@
+"""TensorLab packaging: `magics/` and `widgets/` install as `tensorlab.magics` and `tensorlab.widgets`."""
+
+from setuptools import setup
+
+setup(
+    name="tensorlab",
+    version="0.1.0",
+    description="Notebook-first deep-learning experiments with everything logged to MongoDB (TensorDB).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["tensorlab", "tensorlab.magics", "tensorlab.widgets"],
+    package_dir={"tensorlab": "tensorlab", "tensorlab.magics": "magics", "tensorlab.widgets": "widgets"},
+    install_requires=[
+        "pymongo>=4.6",
+        "lz4>=4.0",
+        "numpy>=1.24",
+        "keras>=3.0",
+        "tensorflow>=2.16",
+        "ipywidgets>=8.0",
+        "jupyterlab>=4.0",
+        "matplotlib>=3.7",
+        "pandas>=2.0",
+        "mongomock>=4.1",
+        "scikit-learn>=1.3",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.2",
+            "nbval>=0.11",
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
+            "ruff>=0.6",
+            "playwright>=1.45",
+            "mlflow-skinny>=2.10",
+            "build>=1.0",
+        ],
+    },
+    entry_points={"console_scripts": ["tensorlab=tensorlab.cli:main"]},
+)

@@ -1,0 +1,225 @@
+"""The managed local MongoDB-protocol server: one per machine (per home folder), shared by every kernel.
+
+A JSON state file records pid, port and binary so that a second process reuses the running server
+instead of starting another; a file lock makes concurrent starts safe; a state file left by a crashed
+server is detected (dead pid, or a port that does not answer) and replaced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import ServerError
+from .ferretdb_build import installed_ferretdb
+
+HOME_ENV_VAR = "TENSORLAB_HOME"
+SERVER_BIN_ENV_VAR = "TENSORLAB_SERVER_BIN"
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class ServerInfo:
+    pid: int
+    port: int
+    binary: str
+    kind: str
+    data_dir: str
+    started_at: float
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(HOME_ENV_VAR) or Path.home() / ".tensorlab") / "server"
+
+
+def find_server_binary() -> tuple[str, Path]:
+    """Pick the server to run: $TENSORLAB_SERVER_BIN, then mongod, then ferretdb (PATH, tools folder)."""
+    explicit = os.environ.get(SERVER_BIN_ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ServerError(
+                f"{SERVER_BIN_ENV_VAR}={explicit} does not exist; point it at a mongod or ferretdb binary."
+            )
+        return ("mongod" if "mongod" in path.name else "ferretdb", path)
+    for kind in ("mongod", "ferretdb"):
+        found = shutil.which(kind)
+        if found:
+            return kind, Path(found)
+    built = installed_ferretdb()
+    if built:
+        return "ferretdb", built
+    raise ServerError(
+        "No MongoDB-protocol server found (looked at $TENSORLAB_SERVER_BIN, mongod and ferretdb on PATH, "
+        "and the tools folder). Run `tensorlab server install` to build FerretDB, or set "
+        "TENSORLAB_MONGODB_URI to an existing MongoDB/Atlas."
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server_command(kind: str, binary: Path, port: int, data_dir: Path, extra_args: list[str]) -> list[str]:
+    if kind == "mongod":
+        return [str(binary), "--dbpath", str(data_dir), "--bind_ip", "127.0.0.1", "--port", str(port), *extra_args]
+    return [
+        str(binary),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{data_dir}/",
+        f"--listen-addr=127.0.0.1:{port}",
+        "--debug-addr=-",
+        "--telemetry=disable",
+        f"--state-dir={data_dir.parent}",
+        "--log-level=warn",
+        *extra_args,
+    ]
+
+
+def ping(port: int, timeout_s: float = 1.0) -> bool:
+    """True when a MongoDB-protocol server answers `ping` on 127.0.0.1:port."""
+    import pymongo
+
+    client = pymongo.MongoClient(
+        "127.0.0.1", port, serverSelectionTimeoutMS=int(timeout_s * 1000), connectTimeoutMS=int(timeout_s * 1000)
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
+        return False
+    finally:
+        client.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists() and ") Z " in stat.read_text():
+        return False  # a zombie: exited, not yet reaped
+    return True
+
+
+class LocalServer:
+    """Start, stop and query the managed server whose state lives in `home`."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = Path(home) if home else default_home()
+        self.state_file = self.home / "server.json"
+        self.log_file = self.home / "server.log"
+        self.data_dir = self.home / "data"
+
+    def __repr__(self) -> str:
+        return f"LocalServer(home={str(self.home)!r})"
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "server.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read_state(self) -> ServerInfo | None:
+        try:
+            return ServerInfo(**json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def status(self) -> ServerInfo | None:
+        """The running server, or None when none runs (a stale state file counts as none)."""
+        info = self._read_state()
+        if info and _pid_alive(info.pid) and ping(info.port):
+            return info
+        return None
+
+    def start(self, extra_args: list[str] | None = None) -> ServerInfo:
+        """Return the running server, starting one if needed. Safe to call from many processes at once."""
+        with self._lock():
+            running = self.status()
+            if running:
+                return running
+            stale = self._read_state()
+            if stale:
+                self._terminate(stale.pid)
+                self.state_file.unlink(missing_ok=True)
+            return self._launch(extra_args or [])
+
+    def _launch(self, extra_args: list[str]) -> ServerInfo:
+        kind, binary = find_server_binary()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        command = _server_command(kind, binary, port, self.data_dir, extra_args)
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerError(f"{kind} exited at start (code {process.returncode}); see {self.log_file}")
+            if ping(port, timeout_s=0.3):
+                info = ServerInfo(process.pid, port, str(binary), kind, str(self.data_dir), time.time())
+                tmp = self.state_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(asdict(info)))
+                tmp.replace(self.state_file)
+                return info
+            time.sleep(0.05)
+        process.kill()
+        raise ServerError(
+            f"{kind} did not answer on 127.0.0.1:{port} within {START_TIMEOUT_S:.0f} s; see {self.log_file}"
+        )
+
+    def stop(self) -> bool:
+        """Stop the server cleanly (SIGTERM, then SIGKILL after 10 s). False when none was running."""
+        with self._lock():
+            info = self._read_state()
+            self.state_file.unlink(missing_ok=True)
+            if not info or not _pid_alive(info.pid):
+                return False
+            self._terminate(info.pid)
+            return True
+
+    @staticmethod
+    def _terminate(pid: int, grace_s: float = 10.0) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def ensure_local_server(home: str | Path | None = None) -> str:
+    """URI of the managed server, started on demand."""
+    return LocalServer(home).start().uri

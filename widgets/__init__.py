@@ -1,0 +1,1 @@
+"""ipywidgets panels for TensorLab, installed as `tensorlab.widgets`."""
