@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .architectures import ArchitectureStore
+from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
+from .datastore import DataStore, ImportResult
 from .errors import ConnectionFailed, InvalidInput
+from .jobs import JobQueue
+from .logbook import LogBook
+from .parameters import ParameterStore
+from .runs import RunStore
+from .stream import DataStream
 from .uri import mask_uri, seed_style_uri
 
 DEFAULT_DB = "tensorlab"
@@ -51,6 +59,14 @@ class TensorDB:
         self.db_name = db_name
         self.study = study
         self._closed = False
+        self.blobs = BlobStore(self.db)
+        self.data = DataStore(self, self.blobs)
+        self.architectures = ArchitectureStore(self)
+        self.parameters = ParameterStore(self, self.blobs)
+        self.run_store = RunStore(self)
+        self.jobs = JobQueue(self)
+        self._logbook: LogBook | None = None
+        self.current_run: Any = None
 
     def __repr__(self) -> str:
         return f"TensorDB(uri={self.uri!r}, db={self.db_name!r}, study={self.study!r})"
@@ -72,10 +88,110 @@ class TensorDB:
         return query
 
     def close(self) -> None:
-        """Close the client; later calls raise ConnectionFailed."""
+        """Flush pending logs, then close the client; later calls raise ConnectionFailed."""
         if not self._closed:
+            if self._logbook is not None:
+                self._logbook.writer.close(timeout_s=10.0)
             self._closed = True
             self.client.close()
+
+    # -- data and labels -------------------------------------------------------------------------
+    def import_data(self, X: Any, y: Any = None, tags: dict[str, Any] | None = None) -> ImportResult:  # noqa: N803
+        """Store samples (first axis of X) and labels with shared tags; all or nothing."""
+        return self.data.import_data(X, y, tags)
+
+    def find_data(self, query: dict[str, Any] | None = None, limit: int | None = None) -> tuple[Any, Any]:
+        """(X, y) of the samples a MongoDB query selects, e.g. {'tags.split': 'train'}."""
+        return self.data.find_data(query, limit)
+
+    def data_generator(self, query: dict[str, Any] | None = None, batch_size: int = 32, *, shuffle: bool = False,
+                       epochs: int | None = 1, **options: Any) -> DataStream:
+        """A pull-based stream of (x, y) batches; epochs=None streams forever and sees new samples."""
+        return DataStream(self.data, query, batch_size, shuffle=shuffle, epochs=epochs, **options)
+
+    def data_count(self, query: dict[str, Any] | None = None) -> int:
+        return self.data.count(query)
+
+    def data_summary(self) -> Any:
+        """Imports in this study with tags and sample counts, as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.data.summary())
+
+    def update_data_tags(self, query: dict[str, Any], tags: dict[str, Any]) -> int:
+        return self.data.update_tags(query, tags)
+
+    def delete_data(self, query: dict[str, Any]) -> int:
+        return self.data.delete_data(query)
+
+    # -- architectures and parameters ------------------------------------------------------------
+    def save_model_architecture(self, model_or_code: Any, tags: dict[str, Any] | None = None,
+                                name: str | None = None) -> Any:
+        return self.architectures.save(model_or_code, tags, name)
+
+    def load_model_architecture(self, query: dict[str, Any] | None = None, trust: bool = False) -> Any:
+        """A Keras model from a stored config; source code comes back as text unless trust=True."""
+        return self.architectures.load(query, trust)
+
+    def save_parameters(self, weights: Any, tags: dict[str, Any] | None = None, **fields: Any) -> Any:
+        fields.setdefault("run", self.current_run)
+        return self.parameters.save(weights, tags, **fields)
+
+    def find_parameters(self, query: dict[str, Any] | None = None, sort: Any = None) -> list[Any]:
+        return self.parameters.find(query, sort)
+
+    def find_all_parameters(self, query: dict[str, Any] | None = None, sort: Any = None) -> list[list[Any]]:
+        return self.parameters.find_all(query, sort)
+
+    def find_best_parameters(self, query: dict[str, Any] | None = None, metric: str = "val_accuracy",
+                             mode: str = "max") -> dict[str, Any]:
+        return self.parameters.best(query, metric, mode)
+
+    def delete_parameters(self, query: dict[str, Any]) -> int:
+        return self.parameters.delete(query)
+
+    # -- logs and runs ---------------------------------------------------------------------------
+    @property
+    def logbook(self) -> LogBook:
+        if self._logbook is None:
+            self._logbook = LogBook(self)
+        return self._logbook
+
+    def train_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
+        return self.logbook.log("train", metrics, run=run or self.current_run, step=step, epoch=epoch)
+
+    def valid_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
+        return self.logbook.log("valid", metrics, run=run or self.current_run, step=step, epoch=epoch)
+
+    def test_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
+        return self.logbook.log("test", metrics, run=run or self.current_run, step=step, epoch=epoch)
+
+    def flush_logs(self, timeout_s: float | None = 30.0) -> bool:
+        return self._logbook.writer.flush(timeout_s) if self._logbook is not None else True
+
+    def logs(self, query: dict[str, Any] | None = None, *, run: Any = None, kind: str | None = None) -> Any:
+        """Log rows as a DataFrame; `run` takes an id or a run name."""
+        run_id = self.run_store.resolve(run)["_id"] if run is not None else None
+        return self.logbook.read(query, run=run_id, kind=kind)
+
+    def runs(self, query: dict[str, Any] | None = None) -> Any:
+        """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times."""
+        import pandas as pd
+
+        rows = [{"run": d["_id"], "name": d["name"], "status": d["status"], "started": d["started"],
+                 "ended": d["ended"], "host": d["host"], "device": d["device"],
+                 **{f"hp.{k}": v for k, v in d.get("hyper_parameters", {}).items()},
+                 **{f"best.{k}": v for k, v in (d.get("summary") or {}).get("best", {}).items()}}
+                for d in self.run_store.find(query)]
+        return pd.DataFrame(rows)
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def push_job(self, architecture: Any = None, **job: Any) -> Any:
+        return self.jobs.push(architecture, **job)
+
+    def pop_job(self, worker: str, lease_s: float = 60.0, query: dict[str, Any] | None = None,
+                allow_code: bool = False) -> dict[str, Any] | None:
+        return self.jobs.pop(worker, lease_s, query, allow_code)
 
     def __enter__(self) -> TensorDB:
         return self

@@ -1,0 +1,107 @@
+"""Raw arrays to lz4-compressed bytes and back: dtype and shape travel beside the bytes, never pickle.
+
+Floating-point data is byte-shuffled first (the Blosc trick: group the k-th byte of every value
+together, so exponents sit next to each other) when a probe shows that it compresses better.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import lz4.block
+import numpy as np
+
+from .errors import InvalidInput
+
+_PROBE_BYTES = 1 << 16
+_LZ4_MAX_INPUT = 0x7E000000  # lz4 block format limit (~2 GB); larger arrays are split in frames below
+_FRAME_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    dtype: str
+    shape: tuple[int, ...]
+    shuffled: bool
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape), "shuffled": self.shuffled, "codec": "lz4"}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ArrayMeta:
+        return cls(doc["dtype"], tuple(doc["shape"]), bool(doc.get("shuffled", False)))
+
+
+def as_plain_array(value: Any, what: str) -> np.ndarray:
+    """A numeric/bool/str numpy array, or InvalidInput for ragged or object data."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # numpy >= 1.24 refuses ragged nested lists
+        raise InvalidInput(f"`{what}` is ragged (its items have different shapes): {error}. "
+                           "Pad or resize the samples to one shape, or import each shape separately.") from None
+    if array.dtype == object:
+        raise InvalidInput(f"`{what}` has dtype object (ragged or mixed Python objects); TensorDB stores numeric, "
+                           "bool or fixed-width string arrays. Convert it, e.g. np.asarray(x, dtype='float32').")
+    return array
+
+
+def _shuffle(raw: np.ndarray, itemsize: int) -> bytes:
+    return raw.reshape(-1, itemsize).T.tobytes()
+
+
+def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
+    return np.frombuffer(raw, np.uint8).reshape(itemsize, -1).T
+
+
+def _should_shuffle(array: np.ndarray) -> bool:
+    if array.dtype.kind not in "fc" or array.dtype.itemsize < 2 or array.nbytes < 1024:
+        return False
+    probe = np.ascontiguousarray(array.reshape(-1)[: _PROBE_BYTES // array.dtype.itemsize]).view(np.uint8)
+    plain = len(lz4.block.compress(probe.tobytes(), store_size=False))
+    shuffled = len(lz4.block.compress(_shuffle(probe, array.dtype.itemsize), store_size=False))
+    return shuffled < 0.95 * plain
+
+
+def encode(array: np.ndarray) -> tuple[bytes, ArrayMeta]:
+    """Compress `array` (any shape; numeric, bool or fixed-width string dtype)."""
+    shape = tuple(np.shape(array))  # before ascontiguousarray, which turns 0-d arrays into 1-d
+    array = np.ascontiguousarray(array)
+    shuffled = _should_shuffle(array)
+    raw = array.reshape(-1).view(np.uint8)
+    data = _shuffle(raw, array.dtype.itemsize) if shuffled else raw.tobytes()
+    frames = [lz4.block.compress(data[i:i + _FRAME_BYTES]) for i in range(0, max(len(data), 1), _FRAME_BYTES)]
+    payload = frames[0] if len(frames) == 1 else b"".join(len(f).to_bytes(8, "little") + f for f in frames)
+    return payload, ArrayMeta(array.dtype.str, shape, shuffled)
+
+
+def decode(payload: bytes, meta: ArrayMeta, frames: int = 1) -> np.ndarray:
+    """Inverse of `encode`; the result is writable and owns its memory."""
+    if frames == 1:
+        data = lz4.block.decompress(payload)
+    else:
+        parts, offset = [], 0
+        while offset < len(payload):
+            size = int.from_bytes(payload[offset:offset + 8], "little")
+            parts.append(lz4.block.decompress(payload[offset + 8:offset + 8 + size]))
+            offset += 8 + size
+        data = b"".join(parts)
+    dtype = np.dtype(meta.dtype)
+    if meta.shuffled:
+        flat = _unshuffle(data, dtype.itemsize).copy().view(dtype).reshape(-1)
+    else:
+        flat = np.frombuffer(data, dtype=dtype).copy()
+    return flat.reshape(meta.shape)
+
+
+def frame_count(nbytes: int) -> int:
+    return max(1, -(-nbytes // _FRAME_BYTES))
+
+
+def content_hash(array: np.ndarray) -> str:
+    """Identity of an array's content (dtype, shape and bytes): equal arrays get equal hashes."""
+    digest = hashlib.sha256(f"{array.dtype.str}|{tuple(np.shape(array))}|".encode())
+    array = np.ascontiguousarray(array)
+    digest.update(array.reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()

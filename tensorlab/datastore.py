@@ -1,0 +1,296 @@
+"""Data and labels in two layers: a small index document per sample, arrays packed in lz4 chunks.
+
+`samples` holds one document per sample (study, chunk, row, label, tags) so any MongoDB query can pick
+samples. `sample_chunks` describes runs of consecutive samples and `sample_chunk_data` holds their arrays,
+compressed together (inline up to a few MB, in GridFS beyond) so reads are bulk and no document
+nears the 16 MB limit. Payloads live apart from the chunk descriptions because some servers
+(FerretDB) read whole documents even for a projection: planning must not touch the bytes.
+
+Queries that only touch chunk-level fields (study, tags, import_id) are answered from the chunk
+documents alone while every sample of a chunk still carries its import's tags (`uniform`); tag
+edits and deletes through this API mark chunks non-uniform first, so such chunks fall back to the
+per-sample index. That keeps streaming fast on servers where per-document reads are slow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from bson import Binary, ObjectId
+
+from . import codec
+from .blobstore import BlobStore
+from .errors import InvalidInput, NotFound
+from .validation import check_query, clean_tags
+
+SAMPLES = "samples"
+CHUNKS = "sample_chunks"
+CHUNK_DATA = "sample_chunk_data"
+TARGET_CHUNK_BYTES = 4 * 1024 * 1024
+INLINE_LIMIT_BYTES = 8 * 1024 * 1024
+INSERT_BATCH = 5000
+CHUNK_LEVEL_FIELDS = ("study", "tags", "import_id")
+_LOGICAL = ("$and", "$or", "$nor")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: ObjectId
+    count: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkSelection:
+    """Rows of one chunk that a query selects (`rows is None`: all of them)."""
+
+    chunk_id: ObjectId
+    count: int
+    rows: np.ndarray | None
+
+    @property
+    def size(self) -> int:
+        return self.count if self.rows is None else len(self.rows)
+
+
+def _is_chunk_level(query: Mapping[str, Any]) -> bool:
+    for key, value in query.items():
+        if key in _LOGICAL:
+            if not all(isinstance(part, Mapping) and _is_chunk_level(part) for part in value):
+                return False
+        elif key.startswith("$") or not any(key == f or key.startswith(f + ".") for f in CHUNK_LEVEL_FIELDS):
+            return False
+    return True
+
+
+def _scalar_labels(y: np.ndarray) -> list[Any] | None:
+    if y.ndim == 1 and y.dtype.kind in "biufUS":
+        return y.tolist()
+    return None
+
+
+def validate_samples(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803 - ML convention
+    """Arrays for X and y, or InvalidInput before anything is written."""
+    X = codec.as_plain_array(X, "X")
+    if X.ndim == 0:
+        raise InvalidInput("`X` must hold samples along its first axis; got a scalar.")
+    if len(X) == 0:
+        raise InvalidInput("`X` is empty; nothing to import.")
+    if y is None:
+        return X, None
+    y = codec.as_plain_array(y, "y")
+    if y.ndim == 0 or len(y) != len(X):
+        raise InvalidInput(f"`X` has {len(X)} samples but `y` has {0 if y.ndim == 0 else len(y)} labels; "
+                           "pass one label per sample (or y=None).")
+    return X, y
+
+
+class DataStore:
+    """Import, query, stream and delete samples of one study."""
+
+    def __init__(self, tdb: Any, blobs: BlobStore) -> None:
+        self._tdb = tdb
+        self._blobs = blobs
+        self._indexed: set[str] = set()
+
+    @property
+    def samples(self) -> Any:
+        return self._tdb.collection(SAMPLES)
+
+    @property
+    def chunks(self) -> Any:
+        return self._tdb.collection(CHUNKS)
+
+    @property
+    def chunk_data(self) -> Any:
+        return self._tdb.collection(CHUNK_DATA)
+
+    def ensure_indexes(self, tag_keys: Iterable[str] = ()) -> None:
+        wanted = ["study", "import_id", "chunk", *(f"tags.{key}" for key in tag_keys)]
+        for field in wanted:
+            if field in self._indexed:
+                continue
+            if field != "chunk":
+                self.chunks.create_index([("study", 1), (field, 1)] if field != "study" else [("study", 1)])
+            self.samples.create_index([("study", 1), (field, 1)] if field != "study" else [("study", 1)])
+            self._indexed.add(field)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def import_data(self, X: Any, y: Any = None, tags: Mapping[str, Any] | None = None,  # noqa: N803
+                    chunk_bytes: int = TARGET_CHUNK_BYTES) -> ImportResult:
+        """Store samples X (first axis) with labels y and shared tags; all or nothing."""
+        X, y = validate_samples(X, y)
+        tags = clean_tags(tags)
+        self.ensure_indexes(tags)
+        import_id = ObjectId()
+        per_sample = max(1, X[0].nbytes + (y[0].nbytes if y is not None else 0))
+        rows_per_chunk = max(1, int(chunk_bytes // per_sample))
+        labels = _scalar_labels(y) if y is not None else None
+        now = datetime.now(timezone.utc)
+        chunk_count = 0
+        try:
+            index_docs: list[dict[str, Any]] = []
+            for start in range(0, len(X), rows_per_chunk):
+                stop = min(start + rows_per_chunk, len(X))
+                chunk_id = ObjectId()
+                data = {"_id": chunk_id, "study": self._tdb.study, "import_id": import_id,
+                        "x": self._pack(X[start:stop], import_id, chunk_id, "x")}
+                if y is not None:
+                    data["y"] = self._pack(y[start:stop], import_id, chunk_id, "y")
+                self.chunk_data.insert_one(data)
+                self.chunks.insert_one({"_id": chunk_id, "study": self._tdb.study, "import_id": import_id,
+                                        "tags": tags, "count": stop - start, "uniform": True, "created": now,
+                                        "dtype": X.dtype.str, "sample_shape": list(X.shape[1:]),
+                                        "labels": y is not None})
+                chunk_count += 1
+                for row in range(stop - start):
+                    doc = {"study": self._tdb.study, "chunk": chunk_id, "row": row, "tags": tags,
+                           "import_id": import_id, "created": now}
+                    if labels is not None:
+                        doc["label"] = labels[start + row]
+                    index_docs.append(doc)
+                if len(index_docs) >= INSERT_BATCH:
+                    self.samples.insert_many(index_docs, ordered=False)
+                    index_docs = []
+            if index_docs:
+                self.samples.insert_many(index_docs, ordered=False)
+        except BaseException:
+            self._rollback(import_id)
+            raise
+        return ImportResult(import_id, len(X), chunk_count)
+
+    def _pack(self, array: np.ndarray, import_id: ObjectId, chunk_id: ObjectId, part: str) -> dict[str, Any]:
+        payload, meta = codec.encode(array)
+        packed = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes)}
+        if len(payload) <= INLINE_LIMIT_BYTES:
+            packed["payload"] = Binary(payload)
+        else:
+            packed["file"] = self._blobs.put_bytes(f"sample-chunk:{chunk_id}:{part}", payload,
+                                                   {"import_id": import_id, "chunk": chunk_id})
+        return packed
+
+    def _unpack(self, packed: Mapping[str, Any]) -> np.ndarray:
+        payload = packed["payload"] if "payload" in packed else self._blobs.get_bytes(packed["file"])
+        return codec.decode(bytes(payload), codec.ArrayMeta.from_doc(packed), packed.get("frames", 1))
+
+    def _rollback(self, import_id: ObjectId) -> None:
+        """Best-effort removal of a failed import, so no partial dataset stays visible."""
+        try:
+            self.samples.delete_many({"import_id": import_id})
+            self.chunks.delete_many({"import_id": import_id})
+            for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
+                self._delete_chunk_files(data)
+            self.chunk_data.delete_many({"import_id": import_id})
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+
+    def _delete_chunk_files(self, chunk: Mapping[str, Any]) -> None:
+        for part in ("x", "y"):
+            file_id = (chunk.get(part) or {}).get("file")
+            if file_id is not None:
+                self._blobs.delete_by_id(file_id)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def plan(self, query: Any = None) -> list[ChunkSelection]:
+        """The chunks and rows a query selects, in storage order."""
+        scoped = self._tdb.scoped(check_query(query))
+        if _is_chunk_level(scoped):
+            selections = [ChunkSelection(doc["_id"], doc["count"], None) for doc in
+                          self.chunks.find({"$and": [scoped, {"uniform": True}]}, {"_id": 1, "count": 1})]
+            mixed = {doc["_id"]: doc["count"] for doc in
+                     self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1})}
+            if mixed:
+                restrict = {"$and": [scoped, {"chunk": {"$in": list(mixed)}}]}
+                selections += self._group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
+        else:
+            docs = list(self.samples.find(scoped, {"chunk": 1, "row": 1, "_id": 0}))
+            counts = {doc["_id"]: doc["count"] for doc in
+                      self.chunks.find({"_id": {"$in": list({d["chunk"] for d in docs})}}, {"count": 1})}
+            selections = self._group_rows(docs, counts)
+        return sorted(selections, key=lambda selection: selection.chunk_id)
+
+    @staticmethod
+    def _group_rows(docs: Iterable[Mapping[str, Any]], counts: Mapping[ObjectId, int]) -> list[ChunkSelection]:
+        rows: dict[ObjectId, list[int]] = {}
+        for doc in docs:
+            rows.setdefault(doc["chunk"], []).append(doc["row"])
+        return [ChunkSelection(chunk_id, counts.get(chunk_id, len(r)), np.sort(np.asarray(r, dtype=np.int64)))
+                for chunk_id, r in rows.items()]
+
+    def load_chunks(self, chunk_ids: list[ObjectId]) -> dict[ObjectId, tuple[np.ndarray, np.ndarray | None]]:
+        """Decoded (X, y) of several chunks, fetched with one query."""
+        loaded = {}
+        for doc in self.chunk_data.find({"_id": {"$in": chunk_ids}}):
+            loaded[doc["_id"]] = (self._unpack(doc["x"]), self._unpack(doc["y"]) if "y" in doc else None)
+        return loaded
+
+    def count(self, query: Any = None) -> int:
+        return sum(selection.size for selection in self.plan(query))
+
+    def find_data(self, query: Any = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All samples matching `query` as (X, y); y is None when they were imported without labels."""
+        selections = self.plan(query)
+        if not selections:
+            raise NotFound(f"No samples match {check_query(query)!r} in study {self._tdb.study!r}. "
+                           "List what is there with db.data_summary().")
+        xs, ys = [], []
+        remaining = limit if limit is not None else float("inf")
+        for start in range(0, len(selections), 16):
+            group = selections[start:start + 16]
+            loaded = self.load_chunks([selection.chunk_id for selection in group])
+            for selection in group:
+                if remaining <= 0:
+                    break
+                x, y = loaded[selection.chunk_id]
+                rows = selection.rows if selection.rows is not None else slice(None)
+                xs.append(x[rows][: int(min(remaining, selection.size))])
+                ys.append(None if y is None else y[rows][: len(xs[-1])])
+                remaining -= len(xs[-1])
+        X = np.concatenate(xs)
+        y = None if any(part is None for part in ys) else np.concatenate(ys)
+        return X, y
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per import: tags, sample count, dtype and sample shape."""
+        groups: dict[ObjectId, dict[str, Any]] = {}
+        for chunk in self.chunks.find({"study": self._tdb.study}):
+            group = groups.setdefault(chunk["import_id"], {
+                "import_id": str(chunk["import_id"]), "tags": chunk["tags"], "samples": 0,
+                "dtype": chunk["dtype"], "sample_shape": tuple(chunk["sample_shape"]), "created": chunk["created"]})
+            group["samples"] += chunk["count"]
+        return list(groups.values())
+
+    # -- changing --------------------------------------------------------------------------------
+    def _affected_chunks(self, scoped: Mapping[str, Any]) -> list[ObjectId]:
+        return list({doc["chunk"] for doc in self.samples.find(scoped, {"chunk": 1, "_id": 0})})
+
+    def update_tags(self, query: Any, tags: Mapping[str, Any]) -> int:
+        """Set tags on the matching samples; returns how many changed."""
+        scoped = self._tdb.scoped(check_query(query))
+        tags = clean_tags(tags)
+        if not tags:
+            raise InvalidInput("`tags` is empty; pass the tags to set, e.g. {'split': 'valid'}.")
+        self.ensure_indexes(tags)
+        affected = self._affected_chunks(scoped)
+        self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
+        result = self.samples.update_many(scoped, {"$set": {f"tags.{k}": v for k, v in tags.items()}})
+        return result.modified_count
+
+    def delete_data(self, query: Any) -> int:
+        """Delete matching samples; chunks left with no sample are deleted with their blobs."""
+        scoped = self._tdb.scoped(check_query(query, "query"))
+        affected = self._affected_chunks(scoped)
+        self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
+        deleted = self.samples.delete_many(scoped).deleted_count
+        for chunk_id in affected:
+            if self.samples.count_documents({"chunk": chunk_id}, limit=1) == 0:
+                self.chunks.delete_one({"_id": chunk_id})
+                data = self.chunk_data.find_one({"_id": chunk_id}, {"x.file": 1, "y.file": 1})
+                if data:
+                    self._delete_chunk_files(data)
+                    self.chunk_data.delete_one({"_id": chunk_id})
+        return deleted

@@ -1,0 +1,257 @@
+"""A job queue in MongoDB: atomic claims, leases, retries with a bound, stored tracebacks.
+
+queued -> running -> done | failed | cancelled. A claim is one `find_one_and_update` (highest
+priority, then oldest) that also sets a lease; a running job whose lease has expired (its worker
+died) is claimable again. Each claim uses one of `max_attempts`; a job out of attempts whose
+lease expires is marked failed instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from .errors import InvalidInput, JobError, NotFound
+from .runs import query_to_text
+from .validation import check_query, clean_tags
+
+JOBS = "jobs"
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_id(job: Any) -> ObjectId:
+    if isinstance(job, Mapping):
+        job = job.get("_id")
+    if isinstance(job, ObjectId):
+        return job
+    if isinstance(job, str) and ObjectId.is_valid(job):
+        return ObjectId(job)
+    raise InvalidInput(f"A job is named by its id (ObjectId or 24-hex string); got {job!r}.")
+
+
+class JobQueue:
+    def __init__(self, tdb: Any) -> None:
+        self._tdb = tdb
+        self._indexed = False
+
+    @property
+    def collection(self) -> Any:
+        return self._tdb.collection(JOBS)
+
+    def _ensure_indexes(self) -> None:
+        if not self._indexed:
+            self.collection.create_index([("study", 1), ("status", 1), ("priority", -1), ("created", 1)])
+            self._indexed = True
+
+    def push(
+        self,
+        architecture: Any = None,
+        *,
+        code: str | None = None,
+        data: Any = None,
+        validation_data: Any = None,
+        hyper_parameters: Mapping[str, Any] | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        priority: int = 0,
+        tags: Mapping[str, Any] | None = None,
+        max_attempts: int = 3,
+        warm_start: Any = None,
+        queue: str = "default",
+        sweep: Any = None,
+    ) -> ObjectId:
+        """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
+        if architecture is None and not (isinstance(code, str) and code.strip()):
+            raise InvalidInput(
+                "A job needs an architecture (a stored architecture's id or query) or model-building "
+                "`code`; got neither."
+            )
+        for name, value, low in (
+            ("epochs", epochs, 1),
+            ("batch_size", batch_size, 1),
+            ("max_attempts", max_attempts, 1),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected an int >= {low}.")
+        if not isinstance(priority, (int, float)) or isinstance(priority, bool):
+            raise InvalidInput(f"Invalid value for argument `priority`: {priority!r}. Expected a number.")
+        self._ensure_indexes()
+        now = _now()
+        doc = {
+            "study": self._tdb.study,
+            "queue": queue,
+            "status": "queued",
+            "priority": priority,
+            "created": now,
+            "updated": now,
+            "architecture": query_to_text(architecture) if isinstance(architecture, Mapping) else architecture,
+            "code": code,
+            "requires_code": code is not None,
+            "data_query": query_to_text(check_query(data, "data")) if data is not None else None,
+            "validation_query": query_to_text(check_query(validation_data, "validation_data"))
+            if validation_data is not None
+            else None,
+            "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "tags": clean_tags(tags),
+            "warm_start": warm_start,
+            "sweep": sweep,
+            "attempts": 0,
+            "attempts_left": max_attempts,
+            "max_attempts": max_attempts,
+            "worker": None,
+            "lease_expires": None,
+            "progress": None,
+            "result": None,
+            "error": None,
+            "traceback": None,
+            "run": None,
+        }
+        return self.collection.insert_one(doc).inserted_id
+
+    def _reap_exhausted(self, now: datetime) -> None:
+        """Running jobs whose worker vanished on their last attempt end failed, not retried forever."""
+        self.collection.update_many(
+            {
+                "study": self._tdb.study,
+                "status": "running",
+                "lease_expires": {"$lt": now},
+                "attempts_left": {"$lte": 0},
+            },
+            {
+                "$set": {
+                    "status": "failed",
+                    "updated": now,
+                    "error": "lease expired on the last attempt (the worker stopped sending heartbeats)",
+                }
+            },
+        )
+
+    def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
+        """Atomically claim the best claimable job for `worker`; None when there is none."""
+        if not isinstance(worker, str) or not worker:
+            raise InvalidInput(f"`worker` must be a non-empty name; got {worker!r}.")
+        now = _now()
+        self._reap_exhausted(now)
+        conditions = [
+            self._tdb.scoped(check_query(query)),
+            {"$or": [{"status": "queued"}, {"status": "running", "lease_expires": {"$lt": now}}]},
+            {"attempts_left": {"$gt": 0}},
+        ]
+        if not allow_code:
+            conditions.append({"requires_code": False})
+        return self.collection.find_one_and_update(
+            {"$and": conditions},
+            {
+                "$set": {
+                    "status": "running",
+                    "worker": worker,
+                    "claimed_at": now,
+                    "heartbeat": now,
+                    "updated": now,
+                    "lease_expires": now + timedelta(seconds=lease_s),
+                },
+                "$inc": {"attempts": 1, "attempts_left": -1},
+            },
+            sort=[("priority", -1), ("created", 1), ("_id", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def _owned_update(self, job: Any, worker: str, fields: dict[str, Any], extra: dict | None = None) -> dict:
+        job_id = _as_id(job)
+        doc = self.collection.find_one_and_update(
+            {"_id": job_id, "worker": worker, "status": "running"},
+            {"$set": {**fields, "updated": _now()}, **(extra or {})},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            current = self.get(job_id)
+            raise JobError(
+                f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
+                f"worker {current['worker']!r}); its lease expired or it was cancelled."
+            )
+        return doc
+
+    def heartbeat(self, job: Any, worker: str, lease_s: float = 60.0, progress: Any = None) -> dict:
+        """Extend the lease; raises JobError when the job was cancelled or taken over."""
+        fields: dict[str, Any] = {"lease_expires": _now() + timedelta(seconds=lease_s), "heartbeat": _now()}
+        if progress is not None:
+            fields["progress"] = progress
+        return self._owned_update(job, worker, fields)
+
+    def complete(self, job: Any, worker: str, result: Any = None) -> dict:
+        return self._owned_update(
+            job, worker, {"status": "done", "result": result, "finished": _now(), "lease_expires": None}
+        )
+
+    def fail(self, job: Any, worker: str, error: str, traceback: str | None = None) -> dict:
+        """Record a failure: back to queued while attempts remain, else failed. Returns the job."""
+        current = self.get(job)
+        status = "queued" if current["attempts_left"] > 0 else "failed"
+        return self._owned_update(
+            job,
+            worker,
+            {
+                "status": status,
+                "error": error,
+                "traceback": traceback,
+                "lease_expires": None,
+                "worker": None if status == "queued" else worker,
+            },
+            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": _now()}}},
+        )
+
+    def attach_run(self, job: Any, worker: str, run_id: Any) -> dict:
+        return self._owned_update(job, worker, {"run": run_id})
+
+    def cancel(self, job: Any) -> dict:
+        return self._transition(job, ("queued", "running"), {"status": "cancelled", "lease_expires": None})
+
+    def requeue(self, job: Any, refund_attempt: bool = False) -> dict:
+        """Put a job back in the queue (from running, failed or cancelled); `refund_attempt` for a clean stop."""
+        extra = {"$inc": {"attempts_left": 1}} if refund_attempt else {}
+        doc = self._transition(
+            job, ("running", "failed", "cancelled"), {"status": "queued", "worker": None, "lease_expires": None}, extra
+        )
+        if doc["attempts_left"] <= 0:
+            self.collection.update_one({"_id": doc["_id"]}, {"$set": {"attempts_left": 1}})
+            doc["attempts_left"] = 1
+        return doc
+
+    def set_priority(self, job: Any, priority: float) -> dict:
+        return self._transition(job, ("queued", "running"), {"priority": priority})
+
+    def _transition(self, job: Any, allowed: tuple[str, ...], fields: dict, extra: dict | None = None) -> dict:
+        job_id = _as_id(job)
+        doc = self.collection.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(allowed)}},
+            {"$set": {**fields, "updated": _now()}, **(extra or {})},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            current = self.get(job_id)
+            raise JobError(f"Job {job_id} is {current['status']!r}; this needs one of {allowed}.")
+        return doc
+
+    def get(self, job: Any) -> dict:
+        doc = self.collection.find_one({"_id": _as_id(job)})
+        if doc is None:
+            raise NotFound(f"No job {job!r}.")
+        return doc
+
+    def find(self, query: Any = None, status: str | None = None) -> list[dict]:
+        query = self._tdb.scoped(check_query(query))
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidInput(f"Invalid job status {status!r}. Expected one of {STATUSES}.")
+            query["status"] = status
+        return list(self.collection.find(query, sort=[("created", 1), ("_id", 1)]))

@@ -1,0 +1,166 @@
+"""The only path by which log rows reach MongoDB: an asynchronous, batched, retrying writer.
+
+`write()` appends to an in-memory buffer and returns (a few microseconds); a background thread
+sends batches with `insert_many`. If the server goes away the thread keeps the rows and retries
+with back-off; rows carry client-made `_id`s, so a batch that was half-written before a drop is
+completed without duplicates. Only when the buffer bound is reached are new rows dropped, and
+that is reported loudly (warning, log record, `dropped` counter) — never silently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+
+logger = logging.getLogger("tensorlab.logs")
+_DUPLICATE_KEY = 11000
+_WRITERS: weakref.WeakSet[AsyncLogWriter] = weakref.WeakSet()
+
+
+class AsyncLogWriter:
+    def __init__(self, collection: Any, *, max_pending: int = 1_000_000, batch_size: int = 2000,
+                 flush_interval_s: float = 0.25, max_backoff_s: float = 5.0,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self._collection = collection
+        self.max_pending = max_pending
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_backoff_s = max_backoff_s
+        self._pending: deque[dict[str, Any]] = deque()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._closed = False
+        self._on_drop = on_drop
+        self.written = 0
+        self.dropped = 0
+        self.rejected = 0
+        self.retries = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="tensorlab-log-writer", daemon=True)
+        self._thread.start()
+        _WRITERS.add(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + self._in_flight
+
+    def write(self, doc: dict[str, Any]) -> bool:
+        """Queue one row; False (and a loud report) when the buffer is full and the row is dropped."""
+        if len(self._pending) >= self.max_pending or self._closed:
+            self._drop(doc)
+            return False
+        doc["_id"] = ObjectId()
+        self._pending.append(doc)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def _drop(self, doc: dict[str, Any]) -> None:
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 10_000 == 0:
+            reason = "writer is closed" if self._closed else f"{self.max_pending} rows are waiting for the server"
+            message = (f"TensorLab log writer DROPPED {self.dropped} log row(s) so far ({reason}); latest dropped: "
+                       f"kind={doc.get('kind')!r} step={doc.get('step')!r}. Last server error: {self.last_error}")
+            logger.error(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if self._on_drop:
+            self._on_drop(self.dropped)
+
+    def _take_batch(self) -> list[dict[str, Any]]:
+        with self._lock:
+            batch = []
+            while self._pending and len(batch) < self.batch_size:
+                batch.append(self._pending.popleft())
+            self._in_flight = len(batch)
+            return batch
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self._collection.insert_many(batch, ordered=False)
+        except BulkWriteError as error:
+            failures = [e for e in error.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
+            if failures:  # rows the server refuses will never succeed: report them, keep the rest
+                self.rejected += len(failures)
+                logger.error("TensorLab log writer: the server rejected %d log row(s): %s",
+                             len(failures), failures[0].get("errmsg"))
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.wait(self.flush_interval_s if backoff == 0 else backoff)
+            self._wake.clear()
+            while True:
+                batch = self._take_batch()
+                if not batch:
+                    break
+                try:
+                    self._send(batch)
+                except (ConnectionFailure, PyMongoError) as error:
+                    self._requeue(batch, error)
+                    backoff = min(self.max_backoff_s, max(0.1, backoff * 2))
+                    break
+                with self._lock:
+                    self.written += len(batch)
+                    self._in_flight = 0
+                    if backoff:
+                        logger.warning("TensorLab log writer: server reachable again; %d rows waiting.",
+                                       len(self._pending))
+                    backoff = 0.0
+                    self.last_error = None
+            with self._lock:
+                if not self._pending and not self._in_flight:
+                    self._idle.notify_all()
+                    if self._closed:
+                        return
+
+    def _requeue(self, batch: list[dict[str, Any]], error: Exception) -> None:
+        with self._lock:
+            self._pending.extendleft(reversed(batch))
+            self._in_flight = 0
+            self.retries += 1
+            if self.last_error is None:
+                logger.warning("TensorLab log writer: cannot reach the server (%s); keeping %d rows and retrying.",
+                               type(error).__name__, len(self._pending))
+            self.last_error = f"{type(error).__name__}: {error}"[:300]
+
+    def flush(self, timeout_s: float | None = 30.0) -> bool:
+        """Wait until every queued row is written; False when `timeout_s` passes first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._wake.set()
+        with self._lock:
+            while self._pending or self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(timeout=min(0.1, remaining) if remaining is not None else 0.1)
+                self._wake.set()
+        return True
+
+    def close(self, timeout_s: float | None = 30.0) -> bool:
+        """Flush, then stop the thread; rows written after close are reported as dropped."""
+        done = self.flush(timeout_s)
+        self._closed = True
+        self._wake.set()
+        if not done and self.pending:
+            logger.error("TensorLab log writer closed with %d rows unsent (server unreachable: %s).",
+                         self.pending, self.last_error)
+        return done
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for writer in list(_WRITERS):
+        if not writer._closed:
+            writer.flush(timeout_s=10.0)

@@ -1,0 +1,152 @@
+"""Model parameters, every version: raw arrays (dtype + shape) in content-addressed GridFS blobs.
+
+Save order makes deletes safe: the version document (marked incomplete) is written before its blobs
+are uploaded, so a concurrent delete's garbage collection sees the reference and keeps the blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from pymongo import ReturnDocument
+
+from . import codec
+from .blobstore import BlobStore
+from .errors import InvalidInput, NotFound
+from .validation import check_query, clean_tags, split_metrics
+
+PARAMETERS = "parameters"
+COUNTERS = "counters"
+_TOP_LEVEL_FIELDS = {"_id", "created", "version", "epoch", "step", "run", "study", "architecture"}
+
+
+def weights_of(weights: Any) -> tuple[list[str], list[np.ndarray]]:
+    """Names and arrays from a Keras model or a list of arrays."""
+    if hasattr(weights, "get_weights") and hasattr(weights, "weights"):
+        return [getattr(v, "path", getattr(v, "name", f"w{i}")) for i, v in enumerate(weights.weights)], \
+            [np.asarray(a) for a in weights.get_weights()]
+    if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or isinstance(weights, str):
+        raise InvalidInput(f"`weights` must be a Keras model or a list of arrays; got {type(weights).__name__}.")
+    arrays = [codec.as_plain_array(w, f"weights[{i}]") for i, w in enumerate(weights)]
+    return [f"w{i}" for i in range(len(arrays))], arrays
+
+
+def resolve_sort(sort: Any) -> list[tuple[str, int]]:
+    """`[("val_accuracy", -1)]` sorts by the metric; dotted or top-level field names are used as they are."""
+    if sort is None:
+        return [("created", -1), ("_id", -1)]
+    if isinstance(sort, tuple) and len(sort) == 2 and isinstance(sort[0], str):
+        sort = [sort]
+    resolved = []
+    for item in sort:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and item[1] in (1, -1)):
+            raise InvalidInput(f"Invalid sort item {item!r}. Expected (field, 1 or -1), e.g. ('val_accuracy', -1).")
+        key = item[0] if "." in item[0] or item[0] in _TOP_LEVEL_FIELDS else f"metrics.{item[0]}"
+        resolved.append((key, item[1]))
+    return resolved + [("_id", -1)]
+
+
+def apply_weights(model: Any, arrays: list[np.ndarray]) -> None:
+    """Set a Keras model's weights, or InvalidInput naming the first mismatch (nothing is changed then)."""
+    expected = [tuple(v.shape) for v in model.weights]
+    if len(expected) != len(arrays):
+        raise InvalidInput(f"The parameters hold {len(arrays)} arrays but model {model.name!r} has "
+                           f"{len(expected)} weights; they belong to another architecture.")
+    for index, (shape, array) in enumerate(zip(expected, arrays, strict=False)):
+        if tuple(array.shape) != shape:
+            raise InvalidInput(f"Weight {index} of model {model.name!r} has shape {shape} but the stored array has "
+                               f"{tuple(array.shape)}; the parameters belong to another architecture.")
+    model.set_weights(arrays)
+
+
+class ParameterStore:
+    def __init__(self, tdb: Any, blobs: BlobStore) -> None:
+        self._tdb = tdb
+        self._blobs = blobs
+        self._indexed = False
+
+    @property
+    def collection(self) -> Any:
+        return self._tdb.collection(PARAMETERS)
+
+    def _ensure_indexes(self) -> None:
+        if not self._indexed:
+            self.collection.create_index([("study", 1), ("run", 1), ("version", 1)])
+            self.collection.create_index([("arrays.blob", 1)])
+            self._indexed = True
+
+    def _next_version(self, run: Any) -> int:
+        counter = self._tdb.collection(COUNTERS).find_one_and_update(
+            {"_id": f"parameters:{self._tdb.study}:{run}"}, {"$inc": {"seq": 1}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        return int(counter["seq"])
+
+    def save(self, weights: Any, tags: Mapping[str, Any] | None = None, *, run: Any = None,
+             epoch: int | None = None, step: int | None = None, metrics: Mapping[str, Any] | None = None,
+             architecture: Any = None) -> Any:
+        """Store one parameter version; numeric tags double as metrics for `sort`. Returns its id."""
+        names, arrays = weights_of(weights)
+        tags = clean_tags(tags)
+        numeric_tags = {k: v for k, v in tags.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        values, non_finite = split_metrics({**numeric_tags, **(metrics or {})})
+        self._ensure_indexes()
+        digests = [codec.content_hash(array) for array in arrays]
+        doc = {
+            "study": self._tdb.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
+            "metrics": values, "non_finite": non_finite, "architecture": architecture,
+            "version": self._next_version(run), "created": datetime.now(timezone.utc), "complete": False,
+            "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape), "blob": d, "nbytes": int(a.nbytes)}
+                       for n, a, d in zip(names, arrays, digests, strict=False)],
+        }
+        parameter_id = self.collection.insert_one(doc).inserted_id
+        try:
+            for array, digest in zip(arrays, digests, strict=False):
+                self._blobs.put_array(array, digest)
+        except BaseException:
+            self.collection.delete_one({"_id": parameter_id})
+            raise
+        self.collection.update_one({"_id": parameter_id}, {"$set": {"complete": True}})
+        return parameter_id
+
+    def _query(self, query: Any) -> dict[str, Any]:
+        return {"$and": [self._tdb.scoped(check_query(query)), {"complete": True}]}
+
+    def find_doc(self, query: Any = None, sort: Any = None) -> dict[str, Any]:
+        doc = self.collection.find_one(self._query(query), sort=resolve_sort(sort))
+        if doc is None:
+            raise NotFound(f"No parameters match {query!r} in study {self._tdb.study!r}.")
+        return doc
+
+    def load(self, doc: Mapping[str, Any]) -> list[np.ndarray]:
+        return [self._blobs.get_array(entry["blob"]) for entry in doc["arrays"]]
+
+    def find(self, query: Any = None, sort: Any = None) -> list[np.ndarray]:
+        """Arrays of the first version by `sort` (default: the newest)."""
+        return self.load(self.find_doc(query, sort))
+
+    def find_docs(self, query: Any = None, sort: Any = None) -> list[dict[str, Any]]:
+        return list(self.collection.find(self._query(query), sort=resolve_sort(sort)))
+
+    def find_all(self, query: Any = None, sort: Any = None) -> list[list[np.ndarray]]:
+        return [self.load(doc) for doc in self.find_docs(query, sort)]
+
+    def best(self, query: Any = None, metric: str = "val_accuracy", mode: str = "max") -> dict[str, Any]:
+        if mode not in ("max", "min"):
+            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
+        return self.find_doc({"$and": [check_query(query), {f"metrics.{metric}": {"$exists": True}}]},
+                             sort=[(metric, -1 if mode == "max" else 1)])
+
+    def delete(self, query: Any) -> int:
+        """Delete matching versions and every blob no remaining version refers to."""
+        scoped = self._tdb.scoped(check_query(query))
+        docs = list(self.collection.find(scoped, {"arrays.blob": 1}))
+        if not docs:
+            return 0
+        self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}})
+        digests = [entry["blob"] for doc in docs for entry in doc["arrays"]]
+        self._blobs.collect_garbage(
+            digests, lambda digest: self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0)
+        return len(docs)

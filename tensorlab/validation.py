@@ -1,0 +1,90 @@
+"""Checks at the entry points: tags, queries and metric values, rejected with messages that say what to do."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput
+
+_SCALARS = (str, bool, int, float, type(None))
+
+
+def _clean_value(value: Any, where: str) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_clean_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return clean_tags(value, where)
+    raise InvalidInput(
+        f"Tag {where} has a value of type {type(value).__name__}; tags hold JSON-like values only "
+        "(str, int, float, bool, None, lists and dicts of those). Store arrays with import_data/save_parameters."
+    )
+
+
+def clean_tags(tags: Mapping[str, Any] | None, where: str = "tags") -> dict[str, Any]:
+    """A plain-dict copy of `tags`, or InvalidInput naming the first bad key or value."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInput(f"`{where}` must be a dict like {{'split': 'train'}}; got {type(tags).__name__}.")
+    cleaned: dict[str, Any] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"Tag key {key!r} in `{where}` must be a non-empty string.")
+        if key.startswith("$") or "." in key or "\x00" in key:
+            raise InvalidInput(
+                f"Tag key {key!r} in `{where}` is not allowed: keys may not start with '$' or contain '.' "
+                f"(MongoDB reads them as operators/paths). Rename it, e.g. {key.replace('.', '_').lstrip('$')!r}."
+            )
+        cleaned[key] = _clean_value(value, f"{where}.{key}")
+    return cleaned
+
+
+def check_query(query: Any, what: str = "query") -> dict[str, Any]:
+    """A query must be a dict (a MongoDB filter); None means everything."""
+    if query is None:
+        return {}
+    if not isinstance(query, Mapping):
+        raise InvalidInput(
+            f"`{what}` must be a MongoDB filter dict such as {{'tags.split': 'train'}}; got {type(query).__name__} "
+            f"{query!r:.60}."
+        )
+    return dict(query)
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Metric values as floats, with non-finite ones stored as null and flagged by name ('nan', 'inf', '-inf').
+
+    Not every MongoDB-protocol server accepts NaN on the wire (FerretDB closes the connection), so
+    the flag map carries the value portably; `restore_metrics` puts it back when reading.
+    """
+    values: dict[str, float | None] = {}
+    non_finite: dict[str, str] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name or name.startswith("$") or "." in name:
+            raise InvalidInput(f"Metric name {name!r} must be a non-empty string without '.' or a leading '$'.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"Metric {name}={value!r} is not a number; log numbers only.") from None
+        if not math.isfinite(number):
+            non_finite[name] = repr(number)
+            values[name] = None
+        else:
+            values[name] = number
+    return values, non_finite
+
+
+def restore_metrics(values: Mapping[str, Any], non_finite: Mapping[str, str] | None) -> dict[str, Any]:
+    """Inverse of `split_metrics`: flagged nulls become float('nan'/'inf'/'-inf') again."""
+    restored = dict(values)
+    for name, text in (non_finite or {}).items():
+        restored[name] = float(text)
+    return restored
