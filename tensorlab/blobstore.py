@@ -2,20 +2,34 @@
 
 Identical parameter arrays (frozen layers, repeated checkpoints) are stored once; callers delete a
 blob only after checking that no document refers to it any more (`collect_garbage`).
+
+Files follow the GridFS spec (chunks first, the files document last, so a half-written upload is
+invisible), and the files document also lists its chunks' `_id`s. Reading by `_id` is the one
+lookup every MongoDB-protocol server answers without a collection scan (FerretDB 1.x pushes down
+nothing else), so reads cost the file's size, not the bucket's. Files written by other GridFS
+clients have no such list and are read by `files_id`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 import gridfs
 import numpy as np
+from bson import Binary, ObjectId
 
 from . import codec
 
 BUCKET = "blobs"
-CHUNK_SIZE_BYTES = 4 * 1024 * 1024  # fewer, larger GridFS chunks: much less per-document overhead
+# Larger than GridFS's 255 KiB default (less per-document overhead), yet small enough that a driver's
+# first batch of 101 chunks stays under 48 MB: FerretDB, unlike MongoDB, does not cap batches at 16 MB.
+CHUNK_SIZE_BYTES = 384 * 1024
+READ_BATCH = 32  # chunks per reply when we read files ourselves (12 MB), for the same reason
+INSERT_GROUP = 16
+READ_THREADS = 4
 
 
 class BlobStore:
@@ -24,6 +38,7 @@ class BlobStore:
     def __init__(self, database: Any) -> None:
         self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE_BYTES)
         self._files = database[f"{BUCKET}.files"]
+        self._chunks = database[f"{BUCKET}.chunks"]
 
     def put_array(self, array: np.ndarray, digest: str | None = None) -> str:
         """Store `array` unless identical content is already there; return its hash."""
@@ -32,21 +47,70 @@ class BlobStore:
             return digest
         payload, meta = codec.encode(array)
         metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes)}
-        self._bucket.upload_from_stream(digest, payload, metadata=metadata)
+        self.put_bytes(digest, payload, metadata)
         return digest
 
     def put_bytes(self, name: str, payload: bytes, metadata: dict[str, Any]) -> Any:
-        return self._bucket.upload_from_stream(name, payload, metadata=metadata)
+        """Write a GridFS file; returns its files `_id`."""
+        file_id = ObjectId()
+        view = memoryview(payload)
+        chunk_ids = []
+        try:
+            for group_start in range(0, max(len(payload), 1), CHUNK_SIZE_BYTES * INSERT_GROUP):
+                docs = []
+                for offset in range(group_start, min(len(payload), group_start + CHUNK_SIZE_BYTES * INSERT_GROUP),
+                                    CHUNK_SIZE_BYTES):
+                    chunk_ids.append(ObjectId())
+                    docs.append({"_id": chunk_ids[-1], "files_id": file_id, "n": len(chunk_ids) - 1,
+                                 "data": Binary(bytes(view[offset:offset + CHUNK_SIZE_BYTES]))})
+                if docs:
+                    self._chunks.insert_many(docs, ordered=True)
+            self._files.insert_one({"_id": file_id, "length": len(payload), "chunkSize": CHUNK_SIZE_BYTES,
+                                    "uploadDate": datetime.now(timezone.utc), "filename": name,
+                                    "metadata": {**metadata, "chunk_ids": chunk_ids}})
+        except BaseException:
+            self._chunks.delete_many({"files_id": file_id})
+            raise
+        return file_id
+
+    def _read_chunk(self, chunk_id: ObjectId) -> bytes:
+        chunk = self._chunks.find_one({"_id": chunk_id})
+        if chunk is None:
+            raise gridfs.errors.CorruptGridFile(f"GridFS chunk {chunk_id} is missing.")
+        return bytes(chunk["data"])
+
+    def _read(self, file: dict[str, Any]) -> bytes:
+        """A file's bytes, checked against its recorded length."""
+        chunk_ids = (file.get("metadata") or {}).get("chunk_ids")
+        if chunk_ids is not None:
+            if len(chunk_ids) <= 2:
+                parts = [self._read_chunk(chunk_id) for chunk_id in chunk_ids]
+            else:
+                with ThreadPoolExecutor(READ_THREADS) as pool:
+                    parts = list(pool.map(self._read_chunk, chunk_ids))
+        else:
+            parts = [bytes(chunk["data"]) for chunk in
+                     self._chunks.find({"files_id": file["_id"]}, {"data": 1, "_id": 0}, sort=[("n", 1)],
+                                       batch_size=READ_BATCH)]
+        payload = b"".join(parts)
+        if len(payload) != file["length"]:
+            raise gridfs.errors.CorruptGridFile(f"GridFS file {file['_id']} has {len(payload)} of {file['length']} "
+                                                "bytes; it is incomplete or being deleted.")
+        return payload
 
     def get_array(self, digest: str) -> np.ndarray:
-        """The array stored under `digest` (KeyError-free: raises gridfs.NoFile when absent)."""
-        stream = self._bucket.open_download_stream_by_name(digest)
-        meta = stream.metadata or {}
-        payload = stream.read()
-        return codec.decode(payload, codec.ArrayMeta.from_doc(meta), meta.get("frames", 1))
+        """The array stored under `digest` (raises gridfs.NoFile when absent)."""
+        file = self._files.find_one({"filename": digest}, sort=[("uploadDate", -1)])
+        if file is None:
+            raise gridfs.errors.NoFile(f"No blob {digest} in GridFS bucket {BUCKET!r}.")
+        meta = file.get("metadata") or {}
+        return codec.decode(self._read(file), codec.ArrayMeta.from_doc(meta), meta.get("frames", 1))
 
     def get_bytes(self, file_id: Any) -> bytes:
-        return self._bucket.open_download_stream(file_id).read()
+        file = self._files.find_one({"_id": file_id})
+        if file is None:
+            raise gridfs.errors.NoFile(f"No GridFS file {file_id} in bucket {BUCKET!r}.")
+        return self._read(file)
 
     def delete_by_id(self, file_id: Any) -> None:
         try:

@@ -156,8 +156,11 @@ class LocalServer:
             return info
         return None
 
-    def start(self, extra_args: list[str] | None = None) -> ServerInfo:
-        """Return the running server, starting one if needed. Safe to call from many processes at once."""
+    def start(self, extra_args: list[str] | None = None, port: int | None = None) -> ServerInfo:
+        """Return the running server, starting one if needed (on `port`, else a free one).
+
+        Safe to call from many processes at once.
+        """
         with self._lock():
             running = self.status()
             if running:
@@ -166,12 +169,12 @@ class LocalServer:
             if stale:
                 self._terminate(stale.pid)
                 self.state_file.unlink(missing_ok=True)
-            return self._launch(extra_args or [])
+            return self._launch(extra_args or [], port)
 
-    def _launch(self, extra_args: list[str]) -> ServerInfo:
+    def _launch(self, extra_args: list[str], port: int | None) -> ServerInfo:
         kind, binary = find_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = port or _free_port()
         command = _server_command(kind, binary, port, self.data_dir, extra_args)
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(

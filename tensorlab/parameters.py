@@ -89,9 +89,10 @@ class ParameterStore:
              architecture: Any = None) -> Any:
         """Store one parameter version; numeric tags double as metrics for `sort`. Returns its id."""
         names, arrays = weights_of(weights)
-        tags = clean_tags(tags)
+        tags = dict(tags) if isinstance(tags, Mapping) else clean_tags(tags)  # clean_tags rejects non-dicts
         numeric_tags = {k: v for k, v in tags.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         values, non_finite = split_metrics({**numeric_tags, **(metrics or {})})
+        tags = clean_tags({k: (None if k in non_finite else v) for k, v in tags.items()})
         self._ensure_indexes()
         digests = [codec.content_hash(array) for array in arrays]
         doc = {

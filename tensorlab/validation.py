@@ -16,6 +16,9 @@ _SCALARS = (str, bool, int, float, type(None))
 def _clean_value(value: Any, where: str) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"Tag {where} is {value!r}; not every MongoDB-protocol server stores non-finite numbers. "
+                           "Use None or a string, or log it as a metric (metrics keep NaN/inf, flagged).")
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, (list, tuple)):

@@ -1,0 +1,119 @@
+"""The job queue: atomic claims across processes, priorities, leases, retries, transitions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tensorlab import InvalidInput, JobError, NotFound
+
+POPPER = """
+import json, sys, tensorlab
+uri, db_name, worker = sys.argv[1:4]
+db = tensorlab.connect(uri, db=db_name, study="test")
+claimed = []
+while True:
+    job = db.pop_job(worker)
+    if job is None:
+        break
+    claimed.append(str(job["_id"]))
+    db.jobs.complete(job, worker, result={"by": worker})
+print(json.dumps(claimed))
+"""
+
+
+def test_eight_processes_pop_500_jobs_each_exactly_once(tdb, mongo_uri):
+    pushed = {str(tdb.push_job("arch", data={"tags.split": "train"}, priority=i % 3)) for i in range(500)}
+    procs = [subprocess.Popen([sys.executable, "-c", POPPER, mongo_uri, tdb.db_name, f"w{i}"],
+                              stdout=subprocess.PIPE, text=True) for i in range(8)]
+    claims = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    flat = [job for claim in claims for job in claim]
+    assert len(flat) == 500 and set(flat) == pushed  # none lost, none claimed twice
+    assert sum(1 for claim in claims if claim) >= 2  # the work really was shared
+    jobs = tdb.jobs.find()
+    assert all(job["status"] == "done" and job["attempts"] == 1 for job in jobs)
+
+
+def test_priority_then_age(tdb):
+    low = tdb.push_job("a", priority=0)
+    high = tdb.push_job("a", priority=5)
+    low2 = tdb.push_job("a", priority=0)
+    order = [tdb.pop_job("w")["_id"] for _ in range(3)]
+    assert order == [high, low, low2] and tdb.pop_job("w") is None
+
+
+def test_expired_lease_is_claimed_again(tdb):
+    job = tdb.push_job("a", max_attempts=3)
+    first = tdb.pop_job("dead-worker", lease_s=0.3)
+    assert first["_id"] == job and tdb.pop_job("w2") is None  # lease still valid
+    time.sleep(0.5)
+    second = tdb.pop_job("w2", lease_s=30)
+    assert second["_id"] == job and second["attempts"] == 2 and second["worker"] == "w2"
+    with pytest.raises(JobError, match="no longer held"):
+        tdb.jobs.heartbeat(job, "dead-worker")
+    tdb.jobs.heartbeat(job, "w2", progress={"epoch": 1})
+    assert tdb.jobs.get(job)["progress"] == {"epoch": 1}
+
+
+def test_lease_expiry_on_the_last_attempt_ends_failed(tdb):
+    job = tdb.push_job("a", max_attempts=1)
+    tdb.pop_job("w1", lease_s=0.2)
+    time.sleep(0.4)
+    assert tdb.pop_job("w2") is None
+    assert tdb.jobs.get(job)["status"] == "failed"
+
+
+def test_failures_retry_until_max_attempts_with_traceback(tdb):
+    job = tdb.push_job("a", max_attempts=2)
+    tdb.jobs.fail(tdb.pop_job("w"), "w", "ValueError: boom", "Traceback ... boom")
+    assert tdb.jobs.get(job)["status"] == "queued"
+    doc = tdb.jobs.fail(tdb.pop_job("w"), "w", "ValueError: boom again", "Traceback ... again")
+    assert doc["status"] == "failed" and doc["traceback"] == "Traceback ... again"
+    assert [f["error"] for f in doc["failures"]] == ["ValueError: boom", "ValueError: boom again"]
+    assert tdb.pop_job("w") is None
+
+
+def test_cancel_requeue_and_priority_transitions(tdb):
+    job = tdb.push_job("a")
+    tdb.jobs.set_priority(job, 9)
+    assert tdb.jobs.cancel(job)["status"] == "cancelled"
+    assert tdb.pop_job("w") is None
+    with pytest.raises(JobError, match="cancelled"):
+        tdb.jobs.cancel(job)
+    assert tdb.jobs.requeue(job)["status"] == "queued"
+    claimed = tdb.pop_job("w")
+    assert claimed["priority"] == 9
+    tdb.jobs.cancel(job)
+    with pytest.raises(JobError, match="no longer held"):
+        tdb.jobs.complete(job, "w")
+
+
+def test_code_jobs_are_only_claimed_when_allowed(tdb):
+    code_job = tdb.push_job(code="def build_model(): ...")
+    assert tdb.pop_job("careful") is None
+    assert tdb.pop_job("trusting", allow_code=True)["_id"] == code_job
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "needs an architecture"),
+    ({"architecture": "a", "epochs": 0}, "epochs"),
+    ({"architecture": "a", "data": "split=train"}, "MongoDB filter dict"),
+    ({"architecture": "a", "priority": "high"}, "priority"),
+    ({"architecture": "a", "tags": {"a.b": 1}}, "contain '.'"),
+])
+def test_bad_jobs_are_rejected(tdb, kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        tdb.push_job(**kwargs)
+    assert tdb.jobs.find() == []
+
+
+def test_unknown_job_ids(tdb):
+    with pytest.raises(NotFound):
+        tdb.jobs.get("0" * 24)
+    with pytest.raises(InvalidInput):
+        tdb.jobs.get("not-an-id")
