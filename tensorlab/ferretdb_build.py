@@ -5,6 +5,13 @@ the proxy for the module's version list (to check deprecation), which some proxi
 binary it builds panics at start because the module zip lacks `build/version/version.txt`. So we let
 `go mod download` fetch the pinned module (checksum-verified), copy it, write the version file, and
 `go install ./cmd/ferretdb` from that copy. Same source, same pin, a working binary.
+
+One fix is applied to the copy (`ID_LOOKUP_PATCH`): in v1.24's SQLite backend the `_id` index is built
+on `_ferretdb_sjson->"_id"` while lookups filter on `_ferretdb_sjson->'$._id'`; SQLite matches index
+expressions by their text, so every find/update/delete by `_id` scanned and parsed the whole table
+(`EXPLAIN QUERY PLAN`: SCAN). Making the lookup use the index's own expression turns that into an
+index SEARCH; the meaning is unchanged. A stamp beside the binary records the recipe, so a binary
+built another way is rebuilt.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from .errors import ServerError
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.0"
+ID_LOOKUP_PATCH = (
+    "internal/backends/sqlite/metadata/metadata.go",
+    'IDColumn = DefaultColumn + "->\'$._id\'"',
+    'IDColumn = DefaultColumn + `->"_id"`',
+)
+BUILD_STAMP = f"{FERRETDB_VERSION}+id-lookup-index-1"
 
 
 def tools_dir() -> Path:
@@ -31,8 +44,22 @@ def tools_dir() -> Path:
 
 
 def installed_ferretdb() -> Path | None:
+    """The binary this recipe built, or None (missing, or built by another recipe)."""
     candidate = tools_dir() / "ferretdb"
-    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+    stamp = tools_dir() / "ferretdb.build"
+    if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+        return None
+    return candidate if stamp.is_file() and stamp.read_text().strip() == BUILD_STAMP else None
+
+
+def _apply_patch(source: Path) -> None:
+    path, old, new = ID_LOOKUP_PATCH
+    target = source / path
+    text = target.read_text()
+    if old not in text:
+        raise ServerError(f"FerretDB source changed: cannot find the _id lookup line in {path}; "
+                          "update tensorlab/ferretdb_build.py for this FerretDB version.")
+    target.write_text(text.replace(old, new))
 
 
 def _go_binary() -> str:
@@ -72,8 +99,10 @@ def install_ferretdb(force: bool = False, log=print) -> Path:
         for path in source.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
         (source / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
+        _apply_patch(source)
         log("Building ferretdb (first build downloads its dependencies; this takes a minute or two) ...")
         _run_go(go, ["install", "./cmd/ferretdb"], source, env)
     binary = target / "ferretdb"
+    (target / "ferretdb.build").write_text(BUILD_STAMP + "\n")
     log(f"Installed FerretDB {FERRETDB_VERSION} at {binary} in {time.monotonic() - started:.1f} s")
     return binary
