@@ -37,7 +37,7 @@ __all__ = [
     "load_ipython_extension",
 ]
 
-_LAZY = {}
+_LAZY = {"DBLogger": ".dblogger"}
 
 
 def __getattr__(name: str) -> Any:

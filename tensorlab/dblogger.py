@@ -1,0 +1,155 @@
+"""`DBLogger`: a plain Keras callback that records a training run in TensorDB.
+
+It opens a run on train begin and closes it on train end (reusable across `fit()` calls), sends
+batch and epoch metrics through the asynchronous log writer, and saves parameter versions every N
+epochs or when a monitored metric improves. A database problem is reported once and never raised
+into `fit`: training matters more than its record, and the writer keeps rows through outages.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from typing import Any
+
+import keras
+
+from .validation import clean_tags
+
+logger = logging.getLogger("tensorlab.dblogger")
+CHECKPOINT_POLICIES = ("epoch", "best", None)
+
+
+def _device_name() -> str:
+    backend = keras.config.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return str(jax.devices()[0])
+        if backend == "torch":
+            import torch
+
+            return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return gpus[0].name if gpus else "cpu"
+    except Exception:  # noqa: BLE001 - the device is a detail of the record, never a reason to fail
+        return "unknown"
+
+
+class DBLogger(keras.callbacks.Callback):
+    """Log a Keras `fit` into TensorDB: run document, per-batch rows, per-epoch rows and checkpoints."""
+
+    def __init__(self, db: Any, run_name: str | None = None, *, every_n_batches: int = 1,
+                 checkpoint: str | None = "epoch", checkpoint_every: int = 1, monitor: str = "val_loss",
+                 mode: str = "auto", hyper_parameters: dict[str, Any] | None = None, data_query: Any = None,
+                 tags: dict[str, Any] | None = None, resume_run: Any = None, batch_size: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(every_n_batches, int) or every_n_batches < 1:
+            raise ValueError(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
+                             "Expected an int >= 1.")
+        if checkpoint not in CHECKPOINT_POLICIES:
+            raise ValueError(f"Invalid value for argument `checkpoint`: {checkpoint!r}. "
+                             "Expected 'epoch', 'best' or None.")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"Invalid value for argument `mode`: {mode!r}. Expected 'auto', 'min' or 'max'.")
+        self.db = db
+        self.run_name = run_name
+        self.every_n_batches = every_n_batches
+        self.checkpoint = checkpoint
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.monitor = monitor
+        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor or "auc" in monitor else "min")
+        self.hyper_parameters = clean_tags(hyper_parameters, "hyper_parameters")
+        self.data_query = data_query
+        self.tags = clean_tags(tags)
+        self.run_id: Any = resume_run
+        self.batch_size = batch_size  # Keras 3 does not tell callbacks; needed for samples/s
+        self.best: dict[str, float] = {}
+        self.errors = 0
+        self._step = 0
+        self._epoch = 0
+        self._batch_started = 0.0
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _safely(self, what: str, action) -> Any:
+        """Run `action()` (a thunk, so even attribute lookups on a closed connection are caught)."""
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - never raise into fit
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                logger.error("TensorLab DBLogger could not %s (%s: %s); training continues.",
+                             what, type(error).__name__, error)
+            return None
+
+    def _improved(self, value: float) -> bool:
+        previous = self.best.get(self.monitor)
+        if previous is None or math.isnan(previous):
+            return True
+        return value > previous if self.mode == "max" else value < previous
+
+    def _batch_size(self) -> int | None:
+        return self.batch_size or (self.params or {}).get("batch_size")
+
+    # -- Keras hooks -------------------------------------------------------------------------------
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        model = self.model
+        optimizer = getattr(model, "optimizer", None)
+        details = {
+            "optimizer": optimizer.__class__.__name__ if optimizer is not None else None,
+            "parameter_count": int(model.count_params()) if model.built else None,
+            "backend": keras.config.backend(), "keras_version": keras.__version__,
+            "python_version": platform.python_version(), "epochs_planned": (self.params or {}).get("epochs"),
+        }
+        if self.run_id is None:
+            self.run_id = self._safely("create the run", lambda: self.db.run_store.start(
+                self.run_name, hyper_parameters=self.hyper_parameters, data_query=self.data_query, tags=self.tags,
+                device=_device_name(), model_name=model.name, **details))
+        else:
+            self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))
+        self._step = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._batch_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._step += 1
+        if self._step % self.every_n_batches:
+            return
+        step_time = time.perf_counter() - self._batch_started
+        metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "item")}
+        size = self._batch_size()
+        extra = {"step_time": step_time, **({"samples_per_s": size / step_time} if size and step_time > 0 else {})}
+        self._safely("log a batch", lambda: self.db.logbook.log(
+            "train", {**metrics, **extra}, run=self.run_id, step=self._step, epoch=self._epoch, batch=batch))
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        self._safely("log an epoch", lambda: self.db.logbook.log(
+            "valid", metrics, run=self.run_id, step=self._step, epoch=epoch))
+        value = metrics.get(self.monitor)
+        improved = value is not None and not math.isnan(value) and self._improved(value)
+        for name, number in metrics.items():
+            better_high = "acc" in name or "auc" in name
+            if name not in self.best or (number > self.best[name] if better_high else number < self.best[name]):
+                self.best[name] = number
+        save = (self.checkpoint == "epoch" and (epoch + 1) % self.checkpoint_every == 0) or \
+            (self.checkpoint == "best" and improved)
+        if save:
+            self._safely("save parameters", lambda: self.db.parameters.save(
+                self.model, {"epoch": epoch}, run=self.run_id, epoch=epoch, step=self._step, metrics=metrics))
+        self._safely("send a heartbeat", lambda: self.db.run_store.heartbeat(self.run_id, epoch=epoch,
+                                                                           step=self._step))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        status = "stopped" if getattr(self.model, "stop_training", False) else "finished"
+        summary = {"best": self.best, "epochs": self._epoch + 1, "steps": self._step}
+        self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary))
