@@ -17,6 +17,7 @@ setup(
         "numpy>=1.24",
         "keras>=3.0",
         "tensorflow>=2.16",
+        "ipython>=8.0",
         "ipywidgets>=8.0",
         "jupyterlab>=4.0",
         "matplotlib>=3.7",
