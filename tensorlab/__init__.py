@@ -37,7 +37,8 @@ __all__ = [
     "load_ipython_extension",
 ]
 
-_LAZY = {"DBLogger": ".dblogger"}
+_LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
+         "TrainingHandle": ".background"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ import keras
 
 from .validation import clean_tags
 
-logger = logging.getLogger("tensorlab.dblogger")
+logger = logging.getLogger("tensorlab.db_logger")
 CHECKPOINT_POLICIES = ("epoch", "best", None)
 
 
@@ -47,7 +47,8 @@ class DBLogger(keras.callbacks.Callback):
     def __init__(self, db: Any, run_name: str | None = None, *, every_n_batches: int = 1,
                  checkpoint: str | None = "epoch", checkpoint_every: int = 1, monitor: str = "val_loss",
                  mode: str = "auto", hyper_parameters: dict[str, Any] | None = None, data_query: Any = None,
-                 tags: dict[str, Any] | None = None, resume_run: Any = None, batch_size: int | None = None) -> None:
+                 tags: dict[str, Any] | None = None, resume_run: Any = None, batch_size: int | None = None,
+                 architecture: Any = None, step_offset: int = 0) -> None:
         super().__init__()
         if not isinstance(every_n_batches, int) or every_n_batches < 1:
             raise ValueError(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
@@ -69,6 +70,8 @@ class DBLogger(keras.callbacks.Callback):
         self.tags = clean_tags(tags)
         self.run_id: Any = resume_run
         self.batch_size = batch_size  # Keras 3 does not tell callbacks; needed for samples/s
+        self.architecture = architecture
+        self.step_offset = step_offset
         self.best: dict[str, float] = {}
         self.errors = 0
         self._step = 0
@@ -109,10 +112,10 @@ class DBLogger(keras.callbacks.Callback):
         if self.run_id is None:
             self.run_id = self._safely("create the run", lambda: self.db.run_store.start(
                 self.run_name, hyper_parameters=self.hyper_parameters, data_query=self.data_query, tags=self.tags,
-                device=_device_name(), model_name=model.name, **details))
+                device=_device_name(), model_name=model.name, architecture=self.architecture, **details))
         else:
             self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))
-        self._step = 0
+        self._step = self.step_offset
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._batch_started = time.perf_counter()
@@ -144,12 +147,26 @@ class DBLogger(keras.callbacks.Callback):
         save = (self.checkpoint == "epoch" and (epoch + 1) % self.checkpoint_every == 0) or \
             (self.checkpoint == "best" and improved)
         if save:
-            self._safely("save parameters", lambda: self.db.parameters.save(
-                self.model, {"epoch": epoch}, run=self.run_id, epoch=epoch, step=self._step, metrics=metrics))
+            self._save_parameters(epoch, metrics)
         self._safely("send a heartbeat", lambda: self.db.run_store.heartbeat(self.run_id, epoch=epoch,
                                                                            step=self._step))
 
-    def on_train_end(self, logs: dict | None = None) -> None:
-        status = "stopped" if getattr(self.model, "stop_training", False) else "finished"
+    def _save_parameters(self, epoch: int, metrics: dict[str, float], final: bool = False) -> None:
+        tags = {"epoch": epoch, **({"final": True} if final else {})}
+        self._safely("save parameters", lambda: self.db.parameters.save(
+            self.model, tags, run=self.run_id, epoch=epoch, step=self._step, metrics=metrics,
+            architecture=self.architecture))
+
+    def final_checkpoint(self) -> None:
+        """Save the weights as they are now (after a stop mid-epoch), tagged final."""
+        self._save_parameters(self._epoch, {}, final=True)
+
+    def end_run(self, status: str, error: str | None = None) -> None:
+        """Close the run with its best metrics; `fit`'s own end calls this, and `Model` on errors."""
         summary = {"best": self.best, "epochs": self._epoch + 1, "steps": self._step}
-        self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary))
+        self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary,
+                                                                       error=error))
+        self._safely("flush logs", lambda: self.db.flush_logs(timeout_s=5.0))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.end_run("stopped" if getattr(self.model, "stop_training", False) else "finished")

@@ -1,0 +1,122 @@
+"""`train_in_background`: `Model.fit` on a worker thread, so the notebook stays usable while it trains.
+
+The handle reports status and progress, stops at the end of the current batch (and saves a final
+checkpoint), and keeps the exception and traceback of a failed run instead of losing them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from .model import Model
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    global_step: int = 0
+    steps_per_epoch: int | None = None
+    started: float = field(default_factory=time.time)
+    last_logs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.epochs or not self.steps_per_epoch:
+            return None
+        done = self.epoch * self.steps_per_epoch + self.step
+        return min(1.0, done / (self.epochs * self.steps_per_epoch))
+
+    @property
+    def eta_s(self) -> float | None:
+        fraction = self.fraction
+        if not fraction:
+            return None
+        elapsed = time.time() - self.started
+        return elapsed * (1 - fraction) / fraction
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.progress.epochs = (self.params or {}).get("epochs") or 0
+        self.progress.steps_per_epoch = (self.params or {}).get("steps")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.epoch, self.progress.step = epoch, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.progress.step = batch + 1
+        self.progress.global_step += 1
+        self.progress.last_logs = {k: float(v) for k, v in (logs or {}).items()}
+
+
+class TrainingHandle:
+    """What `train_in_background` returns: status, progress, stop(), wait(), result, error, run_id."""
+
+    def __init__(self, model: Model, fit_kwargs: dict[str, Any]) -> None:
+        self.model = model
+        self.progress = Progress()
+        self.status = "starting"
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.traceback: str | None = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        callbacks = [*fit_kwargs.pop("callbacks", ()), _ProgressCallback(self.progress)]
+        self._thread = threading.Thread(target=self._run, args=(fit_kwargs, callbacks), daemon=True,
+                                        name=f"tensorlab-train-{model.name}")
+
+    def _run(self, fit_kwargs: dict[str, Any], callbacks: list[Any]) -> None:
+        self.status = "running"
+        try:
+            self.result = self.model.fit(stop_event=self._stop, callbacks=callbacks, **fit_kwargs)
+            self.status = "stopped" if self._stop.is_set() else "finished"
+        except BaseException as error:  # noqa: BLE001 - kept on the handle and shown, not lost
+            self.error, self.traceback, self.status = error, traceback.format_exc(), "failed"
+        finally:
+            self._done.set()
+
+    @property
+    def run_id(self) -> Any:
+        logger = self.model.last_run
+        return getattr(logger, "run_id", None)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def stop(self) -> None:
+        """Ask training to end after the current batch; a final checkpoint is saved."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until training ends (True) or `timeout` passes (False)."""
+        return self._done.wait(timeout)
+
+    def __repr__(self) -> str:
+        fraction = self.progress.fraction
+        percent = f"{fraction:.0%}" if fraction is not None else "?"
+        text = (f"TrainingHandle({self.model.name!r}, status={self.status!r}, epoch={self.progress.epoch + 1}/"
+                f"{self.progress.epochs or '?'}, step={self.progress.step}, {percent})")
+        if self.error is not None:
+            text += f"\n{self.traceback}"
+        return text
+
+
+def train_in_background(model: Model | Any, **fit_kwargs: Any) -> TrainingHandle:
+    """Start `Model.fit(**fit_kwargs)` on a thread and return its handle at once."""
+    wrapped = model if isinstance(model, Model) else Model(model, db=fit_kwargs.get("db"))
+    handle = TrainingHandle(wrapped, fit_kwargs)
+    handle._thread.start()
+    return handle

@@ -1,0 +1,196 @@
+"""`Model`: a Keras model that trains, evaluates and versions itself through TensorDB.
+
+It adds what a bare `fit` lacks: a run that ends failed or stopped when fit raises or is
+interrupted, resume from the last parameter version, a stop flag honoured at the end of a batch
+(with a final checkpoint), data from TensorDB queries, and `from_db` to rebuild any version.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from .db_logger import DBLogger
+from .devices import on_device, set_mixed_precision
+from .errors import InvalidInput, NotFound
+from .parameters import apply_weights
+
+PARAMS_CHOICES = ("best", "latest")
+
+
+class StopFlag(keras.callbacks.Callback):
+    """Ends `fit` at the end of the current batch once `event` is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__()
+        self.event = event
+        self.stopped = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.event.is_set():
+            self.model.stop_training = True
+            self.stopped = True
+
+
+class Model:
+    """Wraps a `keras.Model`: build it from a model, a builder function, or an architecture in TensorDB."""
+
+    def __init__(self, model: Any, name: str | None = None, db: Any = None) -> None:
+        if callable(model) and not isinstance(model, keras.Model):
+            model = model()
+        if not isinstance(model, keras.Model):
+            raise InvalidInput(f"`model` must be a keras.Model or a function returning one; got {type(model).__name__}.")
+        self.keras_model = model
+        self.name = name or model.name
+        self.db = db
+        self.architecture_id: Any = None
+        self.last_run: Any = None
+
+    def __repr__(self) -> str:
+        return f"Model(name={self.name!r}, parameters={self.keras_model.count_params():,})"
+
+    # -- construction from the database ------------------------------------------------------------
+    @classmethod
+    def from_db(cls, db: Any, query: dict | None = None, params: str | dict | None = "best",
+                metric: str = "val_accuracy", mode: str = "max", trust: bool = False) -> Model:
+        """Rebuild an architecture and load a parameter version: 'best' (by `metric`), 'latest', or a query."""
+        arch = db.architectures.find(query)
+        keras_model = db.architectures.load({"_id": arch["_id"]}, trust=trust)
+        if isinstance(keras_model, str):
+            raise InvalidInput("This architecture is Python source; pass trust=True to run it and build the model.")
+        wrapped = cls(keras_model, name=arch.get("name"), db=db)
+        wrapped.architecture_id = arch["_id"]
+        if params is None:
+            return wrapped
+        scope = {"architecture": arch["_id"]}
+        if params == "best":
+            doc = db.parameters.best(scope, metric, mode)
+        elif params == "latest":
+            doc = db.parameters.find_doc(scope)
+        elif isinstance(params, dict):
+            doc = db.parameters.find_doc({"$and": [scope, params]})
+        else:
+            raise InvalidInput(f"Invalid value for argument `params`: {params!r}. Expected 'best', 'latest', "
+                               "a query dict or None.")
+        apply_weights(keras_model, db.parameters.load(doc))
+        return wrapped
+
+    def save_architecture(self, db: Any = None, tags: dict | None = None) -> Any:
+        db = self._db(db)
+        self.architecture_id = db.save_model_architecture(self.keras_model, tags, name=self.name)
+        return self.architecture_id
+
+    # -- parameters ------------------------------------------------------------------------------
+    def get_parameters(self) -> list[np.ndarray]:
+        return self.keras_model.get_weights()
+
+    def set_parameters(self, arrays: Sequence[np.ndarray]) -> None:
+        apply_weights(self.keras_model, list(arrays))
+
+    # -- training ------------------------------------------------------------------------------
+    def _db(self, db: Any) -> Any:
+        db = db or self.db
+        if db is None:
+            raise InvalidInput("No TensorDB given: pass db=... (from tensorlab.connect()) or Model(..., db=db).")
+        return db
+
+    def _resolve_data(self, db: Any, x: Any, y: Any, data: dict | None) -> tuple[Any, Any]:
+        if data is not None:
+            if x is not None:
+                raise InvalidInput("Pass either arrays/generator `x` or a TensorDB query `data`, not both.")
+            return db.find_data(data)
+        if x is None:
+            raise InvalidInput("Nothing to train on: pass x (arrays or a generator) or data={...} (a TensorDB query).")
+        return x, y
+
+    def _resume_point(self, db: Any, resume: Any, run_name: str | None) -> tuple[Any, int, int]:
+        """(run id, first epoch, step offset) to continue, after loading that run's last parameters."""
+        target = run_name if resume is True else resume
+        if target is None:
+            raise InvalidInput("resume=True needs run_name=... (or pass resume=<run id or name>).")
+        try:
+            run = db.run_store.resolve(target)
+        except NotFound:
+            return None, 0, 0  # nothing to resume yet: a fresh run of that name
+        try:
+            doc = db.parameters.find_doc({"run": run["_id"]}, sort=[("epoch", -1), ("created", -1)])
+        except NotFound:
+            return run["_id"], 0, 0
+        apply_weights(self.keras_model, db.parameters.load(doc))
+        progress = run.get("progress") or {}
+        return run["_id"], int(doc["epoch"]) + 1, int(progress.get("step", doc.get("step") or 0))
+
+    def fit(self, x: Any = None, y: Any = None, *, db: Any = None, data: dict | None = None,
+            validation_data: Any = None, epochs: int = 1, batch_size: int = 32, run_name: str | None = None,
+            resume: Any = False, checkpoint: str | None = "epoch", checkpoint_every: int = 1,
+            monitor: str = "val_loss", every_n_batches: int = 1, hyper_parameters: dict | None = None,
+            callbacks: Sequence[Any] = (), device: str | None = None, mixed_precision: bool = False,
+            stop_event: threading.Event | None = None, verbose: int = 0, **fit_kwargs: Any) -> Any:
+        """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed."""
+        db = self._db(db)
+        x, y = self._resolve_data(db, x, y, data)
+        if isinstance(validation_data, dict):
+            validation_data = db.find_data(validation_data)
+        if mixed_precision:
+            set_mixed_precision(True)
+        run_id, initial_epoch, step_offset = (None, 0, 0)
+        if resume:
+            run_id, initial_epoch, step_offset = self._resume_point(db, resume, run_name or self.name)
+        if self.architecture_id is None:
+            self.architecture_id = db.save_model_architecture(self.keras_model, name=self.name)
+        logger = DBLogger(db, run_name or self.name, every_n_batches=every_n_batches, checkpoint=checkpoint,
+                          checkpoint_every=checkpoint_every, monitor=monitor,
+                          hyper_parameters={"epochs": epochs, "batch_size": batch_size, **(hyper_parameters or {})},
+                          data_query=data, resume_run=run_id, batch_size=batch_size,
+                          architecture=self.architecture_id, step_offset=step_offset)
+        stopper = StopFlag(stop_event or threading.Event())
+        self.last_run = logger
+        try:
+            with on_device(device):
+                history = self.keras_model.fit(
+                    x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                    initial_epoch=initial_epoch, callbacks=[logger, stopper, *callbacks], verbose=verbose,
+                    **fit_kwargs)
+        except BaseException as error:
+            status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+            logger.end_run(status, error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+            raise
+        if stopper.stopped:
+            logger.final_checkpoint()
+            logger.end_run("stopped")
+        return history
+
+    def fit_generator(self, generator: Any, logger: DBLogger | None = None, batch_size: int = 32,
+                      epochs: int = 1, steps_per_epoch: int | None = None, **fit_kwargs: Any) -> Any:
+        """The seeds' form: `m.fit_generator(g, dblogger(tensordb, m), batch_size, epochs)`."""
+        if steps_per_epoch is None:
+            if hasattr(generator, "store") and hasattr(generator, "query"):
+                steps_per_epoch = max(1, -(-generator.store.count(generator.query) // generator.batch_size))
+            else:
+                raise InvalidInput("steps_per_epoch is needed for a generator whose length TensorDB cannot count.")
+        callbacks = [logger] if logger is not None else []
+        return self.keras_model.fit(iter(generator), epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                    callbacks=callbacks, verbose=fit_kwargs.pop("verbose", 0), **fit_kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *, db: Any = None, data: dict | None = None,
+                 **kwargs: Any) -> Any:
+        if data is not None:
+            x, y = self._db(db).find_data(data)
+        return self.keras_model.evaluate(x, y, verbose=kwargs.pop("verbose", 0), return_dict=True, **kwargs)
+
+    def predict(self, x: Any, **kwargs: Any) -> np.ndarray:
+        return self.keras_model.predict(x, verbose=kwargs.pop("verbose", 0), **kwargs)
+
+
+def dblogger(db: Any, model: Model | Any, **options: Any) -> DBLogger:
+    """The seeds' spelling: `dblogger(tensordb, m)` builds the callback for `m`."""
+    name = model.name if isinstance(model, (Model, keras.Model)) else None
+    return DBLogger(db, name, **options)
+
+
+BuilderFn = Callable[[], Any]
