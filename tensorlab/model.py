@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -44,7 +44,8 @@ class Model:
         if callable(model) and not isinstance(model, keras.Model):
             model = model()
         if not isinstance(model, keras.Model):
-            raise InvalidInput(f"`model` must be a keras.Model or a function returning one; got {type(model).__name__}.")
+            raise InvalidInput(f"`model` must be a keras.Model or a function returning one; "
+                               f"got {type(model).__name__}.")
         self.keras_model = model
         self.name = name or model.name
         self.db = db
@@ -193,4 +194,3 @@ def dblogger(db: Any, model: Model | Any, **options: Any) -> DBLogger:
     return DBLogger(db, name, **options)
 
 
-BuilderFn = Callable[[], Any]
