@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tensordb.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +45,21 @@ class Progress:
 
 
 class _ProgressCallback(keras.callbacks.Callback):
-    def __init__(self, progress: Progress) -> None:
+    """Keeps the handle's progress and calls its listeners: `listener(kind, epoch, logs, model)`."""
+
+    async_safe = True  # batch-end work is a few appends; Keras may run it off the training loop
+
+    def __init__(self, progress: Progress, listeners: list[Callable[..., None]]) -> None:
         super().__init__()
         self.progress = progress
+        self.listeners = listeners
+
+    def _notify(self, kind: str, epoch: int | None, logs: dict | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, epoch, dict(logs or {}), self.model)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop training
+                self.listeners.remove(listener)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.progress.epochs = (self.params or {}).get("epochs") or 0
@@ -55,10 +68,16 @@ class _ProgressCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.progress.epoch, self.progress.step = epoch, 0
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.progress.step = batch + 1
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.progress.step = batch + 1  # synchronous: counts batches started, exactly
         self.progress.global_step += 1
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.progress.last_logs = {k: float(v) for k, v in (logs or {}).items()}
+        self._notify("train", self.progress.epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._notify("valid", epoch, logs)
 
 
 class TrainingHandle:
@@ -73,7 +92,8 @@ class TrainingHandle:
         self.traceback: str | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
-        callbacks = [*fit_kwargs.pop("callbacks", ()), _ProgressCallback(self.progress)]
+        self.listeners: list[Callable[..., None]] = []
+        callbacks = [*fit_kwargs.pop("callbacks", ()), _ProgressCallback(self.progress, self.listeners)]
         self._thread = threading.Thread(target=self._run, args=(fit_kwargs, callbacks), daemon=True,
                                         name=f"tensorlab-train-{model.name}")
 
@@ -97,8 +117,9 @@ class TrainingHandle:
         return self._done.is_set()
 
     def stop(self) -> None:
-        """Ask training to end after the current batch; a final checkpoint is saved."""
+        """End training after the batch now running; a final checkpoint is saved."""
         self._stop.set()
+        self.model.keras_model.stop_training = True  # Keras checks this right after the current batch
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until training ends (True) or `timeout` passes (False)."""

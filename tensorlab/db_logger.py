@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
+import threading
 import time
 from typing import Any
 
@@ -42,7 +43,14 @@ def _device_name() -> str:
 
 
 class DBLogger(keras.callbacks.Callback):
-    """Log a Keras `fit` into TensorDB: run document, per-batch rows, per-epoch rows and checkpoints."""
+    """Log a Keras `fit` into TensorDB: run document, per-batch rows, per-epoch rows and checkpoints.
+
+    `async_safe`: Keras may run the batch-end hook on a helper thread, so the training loop never
+    waits for metric conversion or logging; step numbers therefore come from (epoch, batch), not
+    from a counter, and step time is measured between the (synchronous) batch-begin calls.
+    """
+
+    async_safe = True
 
     def __init__(self, db: Any, run_name: str | None = None, *, every_n_batches: int = 1,
                  checkpoint: str | None = "epoch", checkpoint_every: int = 1, monitor: str = "val_loss",
@@ -76,7 +84,10 @@ class DBLogger(keras.callbacks.Callback):
         self.errors = 0
         self._step = 0
         self._epoch = 0
-        self._batch_started = 0.0
+        self._epochs_in_fit = 0
+        self._last_begin: float | None = None
+        self._last_step_time: float | None = None
+        self._counter_lock = threading.Lock()
 
     # -- helpers ------------------------------------------------------------------------------
     def _safely(self, what: str, action) -> Any:
@@ -116,25 +127,52 @@ class DBLogger(keras.callbacks.Callback):
         else:
             self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))
         self._step = self.step_offset
+        self._epochs_in_fit = 0
+        self._last_begin = None
+
+    def _steps_per_epoch(self) -> int | None:
+        return (self.params or {}).get("steps")
+
+    def _global_step(self, batch: int) -> int:
+        steps = self._steps_per_epoch()
+        if steps:
+            return self.step_offset + self._epochs_in_fit * steps + batch + 1
+        with self._counter_lock:
+            self._step += 1
+            return self._step
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._batch_started = time.perf_counter()
+        now = time.perf_counter()
+        if self._last_begin is not None:
+            self._last_step_time = now - self._last_begin
+        self._last_begin = now
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._step += 1
-        if self._step % self.every_n_batches:
+        step = self._global_step(batch)
+        if self._steps_per_epoch():
+            self._step = max(self._step, step)
+        if step % self.every_n_batches:
             return
-        step_time = time.perf_counter() - self._batch_started
         metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) or hasattr(v, "item")}
+        step_time = self._last_step_time
         size = self._batch_size()
-        extra = {"step_time": step_time, **({"samples_per_s": size / step_time} if size and step_time > 0 else {})}
+        extra: dict[str, float] = {}
+        if step_time:
+            extra["step_time"] = step_time
+            if size:
+                extra["samples_per_s"] = size / step_time
         self._safely("log a batch", lambda: self.db.logbook.log(
-            "train", {**metrics, **extra}, run=self.run_id, step=self._step, epoch=self._epoch, batch=batch))
+            "train", {**metrics, **extra}, run=self.run_id, step=step, epoch=self._epoch, batch=batch))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
+        self._last_begin = None  # validation time between epochs is not a training step
+        steps = self._steps_per_epoch()
+        if steps:
+            self._step = self.step_offset + self._epochs_in_fit * steps
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._epochs_in_fit += 1
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         self._safely("log an epoch", lambda: self.db.logbook.log(
             "valid", metrics, run=self.run_id, step=self._step, epoch=epoch))
@@ -156,6 +194,12 @@ class DBLogger(keras.callbacks.Callback):
         self._safely("save parameters", lambda: self.db.parameters.save(
             self.model, tags, run=self.run_id, epoch=epoch, step=self._step, metrics=metrics,
             architecture=self.architecture))
+
+    def checkpoint_now(self, epoch: int | None = None) -> None:
+        """Save the current weights on request (the panel's button), tagged manual."""
+        self._safely("save parameters", lambda: self.db.parameters.save(
+            self.model, {"epoch": self._epoch if epoch is None else epoch, "manual": True}, run=self.run_id,
+            epoch=self._epoch, step=self._step, architecture=self.architecture))
 
     def final_checkpoint(self) -> None:
         """Save the weights as they are now (after a stop mid-epoch), tagged final."""

@@ -55,6 +55,8 @@ class LogBook:
         rows = []
         for doc in self._collection.find(query, sort=[("time", 1), ("_id", 1)]):
             row = {k: doc.get(k) for k in ("run", "kind", "step", "epoch", "time")}
+            if "batch" in doc:
+                row["batch"] = doc["batch"]
             row.update(restore_metrics(doc.get("metrics", {}), doc.get("non_finite")))
             row["non_finite"] = sorted(doc.get("non_finite") or {})
             rows.append(row)

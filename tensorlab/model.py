@@ -24,14 +24,18 @@ PARAMS_CHOICES = ("best", "latest")
 
 
 class StopFlag(keras.callbacks.Callback):
-    """Ends `fit` at the end of the current batch once `event` is set."""
+    """Ends `fit` at the end of the batch that is starting once `event` is set.
+
+    It acts in the (synchronous) batch-begin hook so that it does not stop Keras from running the
+    logging callbacks' batch-end hooks asynchronously.
+    """
 
     def __init__(self, event: threading.Event) -> None:
         super().__init__()
         self.event = event
         self.stopped = False
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.event.is_set():
             self.model.stop_training = True
             self.stopped = True
@@ -161,7 +165,7 @@ class Model:
             status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
             logger.end_run(status, error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
             raise
-        if stopper.stopped:
+        if stopper.stopped or stopper.event.is_set():
             logger.final_checkpoint()
             logger.end_run("stopped")
         return history

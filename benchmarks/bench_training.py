@@ -1,0 +1,102 @@
+"""Training overhead: plain fit vs fit + DBLogger (every batch, checkpoint each epoch) vs MLflow autolog.
+
+Same model and data as the seeds' demo: MLP 784-800-800-10, 60,000 synthetic MNIST-shaped samples,
+batch 128, 2 epochs. Repetitions are interleaved; the median of each is reported as a ratio to plain
+fit. Prints a table and writes benchmarks/results/training.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def build_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(800, activation="relu"),
+                              keras.layers.Dense(800, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", default=None, help="informational: set KERAS_BACKEND before running")
+    args = parser.parse_args()
+
+    import keras
+    import mlflow
+
+    import tensorlab
+    from tensorlab.devices import list_devices
+
+    rng = np.random.default_rng(0)
+    X = rng.random((args.samples, 784), dtype=np.float32)
+    y = rng.integers(0, 10, args.samples)
+    db = tensorlab.connect(db="tensorlab_bench_training", study="bench")
+    db.client.drop_database("tensorlab_bench_training")
+    mlflow_dir = tempfile.mkdtemp(prefix="mlflow-")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # a local file store, as the peer setup asks
+    mlflow.set_tracking_uri(f"file://{mlflow_dir}/mlruns")  # a fresh store creates its default experiment
+
+    def plain() -> None:
+        build_model().fit(X, y, batch_size=128, epochs=args.epochs, verbose=0)
+
+    def with_dblogger() -> None:
+        logger = tensorlab.DBLogger(db, "bench", every_n_batches=1, checkpoint="epoch", batch_size=128)
+        build_model().fit(X, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[logger])
+
+    def with_mlflow() -> None:
+        mlflow.keras.autolog(log_every_n_steps=1, log_models=False, log_datasets=False, silent=True)
+        try:
+            with mlflow.start_run():
+                build_model().fit(X, y, batch_size=128, epochs=args.epochs, verbose=0)
+        finally:
+            mlflow.keras.autolog(disable=True)
+
+    configs = {"plain fit": plain, "fit + DBLogger": with_dblogger, "fit + MLflow autolog": with_mlflow}
+    plain()  # warm-up: imports, kernels, first trace
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name, run in configs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    db.flush_logs(timeout_s=120)
+    rows_logged = db.collection("logs").count_documents({})
+    db.client.drop_database("tensorlab_bench_training")
+    base = statistics.median(times["plain fit"])
+    results = {
+        "backend": keras.config.backend(), "samples": args.samples, "epochs": args.epochs, "batch_size": 128,
+        "repeats": args.repeats, "devices": list(list_devices().devices),
+        "seconds": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "ratio_to_plain": {k: statistics.median(v) / base for k, v in times.items()},
+        "dblogger_rows_logged": rows_logged,
+    }
+    print(f"backend {results['backend']}, devices {results['devices']}, {args.repeats} repetitions")
+    print(f"{'configuration':<22} {'median s':>9} {'ratio':>7}   target")
+    for name in configs:
+        target = "<= 1.02x" if name == "fit + DBLogger" else ""
+        print(f"{name:<22} {results['median_s'][name]:>9.2f} {results['ratio_to_plain'][name]:>6.3f}x   {target}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"training_{results['backend']}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
