@@ -1,0 +1,239 @@
+"""Run comparison: overlay one metric for many runs, a sortable table with the best run highlighted.
+
+Runs are chosen by a query/tags or from a list; runs still training keep updating (the panel re-reads
+their logs while any of them is running). The figure exports as PNG (matplotlib) and the table as a
+DataFrame.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+
+from .svgchart import line_chart
+
+X_AXES = ("epoch", "step", "time")
+
+
+class ComparisonPanel(widgets.VBox):
+    def __init__(
+        self,
+        db: Any,
+        query: dict | None = None,
+        runs: list[Any] | None = None,
+        *,
+        metric: str = "val_accuracy",
+        mode: str = "max",
+        x: str = "epoch",
+        refresh_s: float = 2.0,
+        auto_refresh: bool = True,
+    ) -> None:
+        if x not in X_AXES:
+            raise ValueError(f"Invalid value for argument `x`: {x!r}. Expected one of {X_AXES}.")
+        if mode not in ("max", "min"):
+            raise ValueError(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
+        self.db, self.query, self.mode = db, query, mode
+        self.refresh_s = refresh_s
+        self._docs: list[dict] = []
+        self._curves: dict[str, Any] = {}
+        docs = self._load_runs(runs)
+        options = [(f"{d['name']} ({str(d['_id'])[-6:]})", str(d["_id"])) for d in docs]
+        self.run_picker = widgets.SelectMultiple(
+            options=options, value=[v for _, v in options], rows=min(8, max(3, len(options))), description="runs"
+        )
+        self.metric_picker = widgets.Dropdown(options=[metric], value=metric, description="metric")
+        self.x_picker = widgets.Dropdown(options=list(X_AXES), value=x, description="x axis")
+        self.sort_picker = widgets.Dropdown(options=[metric], value=metric, description="sort by")
+        self.descending = widgets.ToggleButton(value=mode == "max", description="descending")
+        self.chart = widgets.HTML()
+        self.table_html = widgets.HTML()
+        self.message = widgets.Output()
+        for control in (self.run_picker, self.metric_picker, self.x_picker, self.sort_picker, self.descending):
+            control.observe(lambda _change: self.refresh(), names="value")
+        super().__init__(
+            [
+                widgets.HBox(
+                    [
+                        self.run_picker,
+                        widgets.VBox([self.metric_picker, self.x_picker, self.sort_picker, self.descending]),
+                    ]
+                ),
+                self.chart,
+                self.table_html,
+                self.message,
+            ]
+        )
+        self.add_class("tensorlab-comparison-panel")
+        self._stop = threading.Event()
+        self.refresh()
+        if auto_refresh:
+            threading.Thread(target=self._loop, daemon=True, name="tensorlab-comparison").start()
+
+    # -- data -------------------------------------------------------------------------------------
+    def _load_runs(self, runs: list[Any] | None) -> list[dict]:
+        if runs:
+            docs = [self.db.run_store.resolve(run) for run in runs]
+        else:
+            docs = self.db.run_store.find(self.query)
+        self._docs = docs
+        return docs
+
+    def _selected(self) -> list[dict]:
+        chosen = set(self.run_picker.value)
+        return [d for d in self._docs if str(d["_id"]) in chosen]
+
+    def _metric_names(self) -> list[str]:
+        names: set[str] = set()
+        for doc in self._docs:
+            names.update((doc.get("summary") or {}).get("best", {}))
+        for frame in self._curves.values():
+            names.update(
+                c
+                for c in frame.columns
+                if c
+                not in ("run", "kind", "step", "epoch", "time", "batch", "non_finite", "step_time", "samples_per_s")
+            )
+        return sorted(names) or [self.metric_picker.value]
+
+    def _read_curves(self) -> None:
+        for doc in self._selected():
+            key = str(doc["_id"])
+            if key not in self._curves or doc["status"] == "running":
+                self._curves[key] = self.db.logs(run=doc["_id"])
+
+    def table(self) -> Any:
+        """Hyper-parameters and best metrics of the selected runs, sorted as the panel shows them."""
+        import pandas as pd
+
+        rows = []
+        for doc in self._selected():
+            best = (doc.get("summary") or {}).get("best", {})
+            frame = self._curves.get(str(doc["_id"]))
+            if not best and frame is not None and len(frame):  # a run still training: best so far from its logs
+                best = {
+                    c: (frame[c].max() if "acc" in c or "auc" in c else frame[c].min())
+                    for c in frame.columns
+                    if c.startswith("val_")
+                }
+            rows.append(
+                {
+                    "run": doc["name"],
+                    "id": str(doc["_id"]),
+                    "status": doc["status"],
+                    **{f"hp.{k}": v for k, v in doc.get("hyper_parameters", {}).items()},
+                    **{k: best.get(k) for k in sorted(best)},
+                }
+            )
+        frame = pd.DataFrame(rows)
+        key = self.sort_picker.value
+        if len(frame) and key in frame.columns:
+            frame = frame.sort_values(key, ascending=not self.descending.value, na_position="last")
+        return frame.reset_index(drop=True)
+
+    def best_run(self) -> str | None:
+        """Name of the best selected run by the chosen metric and mode."""
+        frame = self.table()
+        metric = self.metric_picker.value
+        if not len(frame) or metric not in frame.columns or frame[metric].isna().all():
+            return None
+        index = frame[metric].idxmax() if self.mode == "max" else frame[metric].idxmin()
+        return frame.loc[index, "run"]
+
+    def _series(self) -> dict[str, tuple[list, list]]:
+        metric, axis = self.metric_picker.value, self.x_picker.value
+        series = {}
+        for doc in self._selected():
+            frame = self._curves.get(str(doc["_id"]))
+            if frame is None or metric not in frame.columns:
+                continue
+            rows = frame[frame[metric].notna()]
+            if axis == "time":
+                xs = (rows["time"] - rows["time"].min()).dt.total_seconds().tolist()
+            elif axis == "epoch":
+                xs = (rows["epoch"].fillna(0) + (1 if metric.startswith("val_") else 0)).tolist()
+            else:
+                xs = rows["step"].tolist()
+            series[doc["name"]] = (xs, rows[metric].tolist())
+        return series
+
+    # -- rendering --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read running runs and redraw; errors are shown in the panel, never raised to the frontend."""
+        try:
+            self._docs = [self.db.run_store.resolve(d["_id"]) if d["status"] == "running" else d for d in self._docs]
+            self._read_curves()
+            names = self._metric_names()
+            for picker in (self.metric_picker, self.sort_picker):
+                if list(picker.options) != names:
+                    current = picker.value
+                    picker.options = names  # reassign, never mutate: traitlets only sees assignment
+                    picker.value = current if current in names else names[0]
+            best = self.best_run()
+            self.chart.value = line_chart(
+                self._series(),
+                title=self.metric_picker.value,
+                x_label=self.x_picker.value,
+                width=640,
+                height=260,
+                highlight=best,
+            )
+            self.table_html.value = self._table_html(self.table(), best)
+        except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend
+            self.message.append_stdout(
+                f"TensorLab comparison could not refresh: {type(error).__name__}: {error}" + "\n"
+            )
+
+    @staticmethod
+    def _table_html(frame: Any, best: str | None) -> str:
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns if c != "id")
+        body = []
+        for _, row in frame.iterrows():
+            style = ' class="tensorlab-best" style="background:#e6f4ea;font-weight:bold"' if row["run"] == best else ""
+            cells = "".join(
+                f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td>"
+                for c, v in row.items()
+                if c != "id"
+            )
+            body.append(f"<tr{style}>{cells}</tr>")
+        return (
+            f'<table class="tensorlab-table" style="border-collapse:collapse"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            if any(d["status"] == "running" for d in self._selected()):
+                self.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+    def to_png(self, path: str) -> str:
+        """Save the overlay as a PNG with matplotlib (for reports); returns the path."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(7, 3.5), dpi=120)
+        best = self.best_run()
+        for name, (xs, ys) in self._series().items():
+            axis.plot(xs, ys, label=name, linewidth=2.5 if name == best else 1.2)
+        axis.set_xlabel(self.x_picker.value)
+        axis.set_ylabel(self.metric_picker.value)
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return path
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/html"] = f"<div>{self.chart.value}{self.table_html.value}</div>"
+        bundle["text/plain"] = f"ComparisonPanel({len(self._selected())} runs, best={self.best_run()!r})"
+        return bundle

@@ -1,0 +1,265 @@
+"""Live training panel: curves, progress, status, Stop and Checkpoint-now, updating while training runs.
+
+The training thread only appends rows to a deque (a few microseconds, via `panel.callback`); a
+refresher thread turns them into widget updates at most `max_updates_per_s` times a second. A run
+in another process or on another machine is followed by polling its log rows in the database.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import ipywidgets as widgets
+import keras
+
+from .svgchart import line_chart
+
+FOREGROUND_HINT = (
+    "Training runs in the foreground, so the kernel cannot take clicks until it ends. "
+    "Use tensorlab.train_in_background(...) (or %%tdb_train --background) to keep Stop usable."
+)
+
+
+class _FeedCallback(keras.callbacks.Callback):
+    """For a foreground `fit(callbacks=[panel.callback])`: forwards rows to the panel."""
+
+    async_safe = True
+
+    def __init__(self, panel: LivePanel) -> None:
+        super().__init__()
+        self.panel = panel
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.panel._on_row("train", None, logs, self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.panel._on_row("valid", epoch, logs, self.model)
+
+
+class LivePanel(widgets.VBox):
+    """Watch one run. `source` is a TrainingHandle (in this kernel) or a run id/name (any process, needs db)."""
+
+    def __init__(
+        self,
+        source: Any = None,
+        db: Any = None,
+        *,
+        metrics: list[str] | None = None,
+        max_updates_per_s: float = 4.0,
+        poll_interval_s: float = 1.0,
+        auto_refresh: bool = True,
+    ) -> None:
+        self.handle = source if hasattr(source, "progress") and hasattr(source, "stop") else None
+        self.db = db or (getattr(getattr(self.handle, "model", None), "db", None))
+        self.run_ref = None if self.handle is not None else source
+        self.metrics = metrics
+        self.min_interval_s = 1.0 / max_updates_per_s
+        self.poll_interval_s = poll_interval_s
+        self._pending: deque = deque()
+        self._train: dict[str, tuple[list, list]] = {}
+        self._valid: dict[str, tuple[list, list]] = {}
+        self._step = 0
+        self._last_row_time: float | None = None
+        self._step_times: deque = deque(maxlen=50)
+        self._last_log_id: Any = None
+        self._checkpoint_requested = threading.Event()
+        self._stop_refresher = threading.Event()
+        self.update_costs_ms: deque = deque(maxlen=1000)
+        self.checkpoints_saved = 0
+        self.callback = _FeedCallback(self)
+
+        self.title = widgets.HTML()
+        self.status = widgets.HTML(value="status: waiting")
+        self.loss_chart = widgets.HTML()
+        self.metric_chart = widgets.HTML()
+        self.progress_bar = widgets.FloatProgress(min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="40%"))
+        self.progress_label = widgets.HTML(value="")
+        self.stats = widgets.HTML(value="")
+        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop")
+        self.checkpoint_button = widgets.Button(description="Checkpoint now", icon="save")
+        self.message = widgets.Output()
+        self.stop_button.on_click(self._on_stop)
+        self.checkpoint_button.on_click(self._on_checkpoint)
+        super().__init__(
+            [
+                self.title,
+                self.status,
+                widgets.HBox([self.loss_chart, self.metric_chart]),
+                widgets.HBox([self.progress_label, self.progress_bar, self.stats]),
+                widgets.HBox([self.stop_button, self.checkpoint_button]),
+                self.message,
+            ]
+        )
+        self.add_class("tensorlab-live-panel")
+        if self.handle is not None:
+            self.handle.listeners.append(self._on_row)
+        self.refresh(force=True)
+        if auto_refresh:
+            self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="tensorlab-live-panel")
+            self._refresher.start()
+
+    # -- feeding -------------------------------------------------------------------------------
+    def _on_row(self, kind: str, epoch: int | None, logs: dict | None, model: Any = None) -> None:
+        """Runs on the training thread: append (microseconds); a requested checkpoint is saved here."""
+        self._pending.append((kind, epoch, dict(logs or {}), time.time()))
+        if kind == "train" and self._checkpoint_requested.is_set():
+            self._checkpoint_requested.clear()
+            self._save_checkpoint_now()
+
+    def feed_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Add log rows as stored in the `logs` collection (kind, step, epoch, metrics, time)."""
+        for row in rows:
+            self._pending.append(
+                (row.get("kind", "train"), row.get("epoch"), dict(row.get("metrics", {})), row.get("time", time.time()))
+            )
+
+    def _drain(self) -> None:
+        while self._pending:
+            kind, epoch, metrics, stamp = self._pending.popleft()
+            if kind == "train":
+                self._step += 1
+                if self._last_row_time is not None:
+                    self._step_times.append(stamp - self._last_row_time)
+                self._last_row_time = stamp
+                for name, value in metrics.items():
+                    if name in ("step_time", "samples_per_s", "batch") or value is None:
+                        continue
+                    xs, ys = self._train.setdefault(name, ([], []))
+                    xs.append(self._step)
+                    ys.append(float(value))
+            else:
+                for name, value in metrics.items():
+                    if value is None:
+                        continue
+                    xs, ys = self._valid.setdefault(name, ([], []))
+                    xs.append((epoch or 0) + 1)
+                    ys.append(float(value))
+
+    def _poll_database(self) -> None:
+        if self.db is None or self.run_ref is None:
+            return
+        run = self.db.run_store.resolve(self.run_ref)
+        query: dict[str, Any] = {"run": run["_id"]}
+        if self._last_log_id is not None:
+            query["_id"] = {"$gt": self._last_log_id}
+        rows = list(self.db.collection("logs").find(query, sort=[("_id", 1)]))
+        if rows:
+            self._last_log_id = rows[-1]["_id"]
+            self.feed_rows(rows)
+        self._remote_run = run
+
+    # -- rendering ----------------------------------------------------------------------------
+    def _status_text(self) -> tuple[str, str, float | None, str]:
+        if self.handle is not None:
+            progress = self.handle.progress
+            fraction = progress.fraction
+            eta = progress.eta_s
+            where = f"epoch {progress.epoch + 1}/{progress.epochs or '?'} · step {progress.step}"
+            if progress.steps_per_epoch:
+                where += f"/{progress.steps_per_epoch}"
+            eta_text = f" · ETA {eta:,.0f} s" if eta is not None else ""
+            run = self.handle.run_id
+            return self.handle.status, where + eta_text, fraction, str(run) if run else ""
+        run = getattr(self, "_remote_run", None)
+        if run is None:
+            return "waiting", "", None, str(self.run_ref)
+        progress = run.get("progress") or {}
+        planned = run.get("epochs_planned")
+        fraction = ((progress.get("epoch", -1) + 1) / planned) if planned else None
+        return run["status"], f"epoch {progress.get('epoch', -1) + 1}/{planned or '?'}", fraction, run["name"]
+
+    def refresh(self, force: bool = False) -> None:
+        """Apply pending rows to the widgets (throttled unless `force`). Never raises into the frontend."""
+        started = time.perf_counter()
+        try:
+            self._drain()
+            status, where, fraction, run_name = self._status_text()
+            device = ""
+            self.title.value = (
+                f"<b>TensorLab run</b> {html.escape(run_name)}{(' · ' + html.escape(device)) if device else ''}"
+            )
+            self.status.value = f'status: <b class="tensorlab-status">{html.escape(status)}</b>'
+            losses = {f"train {k}": v for k, v in self._train.items() if "loss" in k}
+            losses.update({f"valid {k}": v for k, v in self._valid.items() if "loss" in k})
+            others = {f"train {k}": v for k, v in self._train.items() if "loss" not in k}
+            others.update(
+                {
+                    f"valid {k}": v
+                    for k, v in self._valid.items()
+                    if "loss" not in k and not k.startswith("val_") and k in self._train
+                }
+            )
+            others.update({f"valid {k}": v for k, v in self._valid.items() if "loss" not in k and k.startswith("val_")})
+            if self.metrics:
+                others = {k: v for k, v in others.items() if any(m in k for m in self.metrics)}
+            self.loss_chart.value = line_chart(losses, title="loss", x_label="step (train) / epoch (valid)")
+            self.metric_chart.value = line_chart(others, title="metrics", x_label="step (train) / epoch (valid)")
+            self.progress_bar.value = fraction or 0.0
+            self.progress_label.value = f'<span class="tensorlab-progress">{html.escape(where)}</span>'
+            if self._step_times:
+                step_time = sorted(self._step_times)[len(self._step_times) // 2]
+                self.stats.value = f"step {step_time * 1000:.1f} ms · {self._step} steps logged"
+            done = status in ("finished", "failed", "stopped")
+            self.stop_button.disabled = done
+            self.checkpoint_button.disabled = done or self.handle is None
+        except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend
+            self.message.append_stdout(f"TensorLab panel could not refresh: {type(error).__name__}: {error}" + "\n")
+        self.update_costs_ms.append((time.perf_counter() - started) * 1000)
+
+    def _refresh_loop(self) -> None:
+        last_poll = 0.0
+        while not self._stop_refresher.wait(self.min_interval_s):
+            if self.run_ref is not None and time.monotonic() - last_poll >= self.poll_interval_s:
+                last_poll = time.monotonic()
+                try:
+                    self._poll_database()
+                except Exception as error:  # noqa: BLE001 - shown in the panel, polling goes on
+                    self.message.append_stdout(
+                        f"TensorLab panel could not read the run: {type(error).__name__}: {error}" + "\n"
+                    )
+            if self._pending or self.handle is not None or self.run_ref is not None:
+                self.refresh()
+            if self.handle is not None and self.handle.done and not self._pending:
+                self.refresh(force=True)
+                break
+
+    # -- buttons ---------------------------------------------------------------------------------
+    def _on_stop(self, _button: Any = None) -> None:
+        if self.handle is not None:
+            self.handle.stop()
+            self.status.value = 'status: <b class="tensorlab-status">stopping</b> (after the current batch)'
+        else:
+            self.message.append_stdout(
+                "This panel follows a run in another process; stop it there (e.g. cancel its job)." + "\n"
+            )
+
+    def _on_checkpoint(self, _button: Any = None) -> None:
+        if self.handle is None:
+            self.message.append_stdout(FOREGROUND_HINT + "\n")
+            return
+        self._checkpoint_requested.set()
+
+    def _save_checkpoint_now(self) -> None:
+        logger = getattr(self.handle.model, "last_run", None) if self.handle is not None else None
+        if logger is not None:
+            logger.checkpoint_now(self.handle.progress.epoch)
+            self.checkpoints_saved += 1
+
+    def close(self) -> None:
+        self._stop_refresher.set()
+        super().close()
+
+    # -- a meaningful picture without a widget manager ---------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        status, where, _, run_name = self._status_text()
+        bundle["text/html"] = (
+            f"<div><b>TensorLab run</b> {html.escape(run_name)} · {html.escape(status)} · "
+            f"{html.escape(where)}<br>{self.loss_chart.value}{self.metric_chart.value}</div>"
+        )
+        bundle["text/plain"] = f"LivePanel(run={run_name!r}, status={status!r}, {where})"
+        return bundle
