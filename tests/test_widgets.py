@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from tensorlab.widgets import ComparisonPanel, DataPanel, JobQueuePanel, LivePanel, line_chart
 
 import tensorlab
 from tensorlab.datasets import load_digits
-from tensorlab.widgets import ComparisonPanel, DataPanel, JobQueuePanel, LivePanel, line_chart
 
 keras = pytest.importorskip("keras")
 (X, Y), (XV, YV) = load_digits()
