@@ -36,6 +36,8 @@ class ComparisonPanel(widgets.VBox):
         if mode not in ("max", "min"):
             raise ValueError(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
         self.db, self.query, self.mode = db, query, mode
+        self._explicit_runs = runs
+        self._refreshing = threading.Lock()
         self.refresh_s = refresh_s
         self._docs: list[dict] = []
         self._curves: dict[str, Any] = {}
@@ -80,6 +82,20 @@ class ComparisonPanel(widgets.VBox):
             docs = self.db.run_store.find(self.query)
         self._docs = docs
         return docs
+
+    def _update_runs(self) -> None:
+        """Re-read running runs; a query-based panel also picks up runs that started since (selected)."""
+        if self._explicit_runs:
+            self._docs = [self.db.run_store.resolve(d["_id"]) if d["status"] == "running" else d for d in self._docs]
+            return
+        known = {str(d["_id"]) for d in self._docs}
+        self._docs = self.db.run_store.find(self.query)
+        fresh = [str(d["_id"]) for d in self._docs if str(d["_id"]) not in known]
+        options = [(f"{d['name']} ({str(d['_id'])[-6:]})", str(d["_id"])) for d in self._docs]
+        if [v for _, v in options] != [v for _, v in self.run_picker.options]:
+            selected = [v for v in self.run_picker.value if v in {o[1] for o in options}] + fresh
+            self.run_picker.options = options
+            self.run_picker.value = tuple(selected)
 
     def _selected(self) -> list[dict]:
         chosen = set(self.run_picker.value)
@@ -162,8 +178,14 @@ class ComparisonPanel(widgets.VBox):
     # -- rendering --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read running runs and redraw; errors are shown in the panel, never raised to the frontend."""
+        if self._refreshing.locked():
+            return  # a control changed by this refresh: the refresh in progress draws it
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
-            self._docs = [self.db.run_store.resolve(d["_id"]) if d["status"] == "running" else d for d in self._docs]
+            self._update_runs()
             self._read_curves()
             names = self._metric_names()
             for picker in (self.metric_picker, self.sort_picker):
@@ -205,7 +227,7 @@ class ComparisonPanel(widgets.VBox):
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh_s):
-            if any(d["status"] == "running" for d in self._selected()):
+            if not self._explicit_runs or any(d["status"] == "running" for d in self._selected()):
                 self.refresh()
 
     def close(self) -> None:

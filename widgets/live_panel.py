@@ -136,7 +136,7 @@ class LivePanel(widgets.VBox):
                     if value is None:
                         continue
                     xs, ys = self._valid.setdefault(name, ([], []))
-                    xs.append((epoch or 0) + 1)
+                    xs.append(self._step)  # validation overlaid on the step axis, where its epoch ended
                     ys.append(float(value))
 
     def _poll_database(self) -> None:
@@ -196,8 +196,8 @@ class LivePanel(widgets.VBox):
             others.update({f"valid {k}": v for k, v in self._valid.items() if "loss" not in k and k.startswith("val_")})
             if self.metrics:
                 others = {k: v for k, v in others.items() if any(m in k for m in self.metrics)}
-            self.loss_chart.value = line_chart(losses, title="loss", x_label="step (train) / epoch (valid)")
-            self.metric_chart.value = line_chart(others, title="metrics", x_label="step (train) / epoch (valid)")
+            self.loss_chart.value = line_chart(losses, title="loss", x_label="step")
+            self.metric_chart.value = line_chart(others, title="metrics", x_label="step")
             self.progress_bar.value = fraction or 0.0
             self.progress_label.value = f'<span class="tensorlab-progress">{html.escape(where)}</span>'
             if self._step_times:
