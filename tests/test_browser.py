@@ -48,7 +48,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def jupyterlab(tmp_path, mongo_uri, db_name):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.replace("{db!r}", repr(db_name))) for c in CELLS])
+    cells = [nbformat.v4.new_code_cell(c.replace("{db!r}", repr(db_name))) for c in CELLS]
+    notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "live.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
