@@ -223,6 +223,18 @@ class JobQueue:
         return self._owned_update(job, worker, fields)
 
     def complete(self, job: Any, worker: str, result: Any = None) -> dict:
+        """Mark done, exactly once: a unique `<job>:done` marker is inserted first, so a worker whose
+        lease was taken over cannot complete the job a second time on any server."""
+        job_id = _as_id(job)
+        current = self.get(job_id)
+        if current.get("worker") != worker or current["status"] != "running":
+            raise JobError(f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
+                           f"worker {current.get('worker')!r}); its lease expired or it was cancelled.")
+        try:
+            self._tdb.collection(CLAIMS).insert_one({"_id": f"{job_id}:done", "job": job_id, "worker": worker,
+                                                      "claim": current.get("claims"), "at": _now()})
+        except DuplicateKeyError:
+            raise JobError(f"Job {job_id} was already completed by another worker.") from None
         return self._owned_update(
             job, worker, {"status": "done", "result": result, "finished": _now(), "lease_expires": None}
         )
@@ -252,7 +264,7 @@ class JobQueue:
 
     def requeue(self, job: Any, refund_attempt: bool = False) -> dict:
         """Put a job back in the queue (from running, failed or cancelled); `refund_attempt` for a clean stop."""
-        extra = {"$inc": {"attempts_left": 1}} if refund_attempt else {}
+        extra = {"$inc": {"attempts_left": 1, "attempts": -1}} if refund_attempt else {}
         doc = self._transition(
             job, ("running", "failed", "cancelled"), {"status": "queued", "worker": None, "lease_expires": None}, extra
         )
