@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup server demo test lint bench clean
+.PHONY: setup server demo test lint bench notebooks clean
 
 setup: $(STAMP) server
 
@@ -17,12 +17,22 @@ $(STAMP): setup.py
 server: $(STAMP)
 	$(BIN)/tensorlab server install
 
+NOTEBOOKS := demo_notebooks
+EXECUTED  := $(NOTEBOOKS)/executed
+
 demo: setup
 	$(BIN)/tensorlab server start
-	$(BIN)/python demo_notebooks/quickstart.py
+	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+		--output-dir $(EXECUTED) $(NOTEBOOKS)/TensorLabDemo.ipynb
+	@echo "Executed demo notebook: $(EXECUTED)/TensorLabDemo.ipynb (open it with: $(BIN)/jupyter lab $(EXECUTED)/TensorLabDemo.ipynb)"
 
 test: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval --nbval-sanitize-with $(NOTEBOOKS)/sanitize.cfg \
+		--nbval-cell-timeout=600
+
+# Re-run every notebook in place so the saved outputs match the code (commit the result).
+notebooks: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -38,6 +38,7 @@ setup(
             "playwright>=1.45",
             "mlflow-skinny>=2.10",
             "build>=1.0",
+            "jax[cpu]>=0.4",  # the backend-agnostic test trains on JAX with TensorFlow hidden
         ],
     },
     entry_points={"console_scripts": ["tensorlab=tensorlab.cli:main"]},

@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
 
 from tensorlab import TensorLabError, connect
 
+from .arguments import parse_grid, parse_pairs, parse_query
+
 CONNECTION_VAR = "_tdb"
+RUN_VAR = "_tdb_run"
+WORKER_VAR = "_tdb_worker"
+
+
+def _usage(error: Exception) -> UsageError:
+    return UsageError(str(error))
 
 
 @magics_class
 class TensorLabMagics(Magics):
     """`%tdb_connect` binds a TensorDB to the notebook; the other magics use it."""
 
+    # -- helpers ---------------------------------------------------------------------------------
     def _connection(self) -> Any:
         db = self.shell.user_ns.get(CONNECTION_VAR)
         if db is None:
             raise UsageError("Not connected: run %tdb_connect first (e.g. `%tdb_connect --study mnist`).")
         return db
 
+    def _variable(self, name: str, what: str) -> Any:
+        if name not in self.shell.user_ns:
+            raise UsageError(f"{what}: no variable named {name!r} in the notebook.")
+        return self.shell.user_ns[name]
+
+    def _run_cell_for_model(self, cell: str) -> Any:
+        """Run the cell in the user namespace; the model is its last expression, else a variable `model`."""
+        tree = ast.parse(cell)
+        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        body = ast.Module(body=tree.body[:-1] if last else tree.body, type_ignores=[])
+        exec(compile(body, "<tdb_train cell>", "exec"), self.shell.user_ns)  # noqa: S102 - the user's own cell
+        if last is not None:
+            return eval(compile(ast.Expression(last.value), "<tdb_train cell>", "eval"), self.shell.user_ns)  # noqa: S307
+        if "model" in self.shell.user_ns:
+            return self.shell.user_ns["model"]
+        raise UsageError("%%tdb_train: the cell must end with a Keras model expression or define `model`.")
+
+    # -- connection ------------------------------------------------------------------------------
     @magic_arguments()
     @argument("uri", nargs="?", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
     @argument("--db", default="tensorlab", help="database name")
@@ -32,7 +61,7 @@ class TensorLabMagics(Magics):
     @argument("--password-env", default=None, help="environment variable that holds the password")
     @argument("--memory", action="store_true", help="ephemeral in-process store (mongomock)")
     @line_magic
-    def tdb_connect(self, line: str) -> Any:
+    def tdb_connect(self, line: str) -> None:
         """Connect to TensorDB and bind it as `_tdb` for the other magics."""
         args = parse_argstring(self.tdb_connect, line)
         password = None
@@ -44,13 +73,207 @@ class TensorLabMagics(Magics):
             db = connect("memory://" if args.memory else args.uri, db=args.db, study=args.study, user=args.user,
                          password=password)
         except TensorLabError as error:
-            raise UsageError(str(error)) from None
+            raise _usage(error) from None
         self.shell.user_ns[CONNECTION_VAR] = db
-        print(f"TensorDB connected: server {db.uri}, database {db.db_name!r}, study {db.study!r}")
-        return None
+        self.tdb_status("")
 
     @line_magic
     def tdb_status(self, line: str) -> None:
         """Show the connection the magics use."""
         db = self._connection()
         print(f"TensorDB connected: server {db.uri}, database {db.db_name!r}, study {db.study!r}")
+
+    # -- training --------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--name", default=None, help="run name (default: the model's name)")
+    @argument("--epochs", type=int, default=1)
+    @argument("--batch-size", type=int, default=32)
+    @argument("--data", nargs="+", default=None, help="TensorDB query (JSON or k=v) for training data")
+    @argument("--validation", nargs="+", default=None, help="TensorDB query for validation data")
+    @argument("--x", default=None, help="notebook variable holding the inputs")
+    @argument("--y", default=None, help="notebook variable holding the labels")
+    @argument("--validation-vars", nargs=2, default=None, metavar=("XV", "YV"), help="validation variables")
+    @argument("--checkpoint", choices=["every", "best", "none"], default="every")
+    @argument("--monitor", default="val_loss")
+    @argument("--resume", nargs="?", const=True, default=False, help="resume the run (or the named run)")
+    @argument("--background", action="store_true", help="return at once; training continues")
+    @argument("--device", default=None)
+    @argument("--tag", nargs="+", default=None, help="k=v tags for the run")
+    @cell_magic
+    def tdb_train(self, line: str, cell: str) -> Any:
+        """Train the cell's Keras model with DBLogger and the live panel."""
+        from tensorlab.widgets import LivePanel
+
+        import tensorlab
+
+        args = parse_argstring(self.tdb_train, line)
+        db = self._connection()
+        data = parse_query(args.data)
+        if data is None and args.x is None:
+            raise UsageError("%%tdb_train needs data: --data QUERY or --x VAR --y VAR.")
+        keras_model = self._run_cell_for_model(cell)
+        fit: dict[str, Any] = {"db": db, "epochs": args.epochs, "batch_size": args.batch_size,
+                               "checkpoint": {"every": "epoch", "best": "best", "none": None}[args.checkpoint],
+                               "monitor": args.monitor, "resume": args.resume, "device": args.device,
+                               "hyper_parameters": parse_pairs(args.tag, "--tag")}
+        if data is not None:
+            fit["data"] = data
+        else:
+            fit["x"] = self._variable(args.x, "--x")
+            fit["y"] = self._variable(args.y, "--y") if args.y else None
+        if args.validation:
+            fit["validation_data"] = parse_query(args.validation)
+        elif args.validation_vars:
+            fit["validation_data"] = tuple(self._variable(v, "--validation-vars") for v in args.validation_vars)
+        try:
+            model = tensorlab.Model(keras_model, name=args.name, db=db)
+        except TensorLabError as error:
+            raise _usage(error) from None
+        fit["run_name"] = args.name or model.name
+        handle = tensorlab.train_in_background(model, **fit)
+        self.shell.user_ns[RUN_VAR] = handle
+        if fit["run_name"].isidentifier():
+            self.shell.user_ns[fit["run_name"]] = handle
+        display(LivePanel(handle))
+        if args.background:
+            return None
+        try:
+            handle.wait()
+        except KeyboardInterrupt:
+            handle.stop()
+            handle.wait()
+        if handle.error is not None:
+            raise handle.error
+        return None
+
+    # -- jobs ------------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--model", default=None, help="notebook variable holding a Keras model (its architecture is saved)")
+    @argument("--architecture", nargs="+", default=None, help="query of a stored architecture")
+    @argument("--data", nargs="+", default=None, help="TensorDB query for training data")
+    @argument("--validation", nargs="+", default=None, help="TensorDB query for validation data")
+    @argument("--epochs", type=int, default=1)
+    @argument("--batch-size", type=int, default=32)
+    @argument("--priority", type=float, default=0)
+    @argument("--max-attempts", type=int, default=3)
+    @argument("--param", nargs="+", default=None, help="k=v hyper-parameters for every job")
+    @argument("--grid", action="append", default=None, help="k=v1,v2 (repeatable): one job per combination")
+    @argument("--repeat", type=int, default=1, help="push each setting this many times")
+    @line_cell_magic
+    def tdb_push_job(self, line: str, cell: str | None = None) -> list[Any]:
+        """Queue training jobs; the cell form's body is model-building code, run only by --allow-code workers."""
+        from tensorlab.widgets import JobQueuePanel
+
+        from tensorlab.sweeps import grid
+
+        args = parse_argstring(self.tdb_push_job, line)
+        db = self._connection()
+        architecture: Any = None
+        if args.model:
+            architecture = db.save_model_architecture(self._variable(args.model, "--model"))
+        elif args.architecture:
+            architecture = db.architectures.find(parse_query(args.architecture))["_id"]
+        if architecture is None and not cell:
+            raise UsageError("%tdb_push_job needs --model VAR, --architecture QUERY, or a cell with build_model().")
+        settings = grid(parse_grid(args.grid)) if args.grid else [{}]
+        base = parse_pairs(args.param, "--param")
+        ids = []
+        try:
+            for hp in settings:
+                for _ in range(max(1, args.repeat)):
+                    ids.append(db.push_job(architecture, code=cell or None, data=parse_query(args.data),
+                                           validation_data=parse_query(args.validation), epochs=args.epochs,
+                                           batch_size=args.batch_size, priority=args.priority,
+                                           max_attempts=args.max_attempts, hyper_parameters={**base, **hp}))
+        except TensorLabError as error:
+            raise _usage(error) from None
+        print(f"pushed {len(ids)} job(s): {', '.join(str(i)[-8:] for i in ids)}")
+        display(JobQueuePanel(db))
+        return ids
+
+    @magic_arguments()
+    @argument("--status", default=None, help="queued, running, done, failed or cancelled")
+    @line_magic
+    def tdb_jobs(self, line: str) -> None:
+        """Show the job queue panel."""
+        from tensorlab.widgets import JobQueuePanel
+
+        args = parse_argstring(self.tdb_jobs, line)
+        try:
+            display(JobQueuePanel(self._connection(), status=args.status))
+        except TensorLabError as error:
+            raise _usage(error) from None
+
+    @magic_arguments()
+    @argument("--background", action="store_true", help="run in a thread; the notebook stays usable")
+    @argument("--max-jobs", type=int, default=None)
+    @argument("--allow-code", action="store_true", help="also run jobs that carry Python source")
+    @argument("--idle-exit", type=float, default=5.0, help="stop after this many idle seconds")
+    @argument("--lease", type=float, default=60.0)
+    @line_magic
+    def tdb_worker(self, line: str) -> Any:
+        """Run a worker inside this kernel."""
+        import threading
+
+        from tensorlab.worker import Worker
+
+        args = parse_argstring(self.tdb_worker, line)
+        worker = Worker(self._connection(), max_jobs=args.max_jobs, allow_code=args.allow_code,
+                        max_idle_s=args.idle_exit, lease_s=args.lease, poll_interval_s=0.5)
+        self.shell.user_ns[WORKER_VAR] = worker
+        if args.background:
+            threading.Thread(target=worker.run, daemon=True, name="tensorlab-kernel-worker").start()
+            print(f"worker {worker.name} running in the background (stop: _tdb_worker.request_stop())")
+            return None
+        stats = worker.run()
+        print(f"worker {worker.name}: done {stats.done}, failed {stats.failed}, requeued {stats.requeued}")
+        return None
+
+    # -- runs, comparison, data --------------------------------------------------------------------
+    @line_magic
+    def tdb_runs(self, line: str) -> Any:
+        """Runs matching an optional query (JSON or k=v) as a DataFrame."""
+        return self._connection().runs(parse_query(line))
+
+    @magic_arguments()
+    @argument("runs", nargs="*", help="run names or ids")
+    @argument("--query", nargs="+", default=None, help="query selecting runs")
+    @argument("--metric", default="val_accuracy")
+    @argument("--mode", choices=["max", "min"], default="max")
+    @line_magic
+    def tdb_compare(self, line: str) -> None:
+        """Show the comparison panel for runs named on the line or selected by --query."""
+        from tensorlab.widgets import ComparisonPanel
+
+        args = parse_argstring(self.tdb_compare, line)
+        if not args.runs and not args.query:
+            raise UsageError("%tdb_compare needs run names or --query QUERY.")
+        try:
+            display(ComparisonPanel(self._connection(), parse_query(args.query), args.runs or None,
+                                    metric=args.metric, mode=args.mode))
+        except TensorLabError as error:
+            raise _usage(error) from None
+
+    @magic_arguments()
+    @argument("x", help="notebook variable with the samples")
+    @argument("y", nargs="?", default=None, help="notebook variable with the labels")
+    @argument("--tag", nargs="+", default=None, help="k=v tags")
+    @line_magic
+    def tdb_import(self, line: str) -> Any:
+        """Import notebook arrays into TensorDB with tags."""
+        args = parse_argstring(self.tdb_import, line)
+        X = self._variable(args.x, "%tdb_import")
+        y = self._variable(args.y, "%tdb_import") if args.y else None
+        try:
+            result = self._connection().import_data(X, y, parse_pairs(args.tag, "--tag"))
+        except TensorLabError as error:
+            raise _usage(error) from None
+        print(f"imported {result.count} samples in {result.chunks} chunk(s) (import {result.import_id})")
+        return None
+
+    @line_magic
+    def tdb_data(self, line: str) -> None:
+        """Show the data panel."""
+        from tensorlab.widgets import DataPanel
+
+        display(DataPanel(self._connection(), parse_query(line)))

@@ -33,6 +33,31 @@ def _server_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .tensordb import connect
+    from .worker import Worker
+
+    try:
+        query = json.loads(args.query) if args.query else None
+    except json.JSONDecodeError as error:
+        print(f"tensorlab: error: --query is not JSON ({error}); e.g. --query '{{\"tags.queue\": \"gpu\"}}'",
+              file=sys.stderr)
+        return 2
+    db = connect(args.uri, db=args.db, study=args.study)
+    worker = Worker(db, args.name, query=query, max_jobs=args.max_jobs, device=args.device,
+                    allow_code=args.allow_code, lease_s=args.lease, max_idle_s=args.idle_exit,
+                    poll_interval_s=args.poll, distribute=args.distribute)
+    worker.install_signal_handlers()
+    print(f"worker {worker.name} on {db} (allow_code={args.allow_code}, lease {args.lease:g} s)", flush=True)
+    stats = worker.run()
+    db.close()
+    print(f"worker {worker.name} exits: done {stats.done}, failed {stats.failed}, requeued {stats.requeued}, "
+          f"lost {stats.lost}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--home", default=None, help="state folder (default ~/.tensorlab/server or $TENSORLAB_HOME)")
     server.add_argument("--force", action="store_true", help="with install: rebuild even if present")
     server.set_defaults(handler=_server_command)
+    worker = commands.add_parser("worker", help="claim jobs from the queue and train them")
+    worker.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    worker.add_argument("--db", default="tensorlab")
+    worker.add_argument("--study", default=None)
+    worker.add_argument("--name", default=None, help="worker name (default host:pid)")
+    worker.add_argument("--query", default=None, help="JSON job filter, e.g. '{\"tags.queue\": \"gpu\"}'")
+    worker.add_argument("--max-jobs", type=int, default=None)
+    worker.add_argument("--device", default=None, help="cpu, gpu or gpu:N")
+    worker.add_argument("--allow-code", action="store_true", help="also run jobs that carry Python source")
+    worker.add_argument("--lease", type=float, default=60.0, help="lease seconds (heartbeats every third)")
+    worker.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    worker.add_argument("--poll", type=float, default=1.0, help="seconds between polls of an empty queue")
+    worker.add_argument("--distribute", choices=["mirrored"], default=None,
+                        help="train under tf.distribute.MirroredStrategy (all local GPUs)")
+    worker.set_defaults(handler=_worker_command)
     return parser
 
 

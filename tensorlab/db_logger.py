@@ -56,7 +56,7 @@ class DBLogger(keras.callbacks.Callback):
                  checkpoint: str | None = "epoch", checkpoint_every: int = 1, monitor: str = "val_loss",
                  mode: str = "auto", hyper_parameters: dict[str, Any] | None = None, data_query: Any = None,
                  tags: dict[str, Any] | None = None, resume_run: Any = None, batch_size: int | None = None,
-                 architecture: Any = None, step_offset: int = 0) -> None:
+                 architecture: Any = None, step_offset: int = 0, run_details: dict[str, Any] | None = None) -> None:
         super().__init__()
         if not isinstance(every_n_batches, int) or every_n_batches < 1:
             raise ValueError(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
@@ -80,6 +80,7 @@ class DBLogger(keras.callbacks.Callback):
         self.batch_size = batch_size  # Keras 3 does not tell callbacks; needed for samples/s
         self.architecture = architecture
         self.step_offset = step_offset
+        self.run_details = dict(run_details or {})
         self.best: dict[str, float] = {}
         self.errors = 0
         self._step = 0
@@ -123,7 +124,8 @@ class DBLogger(keras.callbacks.Callback):
         if self.run_id is None:
             self.run_id = self._safely("create the run", lambda: self.db.run_store.start(
                 self.run_name, hyper_parameters=self.hyper_parameters, data_query=self.data_query, tags=self.tags,
-                device=_device_name(), model_name=model.name, architecture=self.architecture, **details))
+                device=_device_name(), model_name=model.name, architecture=self.architecture,
+                **{**details, **self.run_details}))
         else:
             self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))
         self._step = self.step_offset

@@ -44,7 +44,7 @@ def _spread(candidates: list[dict]) -> list[dict]:
     top = candidates[0].get("priority")
     same = [c for c in candidates[1:] if c.get("priority") == top]
     offset = random.randrange(len(same)) if same else 0
-    return [candidates[0], *same[offset:], *same[:offset], *candidates[1 + len(same):]]
+    return [candidates[0], *same[offset:], *same[:offset], *candidates[1 + len(same) :]]
 
 
 def _as_id(job: Any) -> ObjectId:
@@ -174,9 +174,14 @@ class JobQueue:
             ]
             if not allow_code:
                 conditions.append({"requires_code": False})
-            candidates = list(self.collection.find({"$and": conditions}, {"claims": 1, "priority": 1},
-                                                   sort=[("priority", -1), ("created", 1), ("_id", 1)],
-                                                   limit=CANDIDATES))
+            candidates = list(
+                self.collection.find(
+                    {"$and": conditions},
+                    {"claims": 1, "priority": 1},
+                    sort=[("priority", -1), ("created", 1), ("_id", 1)],
+                    limit=CANDIDATES,
+                )
+            )
             if not candidates:
                 self._reap_exhausted(now)  # an idle queue is a cheap moment to settle dead last attempts
                 return None
@@ -186,19 +191,52 @@ class JobQueue:
                     return claimed
             # every candidate was taken by someone else between our read and our claim: read again
 
+    def _settle_completed(self, job_id: ObjectId) -> bool:
+        """A job whose done marker exists is done, even if its worker died before saying so in the job."""
+        marker = self._tdb.collection(CLAIMS).find_one({"_id": f"{job_id}:done"})
+        if marker is None:
+            return False
+        self.collection.update_one(
+            {"_id": job_id, "status": {"$ne": "done"}},
+            {
+                "$set": {
+                    "status": "done",
+                    "result": marker.get("result"),
+                    "worker": marker["worker"],
+                    "lease_expires": None,
+                    "finished": marker["at"],
+                    "updated": _now(),
+                }
+            },
+        )
+        return True
+
     def _try_claim(self, candidate: dict, worker: str, lease_s: float, now: datetime) -> dict | None:
         number = int(candidate.get("claims", 0)) + 1
         try:
             self._tdb.collection(CLAIMS).insert_one(
-                {"_id": f"{candidate['_id']}:{number}", "job": candidate["_id"], "worker": worker, "at": now})
+                {"_id": f"{candidate['_id']}:{number}", "job": candidate["_id"], "worker": worker, "at": now}
+            )
         except DuplicateKeyError:
             return None
+        if self._settle_completed(candidate["_id"]):
+            return None  # it was finished by a worker that died right after: never train it twice
         return self.collection.find_one_and_update(
             {"_id": candidate["_id"]},
-            {"$set": {"status": "running", "worker": worker, "claimed_at": now, "heartbeat": now, "updated": now,
-                      "lease_expires": now + timedelta(seconds=lease_s), "claims": number},
-             "$inc": {"attempts": 1, "attempts_left": -1}},
-            return_document=ReturnDocument.AFTER)
+            {
+                "$set": {
+                    "status": "running",
+                    "worker": worker,
+                    "claimed_at": now,
+                    "heartbeat": now,
+                    "updated": now,
+                    "lease_expires": now + timedelta(seconds=lease_s),
+                    "claims": number,
+                },
+                "$inc": {"attempts": 1, "attempts_left": -1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
 
     def _owned_update(self, job: Any, worker: str, fields: dict[str, Any], extra: dict | None = None) -> dict:
         job_id = _as_id(job)
@@ -228,12 +266,23 @@ class JobQueue:
         job_id = _as_id(job)
         current = self.get(job_id)
         if current.get("worker") != worker or current["status"] != "running":
-            raise JobError(f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
-                           f"worker {current.get('worker')!r}); its lease expired or it was cancelled.")
+            raise JobError(
+                f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
+                f"worker {current.get('worker')!r}); its lease expired or it was cancelled."
+            )
         try:
-            self._tdb.collection(CLAIMS).insert_one({"_id": f"{job_id}:done", "job": job_id, "worker": worker,
-                                                      "claim": current.get("claims"), "at": _now()})
+            self._tdb.collection(CLAIMS).insert_one(
+                {
+                    "_id": f"{job_id}:done",
+                    "job": job_id,
+                    "worker": worker,
+                    "claim": current.get("claims"),
+                    "result": result,
+                    "at": _now(),
+                }
+            )
         except DuplicateKeyError:
+            self._settle_completed(job_id)
             raise JobError(f"Job {job_id} was already completed by another worker.") from None
         return self._owned_update(
             job, worker, {"status": "done", "result": result, "finished": _now(), "lease_expires": None}

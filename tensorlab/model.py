@@ -135,7 +135,8 @@ class Model:
             resume: Any = False, checkpoint: str | None = "epoch", checkpoint_every: int = 1,
             monitor: str = "val_loss", every_n_batches: int = 1, hyper_parameters: dict | None = None,
             callbacks: Sequence[Any] = (), device: str | None = None, mixed_precision: bool = False,
-            stop_event: threading.Event | None = None, verbose: int = 0, **fit_kwargs: Any) -> Any:
+            stop_event: threading.Event | None = None, verbose: int = 0, data_query: dict | None = None,
+            run_details: dict | None = None, **fit_kwargs: Any) -> Any:
         """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed."""
         db = self._db(db)
         x, y = self._resolve_data(db, x, y, data)
@@ -151,14 +152,18 @@ class Model:
         logger = DBLogger(db, run_name or self.name, every_n_batches=every_n_batches, checkpoint=checkpoint,
                           checkpoint_every=checkpoint_every, monitor=monitor,
                           hyper_parameters={"epochs": epochs, "batch_size": batch_size, **(hyper_parameters or {})},
-                          data_query=data, resume_run=run_id, batch_size=batch_size,
-                          architecture=self.architecture_id, step_offset=step_offset)
+                          data_query=data if data is not None else data_query, resume_run=run_id,
+                          batch_size=batch_size, architecture=self.architecture_id, step_offset=step_offset,
+                          run_details=run_details)
+        arrays = hasattr(x, "shape") or isinstance(x, (list, tuple, dict))
+        if not arrays:
+            fit_kwargs.setdefault("shuffle", False)  # a stream shuffles itself; Keras would only warn
         stopper = StopFlag(stop_event or threading.Event())
         self.last_run = logger
         try:
             with on_device(device):
                 history = self.keras_model.fit(
-                    x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                    x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size if arrays else None,
                     initial_epoch=initial_epoch, callbacks=[logger, stopper, *callbacks], verbose=verbose,
                     **fit_kwargs)
         except BaseException as error:

@@ -95,6 +95,14 @@ class TensorDB:
             self._closed = True
             self.client.close()
 
+    def drop_study(self) -> dict[str, int]:
+        """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
+        self.flush_logs()
+        removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
+        for name in ("architectures", "runs", "logs", "jobs", "deployments"):
+            removed[name] = self.collection(name).delete_many({"study": self.study}).deleted_count
+        return removed
+
     # -- data and labels -------------------------------------------------------------------------
     def import_data(self, X: Any, y: Any = None, tags: dict[str, Any] | None = None) -> ImportResult:  # noqa: N803
         """Store samples (first axis of X) and labels with shared tags; all or nothing."""

@@ -9,29 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 import tensorlab
-from tensorlab.localserver import LocalServer
 
 
 @pytest.fixture(scope="session")
-def server_home(tmp_path_factory: pytest.TempPathFactory):
-    return tmp_path_factory.mktemp("tensorlab-server")
-
-
-@pytest.fixture(scope="session")
-def mongo_uri(server_home) -> Iterator[str]:
-    """$TENSORLAB_MONGODB_URI when set, else a managed FerretDB in a temporary folder, stopped at the end."""
-    existing = os.environ.get("TENSORLAB_MONGODB_URI")
-    if existing:
-        yield existing
-        return
-    server = LocalServer(server_home)
-    info = server.start()
-    os.environ["TENSORLAB_MONGODB_URI"] = info.uri  # child processes and connect() find it too
-    try:
-        yield info.uri
-    finally:
-        os.environ.pop("TENSORLAB_MONGODB_URI", None)
-        server.stop()
+def mongo_uri() -> str:
+    """The session's server: $TENSORLAB_MONGODB_URI, set by the root conftest when nothing else was."""
+    return os.environ["TENSORLAB_MONGODB_URI"]
 
 
 @pytest.fixture

@@ -117,3 +117,16 @@ def test_unknown_job_ids(tdb):
         tdb.jobs.get("0" * 24)
     with pytest.raises(InvalidInput):
         tdb.jobs.get("not-an-id")
+
+
+def test_a_job_completed_by_a_worker_that_died_before_updating_it_is_settled_not_rerun(tdb):
+    job = tdb.push_job("a", max_attempts=5)
+    claimed = tdb.pop_job("w1", lease_s=0.2)
+    # w1 wrote its completion marker and died before the job document said done:
+    tdb.collection("job_claims").insert_one({"_id": f"{job}:done", "job": job, "worker": "w1",
+                                             "claim": claimed["claims"], "result": {"ok": 1},
+                                             "at": claimed["claimed_at"]})
+    time.sleep(0.4)
+    assert tdb.pop_job("w2") is None  # the lease expired, but the job is not trained again
+    doc = tdb.jobs.get(job)
+    assert doc["status"] == "done" and doc["result"] == {"ok": 1} and doc["worker"] == "w1"

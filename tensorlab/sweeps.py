@@ -1,0 +1,56 @@
+"""Hyper-parameter sweeps as jobs: a grid (Cartesian product) or random samples, and a one-call summary."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bson import ObjectId
+
+from .errors import InvalidInput
+
+
+def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the values in `space`, e.g. {'lr': [0.1, 0.01], 'units': [32, 64]} -> 4 dicts."""
+    for name, values in space.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise InvalidInput(f"Grid values for {name!r} must be a non-empty list; got {values!r}.")
+    names = list(space)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(space[n] for n in names))]
+
+
+def random_samples(space: Mapping[str, Sequence[Any]], n: int, seed: int | None = None) -> list[dict[str, Any]]:
+    """`n` random picks from each list in `space` (reproducible with `seed`)."""
+    if n < 1:
+        raise InvalidInput(f"Invalid value for argument `n`: {n!r}. Expected an int >= 1.")
+    rng = random.Random(seed)
+    return [{name: rng.choice(list(values)) for name, values in space.items()} for _ in range(n)]
+
+
+def push_sweep(db: Any, architecture: Any = None, *, grid_space: Mapping[str, Sequence[Any]] | None = None,
+               random_space: Mapping[str, Sequence[Any]] | None = None, n: int = 10, seed: int | None = None,
+               base: Mapping[str, Any] | None = None, **job: Any) -> tuple[str, list[ObjectId]]:
+    """Push one job per hyper-parameter set; returns (sweep id, job ids)."""
+    if (grid_space is None) == (random_space is None):
+        raise InvalidInput("Pass exactly one of grid_space={...} or random_space={...}.")
+    settings = grid(grid_space) if grid_space is not None else random_samples(random_space, n, seed)
+    sweep = str(ObjectId())
+    ids = [db.push_job(architecture, hyper_parameters={**(base or {}), **hp}, sweep=sweep, **job) for hp in settings]
+    return sweep, ids
+
+
+def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str = "max") -> Any:
+    """One row per job of the sweep: status, hyper-parameters and final metrics, best first."""
+    import pandas as pd
+
+    rows = []
+    for job in db.jobs.find({"sweep": sweep}):
+        final = (job.get("result") or {}).get("final", {})
+        rows.append({"job": str(job["_id"]), "status": job["status"], "attempts": job["attempts"],
+                     **{f"hp.{k}": v for k, v in job["hyper_parameters"].items()}, **final})
+    frame = pd.DataFrame(rows)
+    if len(frame) and metric in frame.columns:
+        frame = frame.sort_values(metric, ascending=mode == "min", na_position="last").reset_index(drop=True)
+    return frame

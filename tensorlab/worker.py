@@ -1,0 +1,224 @@
+"""Workers: claim jobs from the MongoDB queue, train them, survive crashes, scale over machines.
+
+MongoDB is the whole distributed engine: claims are atomic (see jobs.py), leases expire when a
+worker dies, and every job trains into a run named after it with a checkpoint each epoch. A job
+whose worker was SIGKILLed is claimed again after its lease expires and *resumes* from the last
+checkpoint. SIGTERM/SIGINT stop at the end of the batch, checkpoint, requeue the job and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidInput, JobError, NotFound
+from .runs import query_from_text
+
+logger = logging.getLogger("tensorlab.worker")
+COMPILE_DEFAULTS = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+
+@dataclass
+class WorkerStats:
+    done: int = 0
+    failed: int = 0
+    requeued: int = 0
+    lost: int = 0
+    jobs: list[str] = field(default_factory=list)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_architecture_id(db: Any, job: dict) -> Any:
+    """The stored architecture a job refers to (by id or by a query), or None for code jobs."""
+    reference = job.get("architecture")
+    if reference is None:
+        return None
+    if isinstance(reference, str) and reference.startswith("{"):
+        return db.architectures.find(query_from_text(reference))["_id"]
+    return reference
+
+
+def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
+    """The job's Keras model, compiled with its hyper-parameters (optimizer, learning_rate, loss, metrics)."""
+    import keras
+
+    from .architectures import build_from_source
+
+    hp = dict(job.get("hyper_parameters") or {})
+    if job.get("code"):
+        if not allow_code:
+            raise JobError("This job carries Python source; only a worker started with --allow-code runs it.")
+        model = build_from_source(job["code"], trust=True) if "build_model" not in job["code"] else \
+            _build_with_hp(job["code"], hp)
+    else:
+        model = db.architectures.load({"_id": job_architecture_id(db, job)})
+        if isinstance(model, str):
+            raise JobError("The job's architecture is Python source; push it as code=... for --allow-code workers.")
+    if not getattr(model, "compiled", False) or hp.get("recompile", True):
+        optimizer = keras.optimizers.get({"class_name": hp.get("optimizer", COMPILE_DEFAULTS["optimizer"]),
+                                          "config": {"learning_rate": float(hp.get("learning_rate",
+                                                                                   hp.get("lr", 0.001)))}})
+        model.compile(optimizer, hp.get("loss", COMPILE_DEFAULTS["loss"]),
+                      metrics=hp.get("metrics", COMPILE_DEFAULTS["metrics"]),
+                      run_eagerly=bool(hp.get("run_eagerly", False)))  # tiny jobs: skip graph tracing
+    if job.get("warm_start") is not None and not job.get("resumed"):
+        from .parameters import apply_weights
+
+        apply_weights(model, db.parameters.find({"_id": job["warm_start"]}))
+    return model
+
+
+def _build_with_hp(source: str, hp: dict) -> Any:
+    namespace: dict[str, Any] = {"__name__": "tensorlab_job"}
+    exec(compile(source, "<tensorlab job>", "exec"), namespace)  # noqa: S102 - only with --allow-code
+    builder = namespace["build_model"]
+    import inspect
+
+    accepted = inspect.signature(builder).parameters
+    return builder(**{k: v for k, v in hp.items() if k in accepted})
+
+
+class Worker:
+    """`Worker(db).run()` processes jobs until `max_jobs` are done, it is stopped, or it idles too long."""
+
+    def __init__(self, db: Any, name: str | None = None, *, query: dict | None = None, max_jobs: int | None = None,
+                 device: str | None = None, allow_code: bool = False, lease_s: float = 60.0,
+                 poll_interval_s: float = 1.0, max_idle_s: float | None = None, distribute: str | None = None) -> None:
+        if lease_s <= 0:
+            raise InvalidInput(f"Invalid value for argument `lease_s`: {lease_s!r}. Expected seconds > 0.")
+        if distribute not in (None, "mirrored"):
+            raise InvalidInput(f"Invalid value for argument `distribute`: {distribute!r}. Expected None or 'mirrored'.")
+        self.db, self.name = db, name or default_worker_name()
+        self.query, self.max_jobs, self.device = query, max_jobs, device
+        self.allow_code, self.lease_s = allow_code, lease_s
+        self.poll_interval_s, self.max_idle_s, self.distribute = poll_interval_s, max_idle_s, distribute
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._training_stop: threading.Event | None = None
+
+    def request_stop(self, *_signal: Any) -> None:
+        """Finish the current batch, checkpoint, requeue the job, then leave the loop."""
+        self._stop.set()
+        if self._training_stop is not None:
+            self._training_stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> WorkerStats:
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:
+                break
+            job = self.db.pop_job(self.name, self.lease_s, self.query, self.allow_code)
+            if job is None:
+                if self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s:
+                    break
+                self._stop.wait(self.poll_interval_s)
+                continue
+            self.run_job(job)
+            idle_since = time.monotonic()
+        return self.stats
+
+    def _heartbeat(self, job: dict, done: threading.Event, model_holder: dict) -> None:
+        while not done.wait(self.lease_s / 3):
+            handle = model_holder.get("model")
+            logger_ = getattr(handle, "last_run", None)
+            progress = {"epoch": getattr(logger_, "_epoch", None), "step": getattr(logger_, "_step", None)}
+            try:
+                self.db.jobs.heartbeat(job, self.name, self.lease_s, progress=progress)
+            except JobError:
+                model_holder["lost"] = True  # cancelled or taken over: stop at the end of the batch
+                if self._training_stop is not None:
+                    self._training_stop.set()
+                return
+            except Exception as error:  # noqa: BLE001 - keep training through a passing outage
+                logger.warning("heartbeat for job %s failed: %s", job["_id"], error)
+
+    def run_job(self, job: dict) -> str:
+        """Train one claimed job; returns what became of it: done, failed, requeued or lost."""
+        from .model import Model
+
+        job_id = str(job["_id"])
+        self.stats.jobs.append(job_id)
+        self._training_stop = threading.Event()
+        if self._stop.is_set():
+            self._training_stop.set()
+        done, holder = threading.Event(), {}
+        beat = threading.Thread(target=self._heartbeat, args=(job, done, holder), daemon=True)
+        beat.start()
+        try:
+            keras_model = self._build(job)
+            model = Model(keras_model, name=f"job-{job_id}", db=self.db)
+            model.architecture_id = job_architecture_id(self.db, job)  # None for code: Model.fit stores it
+            holder["model"] = model
+            history = self._fit(model, job)
+            run_id = model.last_run.run_id
+            if holder.get("lost"):
+                self.stats.lost += 1
+                return "lost"
+            if self._training_stop.is_set():
+                self.db.jobs.requeue(job, refund_attempt=True)
+                self.stats.requeued += 1
+                return "requeued"
+            result = {"run": run_id, "epochs_trained": len(history.epoch),
+                      "initial_epoch": history.epoch[0] if history.epoch else job["epochs"],
+                      "final": {k: v[-1] for k, v in history.history.items() if v and math.isfinite(v[-1])}}
+            self.db.jobs.complete(job, self.name, result)
+            self.stats.done += 1
+            return "done"
+        except JobError as error:
+            logger.warning("job %s: %s", job_id, error)
+            self.stats.lost += 1
+            return "lost"
+        except Exception as error:  # noqa: BLE001 - every failure is stored with its traceback
+            try:
+                self.db.jobs.fail(job, self.name, f"{type(error).__name__}: {error}", traceback.format_exc())
+            except JobError:
+                self.stats.lost += 1
+                return "lost"
+            self.stats.failed += 1
+            return "failed"
+        finally:
+            done.set()
+            self._training_stop = None
+
+    def _build(self, job: dict) -> Any:
+        if self.distribute == "mirrored":
+            import tensorflow as tf
+
+            with tf.distribute.MirroredStrategy().scope():
+                return build_job_model(self.db, job, self.allow_code)
+        return build_job_model(self.db, job, self.allow_code)
+
+    def _fit(self, model: Any, job: dict) -> Any:
+        data = query_from_text(job["data_query"]) if job.get("data_query") else None
+        if data is None:
+            raise InvalidInput("The job has no data query; push it with data={...}.")
+        validation = query_from_text(job["validation_query"]) if job.get("validation_query") else None
+        batch_size = int(job["batch_size"])
+        count = self.db.data_count(data)
+        if count == 0:
+            raise NotFound(f"The job's data query {data!r} matches no samples.")
+        stream = self.db.data_generator(data, batch_size, epochs=None, shuffle=True)
+        try:
+            return model.fit(
+                iter(stream), db=self.db, epochs=int(job["epochs"]), batch_size=batch_size,
+                steps_per_epoch=math.ceil(count / batch_size), validation_data=validation,
+                run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch", device=self.device,
+                hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
+                data_query=data, run_details={"job": job["_id"]})
+        finally:
+            stream.close()

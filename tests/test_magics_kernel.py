@@ -1,0 +1,84 @@
+"""The magics through a real Jupyter kernel (nbclient) against the real server."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import tensorlab
+
+pytest.importorskip("keras")
+
+MODEL_CELL = """
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")], name="{name}")
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+model"""
+
+
+def _run(cells: list[str]) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    return notebook
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+
+
+def test_every_magic_in_a_real_kernel(mongo_uri, db_name):
+    notebook = _run([
+        f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study kernel",
+        "import keras, numpy as np\nX = np.random.default_rng(0).normal(size=(256, 8)).astype('float32')\n"
+        "Y = (X[:, 0] > 0).astype('int64')\n%tdb_import X Y --tag split=train",
+        "%%tdb_train --name fg --epochs 2 --batch-size 32 --data tags.split=train\n" + MODEL_CELL.format(name="fg"),
+        "%%tdb_train --name bg --epochs 300 --batch-size 8 --data tags.split=train --background\n"
+        + MODEL_CELL.format(name="bg"),
+        "returned_while_training = _tdb_run.status in ('starting', 'running') and not _tdb_run.done\n"
+        "print('returned while training:', returned_while_training)",
+        "_tdb_run.wait(300)\nprint('background run ended:', _tdb_run.status)",
+        "ids = %tdb_push_job --model model --data tags.split=train --epochs 1 --grid lr=0.1,0.01 --grid units=32,64\n"
+        "print(len(ids))",
+        "%tdb_worker --max-jobs 4",
+        "%tdb_jobs --status done",
+        "%tdb_runs name=fg",
+        "%tdb_compare fg bg --metric accuracy",
+        "%tdb_data",
+        "%tdb_status",
+    ])
+    cells = notebook.cells
+    assert "study 'kernel'" in _text(cells[0])
+    assert "imported 256 samples" in _text(cells[1])
+    assert "returned while training: True" in _text(cells[4])
+    assert "background run ended: finished" in _text(cells[5])
+    assert _text(cells[6]).strip().endswith("4")
+    assert "done 4" in _text(cells[7])
+    assert "application/vnd.jupyter.widget-view+json" in cells[8].outputs[0]["data"]
+    assert "finished" in _text(cells[9])
+    for index in (10, 11):
+        assert "application/vnd.jupyter.widget-view+json" in cells[index].outputs[0]["data"]
+    assert not any(o.output_type == "error" for cell in cells for o in cell.outputs)
+
+    db = tensorlab.connect(mongo_uri, db=db_name, study="kernel")
+    try:
+        fg = db.run_store.resolve("fg")
+        assert fg["status"] == "finished" and len(db.logs(run="fg", kind="train")) == 2 * 8
+        assert db.run_store.resolve("bg")["status"] == "finished"
+        assert sorted(j["status"] for j in db.jobs.find()) == ["done"] * 4
+    finally:
+        db.client.drop_database(db_name)
+        db.close()
+
+
+def test_usage_errors_are_short_messages_not_tracebacks(mongo_uri):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext tensorlab\n%tdb_status"),
+        nbformat.v4.new_code_cell("%tdb_push_job --epochs nope"),
+    ])
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True)
+    client.execute()
+    first, second = (_text(cell) for cell in notebook.cells)
+    # IPython shows a UsageError as one line on stderr: no traceback, no error output
+    assert first.startswith("UsageError: Not connected") and "Traceback" not in first
+    assert "UsageError: argument --epochs: invalid int value: 'nope'" in second and "Traceback" not in second
+    assert not any(o.output_type == "error" for cell in notebook.cells for o in cell.outputs)
