@@ -19,6 +19,8 @@ server: $(STAMP)
 
 NOTEBOOKS := demo_notebooks
 EXECUTED  := $(NOTEBOOKS)/executed
+# Notebook kernels use this profile: C++ log lines stay out of the cells' saved outputs.
+export IPYTHONDIR := $(CURDIR)/$(NOTEBOOKS)/ipython
 
 demo: setup
 	$(BIN)/tensorlab server start

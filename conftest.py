@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 _started: dict = {}
+# Notebook kernels started by nbval use the demo profile (C++ log lines stay out of cell outputs).
+os.environ.setdefault("IPYTHONDIR", str(Path(__file__).resolve().parent / "demo_notebooks" / "ipython"))
 
 
 def pytest_sessionstart(session) -> None:
