@@ -14,8 +14,10 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# FerretDB is built only when no external server is configured.
 server: $(STAMP)
-	$(BIN)/tensorlab server install
+	@if [ -z "$$TENSORLAB_MONGODB_URI" ]; then $(BIN)/tensorlab server install; \
+	else echo "using TENSORLAB_MONGODB_URI; FerretDB not needed"; fi
 
 NOTEBOOKS := demo_notebooks
 EXECUTED  := $(NOTEBOOKS)/executed
@@ -23,7 +25,7 @@ EXECUTED  := $(NOTEBOOKS)/executed
 export IPYTHONDIR := $(CURDIR)/$(NOTEBOOKS)/ipython
 
 demo: setup
-	$(BIN)/tensorlab server start
+	@if [ -z "$$TENSORLAB_MONGODB_URI" ]; then $(BIN)/tensorlab server start; fi
 	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
 		--output-dir $(EXECUTED) $(NOTEBOOKS)/TensorLabDemo.ipynb
 	@echo "Executed demo notebook: $(EXECUTED)/TensorLabDemo.ipynb (open it with: $(BIN)/jupyter lab $(EXECUTED)/TensorLabDemo.ipynb)"
