@@ -157,3 +157,13 @@ def test_sigkilled_workers_lose_nothing_and_jobs_resume_from_checkpoints(tdb, mo
     log.close()
     print(f"kill test: {KILL_JOBS} jobs, {kills} SIGKILLs, {len(retried)} re-claimed, {len(resumed)} resumed "
           "from checkpoints")
+
+
+def test_mirrored_strategy_option_trains_a_job(tdb):
+    """`--distribute mirrored` builds the model under tf.distribute.MirroredStrategy (here: the CPU device)."""
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("MirroredStrategy is TensorFlow's")
+    _data(tdb, 300)
+    job = tdb.push_job(_architecture(tdb), data={"tags.split": "train"}, epochs=2, batch_size=64)
+    stats = Worker(tdb, "mirrored", distribute="mirrored", max_jobs=1, max_idle_s=1).run()
+    assert stats.done == 1 and tdb.jobs.get(job)["status"] == "done"
