@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from polling import wait_until
 from tensorlab.widgets import ComparisonPanel, DataPanel, JobQueuePanel, LivePanel, line_chart
 
 import tensorlab
@@ -24,12 +24,6 @@ def _mlp(lr=0.01, name="mlp"):
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
-
-def _wait(condition, timeout=60.0):
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def test_feeding_rows_updates_curves_and_progress(tdb):
@@ -51,14 +45,14 @@ def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
     handle = tensorlab.train_in_background(model, db=tdb, x=X, y=Y, validation_data=(XV, YV), epochs=300,
                                            batch_size=32, run_name="watched")
     panel = LivePanel(handle)
-    assert _wait(lambda: handle.progress.epoch >= 1 and "polyline" in panel.metric_chart.value)
-    assert _wait(lambda: "running" in panel.status.value)
+    assert wait_until(lambda: handle.progress.epoch >= 1 and "polyline" in panel.metric_chart.value)
+    assert wait_until(lambda: "running" in panel.status.value)
     assert panel.progress_bar.value > 0 and "epoch" in panel.progress_label.value
     panel.checkpoint_button.click()
-    assert _wait(lambda: panel.checkpoints_saved == 1)
+    assert wait_until(lambda: panel.checkpoints_saved == 1)
     panel.stop_button.click()
     assert handle.wait(60) and handle.status == "stopped"
-    assert _wait(lambda: "stopped" in panel.status.value and panel.stop_button.disabled)
+    assert wait_until(lambda: "stopped" in panel.status.value and panel.stop_button.disabled)
     run_id = tdb.run_store.resolve("watched")["_id"]
     assert tdb.parameters.find_doc({"run": run_id, "tags.manual": True})
     assert tdb.parameters.find_doc({"run": run_id, "tags.final": True})
@@ -81,10 +75,10 @@ db.close()
 
 def test_live_panel_follows_a_run_in_another_process(tdb, mongo_uri):
     trainer = subprocess.Popen([sys.executable, "-c", TRAINER, mongo_uri, tdb.db_name])
-    assert _wait(lambda: tdb.run_store.find({"name": "remote"}) != [], timeout=120)
+    assert wait_until(lambda: tdb.run_store.find({"name": "remote"}) != [], timeout=120)
     panel = LivePanel("remote", tdb, poll_interval_s=0.2)
     assert trainer.wait(180) == 0
-    assert _wait(lambda: "finished" in panel.status.value and panel._step == 4 * 23)
+    assert wait_until(lambda: "finished" in panel.status.value and panel._step == 4 * 23)
     assert 'data-name="valid val_accuracy"' in panel.metric_chart.value
     panel.stop_button.click()  # a remote run cannot be stopped from here: the panel says so, nothing raises
     assert panel.stop_button.disabled

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from polling import wait_until
 
 from tensorlab.datasets import load_digits
 from tensorlab.sweeps import grid, push_sweep, sweep_summary
@@ -42,12 +43,6 @@ def _worker_process(mongo_uri, db_name, *extra, log=None):
                              "--study", "test", *extra], stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
-
-def _wait(condition, timeout=120.0):
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.1)
-    return condition()
 
 
 def test_worker_trains_a_job_into_a_linked_run(tdb):
@@ -101,7 +96,7 @@ def test_sigterm_mid_job_requeues_checkpoints_and_exits_0(tdb, mongo_uri):
     job = tdb.push_job(_architecture(tdb), data={"tags.split": "train"}, epochs=500, batch_size=16)
     worker = _worker_process(mongo_uri, tdb.db_name, "--lease", "30")
     run_name = f"job-{job}"
-    assert _wait(lambda: tdb.parameters.collection.count_documents({"epoch": {"$gte": 1}}) > 0, 180)
+    assert wait_until(lambda: tdb.parameters.collection.count_documents({"epoch": {"$gte": 1}}) > 0, 180)
     worker.send_signal(signal.SIGTERM)
     output = worker.communicate(timeout=60)[0]
     assert worker.returncode == 0, output

@@ -13,12 +13,13 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .refreshing import RefreshingPanel
 from .svgchart import line_chart
 
 X_AXES = ("epoch", "step", "time")
 
 
-class ComparisonPanel(widgets.VBox):
+class ComparisonPanel(RefreshingPanel):
     def __init__(
         self,
         db: Any,
@@ -69,10 +70,9 @@ class ComparisonPanel(widgets.VBox):
             ]
         )
         self.add_class("tensorlab-comparison-panel")
-        self._stop = threading.Event()
         self.refresh()
         if auto_refresh:
-            threading.Thread(target=self._loop, daemon=True, name="tensorlab-comparison").start()
+            self._start_refreshing("tensorlab-comparison")
 
     # -- data -------------------------------------------------------------------------------------
     def _load_runs(self, runs: list[Any] | None) -> list[dict]:
@@ -225,14 +225,8 @@ class ComparisonPanel(widgets.VBox):
             f"<tbody>{''.join(body)}</tbody></table>"
         )
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            if not self._explicit_runs or any(d["status"] == "running" for d in self._selected()):
-                self.refresh()
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()
+    def _should_refresh(self) -> bool:
+        return not self._explicit_runs or any(d["status"] == "running" for d in self._selected())
 
     def to_png(self, path: str) -> str:
         """Save the overlay as a PNG with matplotlib (for reports); returns the path."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import html
-import threading
 from datetime import datetime, timezone
 from typing import Any
 
 import ipywidgets as widgets
+
+from .refreshing import RefreshingPanel
 
 STATUS_COLORS = {"queued": "#555", "running": "#1f77b4", "done": "#2ca02c", "failed": "#d62728", "cancelled": "#999"}
 
@@ -27,7 +28,7 @@ def _age(created: Any) -> str:
     )
 
 
-class JobQueuePanel(widgets.VBox):
+class JobQueuePanel(RefreshingPanel):
     def __init__(
         self,
         db: Any,
@@ -62,10 +63,9 @@ class JobQueuePanel(widgets.VBox):
             ]
         )
         self.add_class("tensorlab-jobs-panel")
-        self._stop = threading.Event()
         self.refresh()
         if auto_refresh:
-            threading.Thread(target=self._loop, daemon=True, name="tensorlab-jobs-panel").start()
+            self._start_refreshing("tensorlab-jobs-panel")
 
     def jobs(self) -> list[dict]:
         return self.db.jobs.find(self.query, status=self.status_filter)
@@ -117,13 +117,6 @@ class JobQueuePanel(widgets.VBox):
             self.message.append_stdout(f"Could not {what} job {job[-8:]}: {error}" + "\n")
         self.refresh()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            self.refresh()
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = super()._repr_mimebundle_(**kwargs)
