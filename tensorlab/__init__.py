@@ -41,13 +41,17 @@ _LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "tra
          "TrainingHandle": ".background"}
 
 
-def __getattr__(name: str) -> Any:
-    """Import heavy (Keras) classes on first use only."""
-    if name in _LAZY:
-        import importlib
+_LAZY_MODULES = {"continuous", "datasets", "devices", "sweeps", "worker", "widgets", "magics"}
 
-        module = importlib.import_module(_LAZY[name], __name__)
-        return getattr(module, name)
+
+def __getattr__(name: str) -> Any:
+    """Import heavy (Keras) classes and submodules on first use only."""
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tensorlab' has no attribute {name!r}")
 
 
