@@ -44,6 +44,8 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/python benchmarks/bench_tensordb.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_widgets.py
+	$(BIN)/python benchmarks/bench_workers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
