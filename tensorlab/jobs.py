@@ -30,6 +30,8 @@ from .validation import check_query, clean_tags
 
 JOBS = "jobs"
 CLAIMS = "job_claims"
+CLAIM_ROUNDS = 4  # re-reads when every candidate was just taken by someone else
+STALE_CLAIM_S = 30.0  # a claim marker this old whose job never moved: its worker died in between
 CANDIDATES = 16
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -128,6 +130,7 @@ class JobQueue:
             "sweep": sweep,
             "attempts": 0,
             "attempts_left": max_attempts,
+            "claims": 0,
             "max_attempts": max_attempts,
             "worker": None,
             "lease_expires": None,
@@ -162,7 +165,7 @@ class JobQueue:
         if not isinstance(worker, str) or not worker:
             raise InvalidInput(f"`worker` must be a non-empty name; got {worker!r}.")
         base = self._tdb.scoped(check_query(query))
-        while True:
+        for _round in range(CLAIM_ROUNDS):
             now = _now()
             if time.monotonic() - self._last_reap > 2.0:
                 self._reap_exhausted(now)
@@ -190,6 +193,7 @@ class JobQueue:
                 if claimed is not None:
                     return claimed
             # every candidate was taken by someone else between our read and our claim: read again
+        return None  # still contended after a few rounds: the caller polls again later
 
     def _settle_completed(self, job_id: ObjectId) -> bool:
         """A job whose done marker exists is done, even if its worker died before saying so in the job."""
@@ -211,6 +215,20 @@ class JobQueue:
         )
         return True
 
+    def _skip_stale_claim(self, job_id: ObjectId, number: int, now: datetime) -> None:
+        """A worker killed between inserting claim `number` and taking the job would strand it: every later
+        claimer reads the same number and loses to the dead one's marker. Once that marker is stale, the
+        job's claim count moves past it, so the next claim uses a fresh number."""
+        marker = self._tdb.collection(CLAIMS).find_one({"_id": f"{job_id}:{number}"})
+        if marker is None:
+            return
+        claimed_at = marker["at"] if marker["at"].tzinfo else marker["at"].replace(tzinfo=timezone.utc)
+        if now - claimed_at > timedelta(seconds=STALE_CLAIM_S):
+            self.collection.update_one(
+                {"_id": job_id, "$or": [{"claims": {"$lt": number}}, {"claims": {"$exists": False}}]},
+                {"$set": {"claims": number}},
+            )
+
     def _try_claim(self, candidate: dict, worker: str, lease_s: float, now: datetime) -> dict | None:
         number = int(candidate.get("claims", 0)) + 1
         try:
@@ -218,6 +236,7 @@ class JobQueue:
                 {"_id": f"{candidate['_id']}:{number}", "job": candidate["_id"], "worker": worker, "at": now}
             )
         except DuplicateKeyError:
+            self._skip_stale_claim(candidate["_id"], number, now)
             return None
         if self._settle_completed(candidate["_id"]):
             return None  # it was finished by a worker that died right after: never train it twice

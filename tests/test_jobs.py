@@ -130,3 +130,23 @@ def test_a_job_completed_by_a_worker_that_died_before_updating_it_is_settled_not
     assert tdb.pop_job("w2") is None  # the lease expired, but the job is not trained again
     doc = tdb.jobs.get(job)
     assert doc["status"] == "done" and doc["result"] == {"ok": 1} and doc["worker"] == "w1"
+
+
+def test_a_claim_whose_worker_died_before_taking_the_job_does_not_strand_it(tdb):
+    from datetime import datetime, timedelta, timezone
+
+    job = tdb.push_job("a")
+    # a worker inserted claim 1 a minute ago and was killed before it marked the job running:
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=60)
+    tdb.collection("job_claims").insert_one({"_id": f"{job}:1", "job": job, "worker": "dead", "at": long_ago})
+    claimed = tdb.pop_job("w2")
+    assert claimed is not None and claimed["_id"] == job and claimed["claims"] == 2 and claimed["worker"] == "w2"
+
+
+def test_a_fresh_claim_marker_is_respected(tdb):
+    from datetime import datetime, timezone
+
+    job = tdb.push_job("a")
+    tdb.collection("job_claims").insert_one({"_id": f"{job}:1", "job": job, "worker": "busy",
+                                             "at": datetime.now(timezone.utc)})
+    assert tdb.pop_job("w2") is None  # the claimer is mid-claim: not taken from it
