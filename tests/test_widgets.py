@@ -48,6 +48,7 @@ def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
     assert wait_until(lambda: handle.progress.epoch >= 1 and "polyline" in panel.metric_chart.value)
     assert wait_until(lambda: "running" in panel.status.value)
     assert panel.progress_bar.value > 0 and "epoch" in panel.progress_label.value
+    assert "cpu" in panel.title.value  # the device recorded in the run
     panel.checkpoint_button.click()
     assert wait_until(lambda: panel.checkpoints_saved == 1)
     panel.stop_button.click()

@@ -172,13 +172,23 @@ class LivePanel(widgets.VBox):
         fraction = ((progress.get("epoch", -1) + 1) / planned) if planned else None
         return run["status"], f"epoch {progress.get('epoch', -1) + 1}/{planned or '?'}", fraction, run["name"]
 
+    def _device(self) -> str:
+        """The device the run records (read once from its run document; empty until the run exists)."""
+        if getattr(self, "_device_name", None):
+            return self._device_name
+        run = getattr(self, "_remote_run", None)
+        if run is None and self.handle is not None and self.handle.run_id is not None and self.db is not None:
+            run = self.db.run_store.resolve(self.handle.run_id)
+        self._device_name = (run or {}).get("device") or ""
+        return self._device_name
+
     def refresh(self, force: bool = False) -> None:
         """Apply pending rows to the widgets (throttled unless `force`). Never raises into the frontend."""
         started = time.perf_counter()
         try:
             self._drain()
             status, where, fraction, run_name = self._status_text()
-            device = ""
+            device = self._device()
             self.title.value = (
                 f"<b>TensorLab run</b> {html.escape(run_name)}{(' · ' + html.escape(device)) if device else ''}"
             )
