@@ -10,12 +10,18 @@ speaks its protocol (FerretDB 1.x reads, then writes: 8 processes made 1,124 cla
 A unique `_id` is enforced everywhere, so a claim inserts `{_id: "<job>:<claim number>"}` into
 `job_claims`; exactly one worker's insert succeeds for each claim number, and only that worker
 moves the job to running. Claim numbers only grow, so a stale read can never win twice.
+
+Why claims are cheap: candidates come from the ready set (job_ready.py), which holds only
+unfinished jobs, and each worker keeps the sorted candidate list it read until the queue's version
+token changes, so most claims touch documents by `_id` only. Every candidate is checked against its
+job document before the claim marker is written.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +31,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .errors import InvalidInput, JobError, NotFound
+from .job_ready import ReadySet
 from .runs import query_to_text
 from .validation import check_query, clean_tags
 
@@ -32,7 +39,11 @@ JOBS = "jobs"
 CLAIMS = "job_claims"
 CLAIM_ROUNDS = 4  # re-reads when every candidate was just taken by someone else
 STALE_CLAIM_S = 30.0  # a claim marker this old whose job never moved: its worker died in between
-CANDIDATES = 16
+STALE_ENTRY_S = 30.0  # a ready entry this old without its job: the pusher died between the two inserts
+CANDIDATES = 64  # read at once and kept between claims; a sorted read costs the same for 1 or 64
+MISSES_BEFORE_REREAD = 4  # candidates taken by others in a row: the list is stale, a fresh read is cheaper
+CANDIDATES_MAX_AGE_S = 2.0  # re-read at least this often: expired leases change no version token
+VERSION_CHECK_S = 0.25  # a job pushed or re-prioritised by another process reorders a busy worker within this
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 
@@ -40,13 +51,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _spread(candidates: list[dict]) -> list[dict]:
-    """Strict order for the first try; after a lost race, the rest of the top priority in a random rotation
-    (racing workers then rarely collide again), then lower priorities in order."""
-    top = candidates[0].get("priority")
-    same = [c for c in candidates[1:] if c.get("priority") == top]
-    offset = random.randrange(len(same)) if same else 0
-    return [candidates[0], *same[offset:], *same[:offset], *candidates[1 + len(same) :]]
+def _aware(moment: datetime) -> datetime:
+    """Datetimes read back from the server are naive UTC unless the client asked for tz-aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _finished(job: dict | None) -> bool:
+    """Done, failed or cancelled: never claimed again without a requeue, so its ready entry can go."""
+    return job is not None and job["status"] not in ("queued", "running")
 
 
 def _as_id(job: Any) -> ObjectId:
@@ -63,7 +75,12 @@ class JobQueue:
     def __init__(self, tdb: Any) -> None:
         self._tdb = tdb
         self._indexed = False
-        self._last_reap = 0.0
+        self.ready = ReadySet(tdb)
+        self._cached: deque[tuple[Any, ObjectId]] = deque()  # (priority, job id), best first
+        self._cache_query: str | None = None
+        self._cache_version: Any = None
+        self._cache_loaded = 0.0
+        self._version_checked = 0.0
 
     @property
     def collection(self) -> Any:
@@ -140,60 +157,98 @@ class JobQueue:
             "traceback": None,
             "run": None,
         }
-        return self.collection.insert_one(doc).inserted_id
+        doc["_id"] = ObjectId()
+        self.ready.ensure_built(self.collection)  # on a new database: while there is nothing to build from
+        self.ready.add(doc)  # first: a crash between the two inserts leaves an entry that is later dropped
+        self.collection.insert_one(doc)
+        self._queue_changed()
+        return doc["_id"]
 
-    def _reap_exhausted(self, now: datetime) -> None:
+    def _reap_exhausted(self, job_ids: list[ObjectId], now: datetime) -> None:
         """Running jobs whose worker vanished on their last attempt end failed, not retried forever."""
-        self.collection.update_many(
-            {
-                "study": self._tdb.study,
-                "status": "running",
-                "lease_expires": {"$lt": now},
-                "attempts_left": {"$lte": 0},
-            },
-            {
-                "$set": {
-                    "status": "failed",
-                    "updated": now,
-                    "error": "lease expired on the last attempt (the worker stopped sending heartbeats)",
-                }
-            },
-        )
+        for job_id in job_ids:
+            self.collection.update_one(
+                {"_id": job_id, "status": "running", "lease_expires": {"$lt": now}, "attempts_left": {"$lte": 0}},
+                {
+                    "$set": {
+                        "status": "failed",
+                        "updated": now,
+                        "error": "lease expired on the last attempt (the worker stopped sending heartbeats)",
+                    }
+                },
+            )
+            if _finished(self.collection.find_one({"_id": job_id}, {"status": 1})):
+                self.ready.remove(job_id)
 
     def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
         """Claim the best claimable job for `worker` (exactly one worker wins each claim); None when none."""
         if not isinstance(worker, str) or not worker:
             raise InvalidInput(f"`worker` must be a non-empty name; got {worker!r}.")
         base = self._tdb.scoped(check_query(query))
+        if not allow_code:
+            base = {"$and": [base, {"requires_code": False}]}
+        self.ready.ensure_built(self.collection)
         for _round in range(CLAIM_ROUNDS):
             now = _now()
-            if time.monotonic() - self._last_reap > 2.0:
-                self._reap_exhausted(now)
-                self._last_reap = time.monotonic()
-            conditions = [
-                base,
-                {"$or": [{"status": "queued"}, {"status": "running", "lease_expires": {"$lt": now}}]},
-                {"attempts_left": {"$gt": 0}},
-            ]
-            if not allow_code:
-                conditions.append({"requires_code": False})
-            candidates = list(
-                self.collection.find(
-                    {"$and": conditions},
-                    {"claims": 1, "priority": 1},
-                    sort=[("priority", -1), ("created", 1), ("_id", 1)],
-                    limit=CANDIDATES,
-                )
-            )
-            if not candidates:
-                self._reap_exhausted(now)  # an idle queue is a cheap moment to settle dead last attempts
+            if self._candidates_outdated(query_to_text(base)):
+                self._load_candidates(base, now)
+            if not self._cached:
                 return None
-            for candidate in _spread(candidates):
-                claimed = self._try_claim(candidate, worker, lease_s, now)
+            misses = 0
+            while self._cached and misses < MISSES_BEFORE_REREAD:
+                priority, job_id = self._cached.popleft()
+                claimed = self._try_claim(job_id, worker, lease_s, allow_code, now)
                 if claimed is not None:
                     return claimed
-            # every candidate was taken by someone else between our read and our claim: read again
+                misses += 1
+                self._step_aside(priority)
+            self._cached.clear()  # taken by others since we read them: the rest likely is too, so read again
         return None  # still contended after a few rounds: the caller polls again later
+
+    def _step_aside(self, priority: Any) -> None:
+        """A candidate was taken by someone else: other workers are walking down the same list, so go on
+        from a random point among the jobs of the same priority, where they rarely are."""
+        same = 0
+        while same < len(self._cached) and self._cached[same][0] == priority:
+            same += 1
+        if same > 1:
+            run = [self._cached.popleft() for _ in range(same)]
+            start = random.randrange(same)
+            self._cached.extendleft(reversed(run[start:] + run[:start]))
+
+    def _candidates_outdated(self, query_text: str) -> bool:
+        """Whether the kept candidate list must be read again: used up, too old, for another filter, or the
+        queue's version token changed (read at most every VERSION_CHECK_S; this process's own changes clear
+        the list at once)."""
+        if not self._cached or query_text != self._cache_query:
+            return True
+        if time.monotonic() - self._cache_loaded > CANDIDATES_MAX_AGE_S:
+            return True
+        if time.monotonic() - self._version_checked > VERSION_CHECK_S:
+            self._version_checked = time.monotonic()
+            return self.ready.version() != self._cache_version
+        return False
+
+    def _load_candidates(self, base: dict[str, Any], now: datetime) -> None:
+        self._cache_version = self.ready.version()  # before the read: a later change moves the token again
+        self._version_checked = time.monotonic()
+        if ReadySet.covers(base):
+            candidates, exhausted = self.ready.scan(base, now, CANDIDATES)
+            self._reap_exhausted(exhausted, now)
+        else:  # a filter on fields the ready set does not copy: read the jobs themselves
+            claimable = {"$or": [{"status": "queued"}, {"status": "running", "lease_expires": {"$lt": now}}]}
+            cursor = self.collection.find(
+                {"$and": [base, claimable, {"attempts_left": {"$gt": 0}}]},
+                {"_id": 1, "priority": 1},
+                sort=[("priority", -1), ("created", 1), ("_id", 1)],
+                limit=CANDIDATES,
+            )
+            candidates = [(job.get("priority"), job["_id"]) for job in cursor]
+        if not candidates:  # an idle worker settles dead last attempts outside its own filter too
+            self._reap_exhausted(self.ready.scan(self._tdb.scoped({}), now, 0)[1], now)
+        self._cached = deque(candidates)
+        self._cache_query = query_to_text(base)
+        self._cache_loaded = time.monotonic()
 
     def _settle_completed(self, job_id: ObjectId) -> bool:
         """A job whose done marker exists is done, even if its worker died before saying so in the job."""
@@ -213,6 +268,7 @@ class JobQueue:
                 }
             },
         )
+        self.ready.remove(job_id)
         return True
 
     def _skip_stale_claim(self, job_id: ObjectId, number: int, now: datetime) -> None:
@@ -222,73 +278,94 @@ class JobQueue:
         marker = self._tdb.collection(CLAIMS).find_one({"_id": f"{job_id}:{number}"})
         if marker is None:
             return
-        claimed_at = marker["at"] if marker["at"].tzinfo else marker["at"].replace(tzinfo=timezone.utc)
-        if now - claimed_at > timedelta(seconds=STALE_CLAIM_S):
+        if now - _aware(marker["at"]) > timedelta(seconds=STALE_CLAIM_S):
             self.collection.update_one(
                 {"_id": job_id, "$or": [{"claims": {"$lt": number}}, {"claims": {"$exists": False}}]},
                 {"$set": {"claims": number}},
             )
 
-    def _try_claim(self, candidate: dict, worker: str, lease_s: float, now: datetime) -> dict | None:
-        number = int(candidate.get("claims", 0)) + 1
+    def _claimable(self, job_id: ObjectId, job: dict | None, allow_code: bool, now: datetime) -> bool:
+        """Check a candidate against its job document, correcting or dropping a stale ready entry."""
+        if job is None:
+            if ObjectId(job_id).generation_time < now - timedelta(seconds=STALE_ENTRY_S):
+                self.ready.remove(job_id)  # its pusher died before inserting the job
+            return False
+        if _finished(job):
+            self.ready.remove(job_id)
+            return False
+        if job["status"] == "running" and job.get("lease_expires") and _aware(job["lease_expires"]) >= now:
+            return False  # just taken by another worker (which updates the entry itself)
+        return job.get("attempts_left", 0) > 0 and (allow_code or not job.get("requires_code"))
+
+    def _try_claim(self, job_id: ObjectId, worker: str, lease_s: float, allow_code: bool, now: datetime) -> dict | None:
+        job = self.collection.find_one({"_id": job_id})
+        if not self._claimable(job_id, job, allow_code, now):
+            return None
+        number = int(job.get("claims", 0)) + 1
         try:
             self._tdb.collection(CLAIMS).insert_one(
-                {"_id": f"{candidate['_id']}:{number}", "job": candidate["_id"], "worker": worker, "at": now}
+                {"_id": f"{job_id}:{number}", "job": job_id, "worker": worker, "at": now}
             )
         except DuplicateKeyError:
-            self._skip_stale_claim(candidate["_id"], number, now)
+            self._skip_stale_claim(job_id, number, now)
             return None
-        if self._settle_completed(candidate["_id"]):
+        if number > 1 and self._settle_completed(job_id):  # only a claimed job can have been completed
             return None  # it was finished by a worker that died right after: never train it twice
-        return self.collection.find_one_and_update(
-            {"_id": candidate["_id"]},
-            {
-                "$set": {
-                    "status": "running",
-                    "worker": worker,
-                    "claimed_at": now,
-                    "heartbeat": now,
-                    "updated": now,
-                    "lease_expires": now + timedelta(seconds=lease_s),
-                    "claims": number,
-                },
-                "$inc": {"attempts": 1, "attempts_left": -1},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
+        lease_expires = now + timedelta(seconds=lease_s)
+        fields = {
+            "status": "running",
+            "worker": worker,
+            "claimed_at": now,
+            "heartbeat": now,
+            "updated": now,
+            "lease_expires": lease_expires,
+            "claims": number,
+        }
+        # The marker makes us the only claimer of number `number`; the write names only `_id` (see _owned_update).
+        self.collection.update_one({"_id": job_id}, {"$set": fields, "$inc": {"attempts": 1, "attempts_left": -1}})
+        job.update(fields, attempts=job.get("attempts", 0) + 1, attempts_left=job["attempts_left"] - 1)
+        self.ready.hold(job_id, lease_expires, job["attempts_left"])
+        return job
 
-    def _owned_update(self, job: Any, worker: str, fields: dict[str, Any], extra: dict | None = None) -> dict:
+    def _held(self, job: Any, worker: str) -> dict:
+        """The job document, if `worker` still holds it; JobError when it was cancelled or taken over."""
+        current = self.get(job)
+        if current.get("worker") != worker or current["status"] != "running":
+            raise JobError(
+                f"Job {current['_id']} is no longer held by worker {worker!r} (status {current['status']!r}, "
+                f"worker {current.get('worker')!r}); its lease expired or it was cancelled."
+            )
+        return current
+
+    def _owned_update(
+        self, job: Any, worker: str, fields: dict[str, Any], extra: dict | None = None, *, checked: bool = False
+    ) -> dict:
+        """Update a job its worker holds. Ownership is checked on a read, then the write names only `_id`:
+        a server may scan the whole collection for any other filter (FerretDB 1.x pushes down only a lone
+        `_id`), and exactly-once completion rests on the unique markers, not on this write."""
         job_id = _as_id(job)
-        doc = self.collection.find_one_and_update(
-            {"_id": job_id, "worker": worker, "status": "running"},
+        if not checked:
+            self._held(job_id, worker)
+        return self.collection.find_one_and_update(
+            {"_id": job_id},
             {"$set": {**fields, "updated": _now()}, **(extra or {})},
             return_document=ReturnDocument.AFTER,
         )
-        if doc is None:
-            current = self.get(job_id)
-            raise JobError(
-                f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
-                f"worker {current['worker']!r}); its lease expired or it was cancelled."
-            )
-        return doc
 
     def heartbeat(self, job: Any, worker: str, lease_s: float = 60.0, progress: Any = None) -> dict:
         """Extend the lease; raises JobError when the job was cancelled or taken over."""
         fields: dict[str, Any] = {"lease_expires": _now() + timedelta(seconds=lease_s), "heartbeat": _now()}
         if progress is not None:
             fields["progress"] = progress
-        return self._owned_update(job, worker, fields)
+        doc = self._owned_update(job, worker, fields)
+        self.ready.hold(doc["_id"], doc["lease_expires"], doc["attempts_left"])
+        return doc
 
     def complete(self, job: Any, worker: str, result: Any = None) -> dict:
         """Mark done, exactly once: a unique `<job>:done` marker is inserted first, so a worker whose
         lease was taken over cannot complete the job a second time on any server."""
         job_id = _as_id(job)
-        current = self.get(job_id)
-        if current.get("worker") != worker or current["status"] != "running":
-            raise JobError(
-                f"Job {job_id} is no longer held by worker {worker!r} (status {current['status']!r}, "
-                f"worker {current.get('worker')!r}); its lease expired or it was cancelled."
-            )
+        current = self._held(job_id, worker)
         try:
             self._tdb.collection(CLAIMS).insert_one(
                 {
@@ -303,15 +380,20 @@ class JobQueue:
         except DuplicateKeyError:
             self._settle_completed(job_id)
             raise JobError(f"Job {job_id} was already completed by another worker.") from None
-        return self._owned_update(
-            job, worker, {"status": "done", "result": result, "finished": _now(), "lease_expires": None}
+        doc = self._owned_update(
+            job,
+            worker,
+            {"status": "done", "result": result, "finished": _now(), "lease_expires": None},
+            checked=True,
         )
+        self.ready.remove(job_id)
+        return doc
 
     def fail(self, job: Any, worker: str, error: str, traceback: str | None = None) -> dict:
         """Record a failure: back to queued while attempts remain, else failed. Returns the job."""
-        current = self.get(job)
+        current = self._held(job, worker)
         status = "queued" if current["attempts_left"] > 0 else "failed"
-        return self._owned_update(
+        doc = self._owned_update(
             job,
             worker,
             {
@@ -322,13 +404,18 @@ class JobQueue:
                 "worker": None if status == "queued" else worker,
             },
             {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": _now()}}},
+            checked=True,
         )
+        self._sync_ready(doc)
+        return doc
 
     def attach_run(self, job: Any, worker: str, run_id: Any) -> dict:
         return self._owned_update(job, worker, {"run": run_id})
 
     def cancel(self, job: Any) -> dict:
-        return self._transition(job, ("queued", "running"), {"status": "cancelled", "lease_expires": None})
+        doc = self._transition(job, ("queued", "running"), {"status": "cancelled", "lease_expires": None})
+        self._sync_ready(doc)
+        return doc
 
     def requeue(self, job: Any, refund_attempt: bool = False) -> dict:
         """Put a job back in the queue (from running, failed or cancelled); `refund_attempt` for a clean stop."""
@@ -339,10 +426,31 @@ class JobQueue:
         if doc["attempts_left"] <= 0:
             self.collection.update_one({"_id": doc["_id"]}, {"$set": {"attempts_left": 1}})
             doc["attempts_left"] = 1
+        self._sync_ready(doc)
         return doc
 
     def set_priority(self, job: Any, priority: float) -> dict:
-        return self._transition(job, ("queued", "running"), {"priority": priority})
+        doc = self._transition(job, ("queued", "running"), {"priority": priority})
+        self._sync_ready(doc)
+        return doc
+
+    def _sync_ready(self, job: dict) -> None:
+        """Mirror a job's new state into the ready set; a job that became claimable bumps the version."""
+        if _finished(job):
+            self.ready.remove(job["_id"])
+            return
+        self.ready.add(job)
+        self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        self.ready.changed()
+        self._cached.clear()
+
+    def rebuild_ready_set(self) -> int:
+        """Re-create the ready set from the unfinished jobs (a repair after writing job documents by hand)."""
+        count = self.ready.rebuild(self.collection.find({"status": {"$in": ["queued", "running"]}}))
+        self._queue_changed()
+        return count
 
     def _transition(self, job: Any, allowed: tuple[str, ...], fields: dict, extra: dict | None = None) -> dict:
         job_id = _as_id(job)

@@ -101,6 +101,7 @@ class TensorDB:
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         for name in ("architectures", "runs", "logs", "jobs", "deployments"):
             removed[name] = self.collection(name).delete_many({"study": self.study}).deleted_count
+        self.jobs.ready.drop_study(self.study)
         return removed
 
     # -- data and labels -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -150,3 +151,82 @@ def test_a_fresh_claim_marker_is_respected(tdb):
     tdb.collection("job_claims").insert_one({"_id": f"{job}:1", "job": job, "worker": "busy",
                                              "at": datetime.now(timezone.utc)})
     assert tdb.pop_job("w2") is None  # the claimer is mid-claim: not taken from it
+
+
+# -- the ready set: claims read only unfinished jobs, and its entries never outrank the job documents --
+
+def _ready_ids(tdb) -> set:
+    return {entry["_id"] for entry in tdb.collection("job_ready").find()}
+
+
+def test_the_ready_set_holds_exactly_the_unfinished_jobs(tdb):
+    done, exhausted, retried = (tdb.push_job("a", max_attempts=n, priority=p) for n, p in ((3, 3), (1, 2), (3, 1)))
+    cancelled = tdb.push_job("a")
+    assert _ready_ids(tdb) == {done, retried, exhausted, cancelled}
+    tdb.jobs.complete(tdb.pop_job("w"), "w")
+    assert tdb.jobs.fail(tdb.pop_job("w"), "w", "boom")["_id"] == exhausted  # its only attempt: failed, gone
+    assert tdb.jobs.fail(tdb.pop_job("w"), "w", "boom")["_id"] == retried  # attempts remain: queued, ready
+    tdb.jobs.cancel(cancelled)
+    assert _ready_ids(tdb) == {retried}
+    assert tdb.collection("job_ready").find_one({"_id": retried})["lease_expires"] is None
+    tdb.jobs.requeue(cancelled)
+    assert _ready_ids(tdb) == {retried, cancelled}
+    assert tdb.drop_study()["jobs"] == 4 and _ready_ids(tdb) == set()
+
+
+def test_a_worker_holding_read_candidates_still_sees_new_jobs_and_priorities_first(tdb):
+    first, second, third = (tdb.push_job("a") for _ in range(3))
+    assert tdb.pop_job("w")["_id"] == first  # the worker now holds [second, third] from its read
+    urgent = tdb.push_job("a", priority=5)
+    assert tdb.pop_job("w")["_id"] == urgent
+    tdb.jobs.set_priority(third, 9)
+    assert [tdb.pop_job("w")["_id"] for _ in range(2)] == [third, second]
+
+
+def test_another_process_sees_a_new_urgent_job_within_the_version_check_interval(tdb, mongo_uri):
+    import tensorlab
+    from tensorlab.jobs import VERSION_CHECK_S
+
+    other = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")
+    try:
+        low = [tdb.push_job("a") for _ in range(3)]
+        assert other.pop_job("w2")["_id"] == low[0]  # w2 now keeps [low[1], low[2]]
+        high = tdb.push_job("a", priority=1)  # pushed by another process after w2 read its candidates
+        time.sleep(VERSION_CHECK_S)
+        assert other.pop_job("w2")["_id"] == high
+    finally:
+        other.close()
+
+
+def test_a_database_from_before_the_ready_set_is_indexed_on_first_claim(tdb):
+    old = [tdb.push_job("a", priority=p) for p in (0, 1)]
+    tdb.collection("job_ready").delete_many({})  # as written by a version without the ready set
+    tdb.collection("job_queue_state").delete_many({})
+    fresh = type(tdb.jobs)(tdb)  # a new process's queue object
+    assert [fresh.pop("w")["_id"] for _ in range(2)] == [old[1], old[0]]
+    assert fresh.pop("w") is None
+
+
+def test_stale_entries_are_dropped_and_never_claimed(tdb):
+    from bson import ObjectId
+
+    job = tdb.push_job("a")
+    tdb.jobs.collection.update_one({"_id": job}, {"$set": {"status": "cancelled"}})  # written by hand
+    orphan = ObjectId.from_datetime(datetime.now(timezone.utc) - timedelta(minutes=5))
+    tdb.collection("job_ready").insert_one({"_id": orphan, "study": "test", "priority": 0, "requires_code": False,
+                                            "created": datetime.now(timezone.utc), "attempts_left": 1,
+                                            "lease_expires": None})
+    young = ObjectId()  # a pusher between its two inserts: left alone
+    tdb.collection("job_ready").insert_one({"_id": young, "study": "test", "priority": 0, "requires_code": False,
+                                            "created": datetime.now(timezone.utc), "attempts_left": 1,
+                                            "lease_expires": None})
+    assert tdb.pop_job("w") is None
+    assert _ready_ids(tdb) == {young}
+
+
+def test_filters_on_fields_outside_the_ready_set_read_the_jobs(tdb):
+    plain = tdb.push_job("a", data={"tags.split": "train"})
+    other = tdb.push_job("a", data={"tags.split": "test"}, tags={"size": "big"})
+    assert tdb.pop_job("w", query={"data_query": {"$regex": "test"}})["_id"] == other  # not copied: jobs read
+    assert tdb.pop_job("w", query={"tags.size": "big"}) is None  # copied: ready set read
+    assert tdb.pop_job("w", query={"queue": "default"})["_id"] == plain

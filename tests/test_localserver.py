@@ -92,3 +92,25 @@ def test_cli_status_start_stop(tmp_path):
     assert cli("status").returncode == 0
     assert "stopped" in cli("stop").stdout
     assert cli("status").returncode == 3
+
+
+def test_sqlite_durability_level_is_applied_and_checked(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import pymongo
+
+    monkeypatch.setenv("TENSORLAB_SQLITE_SYNCHRONOUS", "sometimes")
+    with pytest.raises(ServerError, match="TENSORLAB_SQLITE_SYNCHRONOUS='sometimes' is not one of"):
+        LocalServer(tmp_path).start()
+    monkeypatch.setenv("TENSORLAB_SQLITE_SYNCHRONOUS", "full")
+    server = LocalServer(tmp_path)
+    info = server.start()
+    try:
+        command = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+        assert any(arg.endswith(b"?_pragma=synchronous(FULL)") for arg in command)
+        client = pymongo.MongoClient(info.uri)
+        client.t.c.insert_one({"_id": 1})  # the server accepted the SQLite URL and writes with it
+        assert client.t.c.find_one({"_id": 1}) == {"_id": 1}
+        client.close()
+    finally:
+        server.stop()
