@@ -92,19 +92,23 @@ class ReadySet:
 
     def changed(self) -> None:
         """A job became claimable or its order changed: cached candidate lists are out of date."""
-        self._state.update_one({"_id": VERSION_ID}, {"$set": {"token": ObjectId()}}, upsert=True)
+        change = {"$set": {"token": ObjectId()}}
+        try:
+            self._state.update_one({"_id": VERSION_ID}, change, upsert=True)
+        except DuplicateKeyError:  # two first-ever upserts raced (not atomic on every server): it exists now
+            self._state.update_one({"_id": VERSION_ID}, change)
 
     def add(self, job: Mapping[str, Any]) -> None:
-        self.collection.replace_one({"_id": job["_id"]}, entry_for(job), upsert=True)
+        try:
+            self.collection.replace_one({"_id": job["_id"]}, entry_for(job), upsert=True)
+        except DuplicateKeyError:  # an upsert racing another process's: replace what it inserted
+            self.collection.replace_one({"_id": job["_id"]}, entry_for(job))
 
     def hold(self, job_id: ObjectId, lease_expires: datetime, attempts_left: int) -> None:
         """The job is running under a lease: not a candidate until the lease expires."""
         self.collection.update_one(
             {"_id": job_id}, {"$set": {"lease_expires": lease_expires, "attempts_left": attempts_left}}
         )
-
-    def set_priority(self, job_id: ObjectId, priority: float) -> None:
-        self.collection.update_one({"_id": job_id}, {"$set": {"priority": priority}})
 
     def remove(self, job_id: ObjectId) -> None:
         self.collection.delete_one({"_id": job_id})
@@ -144,10 +148,7 @@ class ReadySet:
         """Re-create entries from job documents (a repair tool; stale entries are harmless)."""
         count = 0
         for job in unfinished_jobs:
-            try:
-                self.add(job)
-            except DuplicateKeyError:
-                pass  # an upsert racing another process's: the entry exists either way
+            self.add(job)
             count += 1
         return count
 
