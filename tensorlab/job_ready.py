@@ -13,7 +13,7 @@ between claims and re-read it only when the queue changed (see `JobQueue.pop`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -136,7 +136,7 @@ class ReadySet:
         if self._built:
             return
         if self._state.find_one({"_id": BUILT_ID}) is None:
-            self.rebuild(jobs.find({"status": {"$in": list(UNFINISHED)}}))
+            self.rebuild(jobs)
             try:
                 self._state.insert_one({"_id": BUILT_ID})
             except DuplicateKeyError:
@@ -144,10 +144,10 @@ class ReadySet:
             self.changed()
         self._built = True
 
-    def rebuild(self, unfinished_jobs: Iterable[Mapping[str, Any]]) -> int:
-        """Re-create entries from job documents (a repair tool; stale entries are harmless)."""
+    def rebuild(self, jobs: Any) -> int:
+        """Re-create entries from the unfinished documents of the `jobs` collection (stale entries are harmless)."""
         count = 0
-        for job in unfinished_jobs:
+        for job in jobs.find({"status": {"$in": list(UNFINISHED)}}):
             self.add(job)
             count += 1
         return count

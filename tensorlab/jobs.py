@@ -31,7 +31,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .errors import InvalidInput, JobError, NotFound
-from .job_ready import ReadySet
+from .job_ready import UNFINISHED, ReadySet
 from .runs import query_to_text
 from .validation import check_query, clean_tags
 
@@ -58,7 +58,7 @@ def _aware(moment: datetime) -> datetime:
 
 def _finished(job: dict | None) -> bool:
     """Done, failed or cancelled: never claimed again without a requeue, so its ready entry can go."""
-    return job is not None and job["status"] not in ("queued", "running")
+    return job is not None and job["status"] not in UNFINISHED
 
 
 def _as_id(job: Any) -> ObjectId:
@@ -166,18 +166,21 @@ class JobQueue:
 
     def _reap_exhausted(self, job_ids: list[ObjectId], now: datetime) -> None:
         """Running jobs whose worker vanished on their last attempt end failed, not retried forever."""
-        for job_id in job_ids:
-            self.collection.update_one(
-                {"_id": job_id, "status": "running", "lease_expires": {"$lt": now}, "attempts_left": {"$lte": 0}},
-                {
-                    "$set": {
-                        "status": "failed",
-                        "updated": now,
-                        "error": "lease expired on the last attempt (the worker stopped sending heartbeats)",
-                    }
-                },
-            )
-            if _finished(self.collection.find_one({"_id": job_id}, {"status": 1})):
+        for job_id in job_ids:  # checked on a read by `_id`, written by `_id` alone (see _owned_update)
+            job = self.collection.find_one({"_id": job_id}, {"status": 1, "lease_expires": 1, "attempts_left": 1})
+            if (
+                job is not None
+                and job["status"] == "running"
+                and job.get("lease_expires") is not None
+                and _aware(job["lease_expires"]) < now
+                and job.get("attempts_left", 0) <= 0
+            ):
+                error = "lease expired on the last attempt (the worker stopped sending heartbeats)"
+                self.collection.update_one(
+                    {"_id": job_id}, {"$set": {"status": "failed", "updated": now, "error": error}}
+                )
+                job["status"] = "failed"
+            if _finished(job):
                 self.ready.remove(job_id)
 
     def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
@@ -188,10 +191,11 @@ class JobQueue:
         if not allow_code:
             base = {"$and": [base, {"requires_code": False}]}
         self.ready.ensure_built(self.collection)
+        query_text = query_to_text(base)
         for _round in range(CLAIM_ROUNDS):
             now = _now()
-            if self._candidates_outdated(query_to_text(base)):
-                self._load_candidates(base, now)
+            if self._candidates_outdated(query_text):
+                self._load_candidates(base, query_text, now)
             if not self._cached:
                 return None
             misses = 0
@@ -229,7 +233,7 @@ class JobQueue:
             return self.ready.version() != self._cache_version
         return False
 
-    def _load_candidates(self, base: dict[str, Any], now: datetime) -> None:
+    def _load_candidates(self, base: dict[str, Any], query_text: str, now: datetime) -> None:
         self._cache_version = self.ready.version()  # before the read: a later change moves the token again
         self._version_checked = time.monotonic()
         if ReadySet.covers(base):
@@ -247,7 +251,7 @@ class JobQueue:
         if not candidates:  # an idle worker settles dead last attempts outside its own filter too
             self._reap_exhausted(self.ready.scan(self._tdb.scoped({}), now, 0)[1], now)
         self._cached = deque(candidates)
-        self._cache_query = query_to_text(base)
+        self._cache_query = query_text
         self._cache_loaded = time.monotonic()
 
     def _settle_completed(self, job_id: ObjectId) -> bool:
@@ -448,7 +452,7 @@ class JobQueue:
 
     def rebuild_ready_set(self) -> int:
         """Re-create the ready set from the unfinished jobs (a repair after writing job documents by hand)."""
-        count = self.ready.rebuild(self.collection.find({"status": {"$in": ["queued", "running"]}}))
+        count = self.ready.rebuild(self.collection)
         self._queue_changed()
         return count
 

@@ -213,13 +213,11 @@ def test_stale_entries_are_dropped_and_never_claimed(tdb):
     job = tdb.push_job("a")
     tdb.jobs.collection.update_one({"_id": job}, {"$set": {"status": "cancelled"}})  # written by hand
     orphan = ObjectId.from_datetime(datetime.now(timezone.utc) - timedelta(minutes=5))
-    tdb.collection("job_ready").insert_one({"_id": orphan, "study": "test", "priority": 0, "requires_code": False,
-                                            "created": datetime.now(timezone.utc), "attempts_left": 1,
-                                            "lease_expires": None})
     young = ObjectId()  # a pusher between its two inserts: left alone
-    tdb.collection("job_ready").insert_one({"_id": young, "study": "test", "priority": 0, "requires_code": False,
-                                            "created": datetime.now(timezone.utc), "attempts_left": 1,
-                                            "lease_expires": None})
+    for entry_id in (orphan, young):  # entries whose job documents were never written
+        tdb.collection("job_ready").insert_one({"_id": entry_id, "study": "test", "priority": 0, "requires_code": False,
+                                                "created": datetime.now(timezone.utc), "attempts_left": 1,
+                                                "lease_expires": None})
     assert tdb.pop_job("w") is None
     assert _ready_ids(tdb) == {young}
 
