@@ -23,13 +23,14 @@ import random
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from .clock import as_utc, utc_now
 from .errors import InvalidInput, JobError, NotFound
 from .job_ready import UNFINISHED, ReadySet
 from .runs import query_to_text
@@ -45,15 +46,6 @@ MISSES_BEFORE_REREAD = 4  # candidates taken by others in a row: the list is sta
 CANDIDATES_MAX_AGE_S = 2.0  # re-read at least this often: expired leases change no version token
 VERSION_CHECK_S = 0.25  # a job pushed or re-prioritised by another process reorders a busy worker within this
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime) -> datetime:
-    """Datetimes read back from the server are naive UTC unless the client asked for tz-aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _finished(job: dict | None) -> bool:
@@ -124,7 +116,7 @@ class JobQueue:
         if not isinstance(priority, (int, float)) or isinstance(priority, bool):
             raise InvalidInput(f"Invalid value for argument `priority`: {priority!r}. Expected a number.")
         self._ensure_indexes()
-        now = _now()
+        now = utc_now()
         doc = {
             "study": self._tdb.study,
             "queue": queue,
@@ -172,7 +164,7 @@ class JobQueue:
                 job is not None
                 and job["status"] == "running"
                 and job.get("lease_expires") is not None
-                and _aware(job["lease_expires"]) < now
+                and as_utc(job["lease_expires"]) < now
                 and job.get("attempts_left", 0) <= 0
             ):
                 error = "lease expired on the last attempt (the worker stopped sending heartbeats)"
@@ -193,7 +185,7 @@ class JobQueue:
         self.ready.ensure_built(self.collection)
         query_text = query_to_text(base)
         for _round in range(CLAIM_ROUNDS):
-            now = _now()
+            now = utc_now()
             if self._candidates_outdated(query_text):
                 self._load_candidates(base, query_text, now)
             if not self._cached:
@@ -268,7 +260,7 @@ class JobQueue:
                     "worker": marker["worker"],
                     "lease_expires": None,
                     "finished": marker["at"],
-                    "updated": _now(),
+                    "updated": utc_now(),
                 }
             },
         )
@@ -282,7 +274,7 @@ class JobQueue:
         marker = self._tdb.collection(CLAIMS).find_one({"_id": f"{job_id}:{number}"})
         if marker is None:
             return
-        if now - _aware(marker["at"]) > timedelta(seconds=STALE_CLAIM_S):
+        if now - as_utc(marker["at"]) > timedelta(seconds=STALE_CLAIM_S):
             self.collection.update_one(
                 {"_id": job_id, "$or": [{"claims": {"$lt": number}}, {"claims": {"$exists": False}}]},
                 {"$set": {"claims": number}},
@@ -297,7 +289,7 @@ class JobQueue:
         if _finished(job):
             self.ready.remove(job_id)
             return False
-        if job["status"] == "running" and job.get("lease_expires") and _aware(job["lease_expires"]) >= now:
+        if job["status"] == "running" and job.get("lease_expires") and as_utc(job["lease_expires"]) >= now:
             return False  # just taken by another worker (which updates the entry itself)
         return job.get("attempts_left", 0) > 0 and (allow_code or not job.get("requires_code"))
 
@@ -352,13 +344,13 @@ class JobQueue:
             self._held(job_id, worker)
         return self.collection.find_one_and_update(
             {"_id": job_id},
-            {"$set": {**fields, "updated": _now()}, **(extra or {})},
+            {"$set": {**fields, "updated": utc_now()}, **(extra or {})},
             return_document=ReturnDocument.AFTER,
         )
 
     def heartbeat(self, job: Any, worker: str, lease_s: float = 60.0, progress: Any = None) -> dict:
         """Extend the lease; raises JobError when the job was cancelled or taken over."""
-        fields: dict[str, Any] = {"lease_expires": _now() + timedelta(seconds=lease_s), "heartbeat": _now()}
+        fields: dict[str, Any] = {"lease_expires": utc_now() + timedelta(seconds=lease_s), "heartbeat": utc_now()}
         if progress is not None:
             fields["progress"] = progress
         doc = self._owned_update(job, worker, fields)
@@ -378,7 +370,7 @@ class JobQueue:
                     "worker": worker,
                     "claim": current.get("claims"),
                     "result": result,
-                    "at": _now(),
+                    "at": utc_now(),
                 }
             )
         except DuplicateKeyError:
@@ -387,7 +379,7 @@ class JobQueue:
         doc = self._owned_update(
             job,
             worker,
-            {"status": "done", "result": result, "finished": _now(), "lease_expires": None},
+            {"status": "done", "result": result, "finished": utc_now(), "lease_expires": None},
             checked=True,
         )
         self.ready.remove(job_id)
@@ -407,7 +399,7 @@ class JobQueue:
                 "lease_expires": None,
                 "worker": None if status == "queued" else worker,
             },
-            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": _now()}}},
+            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": utc_now()}}},
             checked=True,
         )
         self._sync_ready(doc)
@@ -460,7 +452,7 @@ class JobQueue:
         job_id = _as_id(job)
         doc = self.collection.find_one_and_update(
             {"_id": job_id, "status": {"$in": list(allowed)}},
-            {"$set": {**fields, "updated": _now()}, **(extra or {})},
+            {"$set": {**fields, "updated": utc_now()}, **(extra or {})},
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:

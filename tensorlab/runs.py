@@ -5,20 +5,16 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from bson import ObjectId, json_util
 
+from .clock import utc_now
 from .errors import InvalidInput, NotFound
 from .validation import check_query, clean_tags
 
 RUNS = "runs"
 STATUSES = ("running", "finished", "failed", "stopped")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def query_to_text(query: Any) -> str | None:
@@ -42,7 +38,7 @@ class RunStore:
               architecture: Any = None, data_query: Any = None, tags: Mapping[str, Any] | None = None,
               device: str | None = None, job: Any = None, **details: Any) -> ObjectId:
         """Create a run in status 'running' and return its id."""
-        now = _now()
+        now = utc_now()
         run_id = ObjectId()
         doc = {
             "_id": run_id, "study": self._tdb.study, "name": name or f"run-{str(run_id)[-6:]}",
@@ -74,13 +70,13 @@ class RunStore:
         self.collection.update_one({"_id": run_id}, {"$set": fields})
 
     def heartbeat(self, run_id: ObjectId, **progress: Any) -> None:
-        self.update(run_id, heartbeat=_now(), **({"progress": progress} if progress else {}))
+        self.update(run_id, heartbeat=utc_now(), **({"progress": progress} if progress else {}))
 
     def finish(self, run_id: ObjectId, status: str = "finished", summary: Mapping[str, Any] | None = None,
                error: str | None = None) -> None:
         if status not in STATUSES[1:]:
             raise InvalidInput(f"Invalid run status {status!r}. Expected one of {STATUSES[1:]}.")
-        fields: dict[str, Any] = {"status": status, "ended": _now(), "heartbeat": _now(), "error": error}
+        fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
         if summary is not None:
             fields["summary"] = dict(summary)
         self.update(run_id, **fields)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 from typing import Any
 
 import ipywidgets as widgets
+
+from tensorlab.clock import as_utc, utc_now
 
 from .refreshing import RefreshingPanel
 
@@ -16,9 +17,7 @@ STATUS_COLORS = {"queued": "#555", "running": "#1f77b4", "done": "#2ca02c", "fai
 def _age(created: Any) -> str:
     if created is None:
         return ""
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
-    seconds = (datetime.now(timezone.utc) - created).total_seconds()
+    seconds = (utc_now() - as_utc(created)).total_seconds()
     return (
         f"{seconds:.0f} s"
         if seconds < 120
