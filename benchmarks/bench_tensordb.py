@@ -7,18 +7,15 @@ local server. Samples are MNIST-like: sklearn's digits upscaled to 28x28 uint8 (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from bson import Binary
+from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
 import tensorlab
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def mnist_like(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +150,7 @@ def main() -> None:
     print(f"{'measure':<{width}}  {'value':>18}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>18}  {target}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tensordb.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {RESULTS / 'tensordb.json'}")
+    write_results("tensordb", results)
 
 
 if __name__ == "__main__":

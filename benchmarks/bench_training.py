@@ -8,16 +8,13 @@ fit. Prints a table and writes benchmarks/results/training.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def build_model():
@@ -92,10 +89,7 @@ def main() -> None:
     for name in configs:
         target = "<= 1.02x" if name == "fit + DBLogger" else ""
         print(f"{name:<22} {results['median_s'][name]:>9.2f} {results['ratio_to_plain'][name]:>6.3f}x   {target}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"training_{results['backend']}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results(f"training_{results['backend']}", results)
 
 
 if __name__ == "__main__":

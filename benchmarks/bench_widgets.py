@@ -8,14 +8,11 @@ sent, so the update cost here is the panel's own work (draining rows, formatting
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
 
 def update_costs(db, steps: int = 20_000, updates: int = 200) -> dict:
@@ -118,9 +115,7 @@ def main() -> None:
     print(f"{'live panel update, SVG (p95 ms)':<44} {u['svg_update_ms_p95']:>10.2f}")
     print(f"{'matplotlib PNG redraw of same curves (ms)':<44} {u['matplotlib_png_redraw_ms_median']:>10.2f}")
     print(f"{'fit with live panel / without (median)':<44} {f['ratio']:>9.3f}x  <= 1.01x")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "widgets.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {RESULTS / 'widgets.json'}")
+    write_results("widgets", results)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
 import tensorlab
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HOLD_IN_KILL_TEST_S = 0.1  # long enough that most SIGKILLs land while the victim holds a job
 NOOP_WORKER = """
 import json, sys, time, tensorlab
@@ -123,9 +123,7 @@ def main() -> None:
     print(f"{'kill test: kills of a worker holding a job':<40} {k['kills_of_a_worker_holding_a_job']:>10}")
     print(f"{'kill test: re-claimed after a kill':<40} {k['reclaimed']:>10}")
     print(f"{'kill test: seconds':<40} {k['seconds']:>10.0f}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "workers.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {RESULTS / 'workers.json'}")
+    write_results("workers", results)
 
 
 if __name__ == "__main__":
