@@ -9,13 +9,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["tensorlab", "tensorlab.magics", "tensorlab.widgets"],
+    packages=["tensorlab", "tensorlab.tensordb", "tensorlab.tensordb.jobs", "tensorlab.magics", "tensorlab.widgets"],
     package_dir={"tensorlab": "tensorlab", "tensorlab.magics": "magics", "tensorlab.widgets": "widgets"},
     install_requires=[
         "pymongo>=4.6",
         "lz4>=4.0",
         "numpy>=1.24",
-        "keras>=3.0",
+        "keras>=3.11",  # earlier Keras 3 releases have known safe-mode bypasses when loading configs
         "tensorflow>=2.16",
         "ipython>=8.0",
         "ipywidgets>=8.0",

@@ -17,31 +17,38 @@ from .errors import (
     TensorLabError,
     UnsafeOperation,
 )
-from .localserver import LocalServer
-from .tensordb import TensorDB, connect
+from .tensordb import LocalServer, TensorDB, connect
 
 __version__ = "0.1.0"
+
+# Training classes import Keras, so they load on first use; they are public all the same.
+_LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
+         "TrainingHandle": ".background"}
+_LAZY_MODULES = ("continuous", "datasets", "devices", "sweeps", "worker", "widgets", "magics")
 
 __all__ = [
     "AuthenticationFailed",
     "ConnectionFailed",
+    "DBLogger",
     "InvalidInput",
     "JobError",
     "LocalServer",
+    "Model",
     "NotFound",
     "ServerError",
     "TensorDB",
     "TensorLabError",
+    "TrainingHandle",
     "UnsafeOperation",
     "connect",
+    "dblogger",
     "load_ipython_extension",
+    "train_in_background",
 ]
 
-_LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
-         "TrainingHandle": ".background"}
 
-
-_LAZY_MODULES = {"continuous", "datasets", "devices", "sweeps", "worker", "widgets", "magics"}
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_LAZY_MODULES})
 
 
 def __getattr__(name: str) -> Any:

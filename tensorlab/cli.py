@@ -7,8 +7,8 @@ import sys
 import time
 
 from .errors import TensorLabError
-from .ferretdb_build import install_ferretdb
-from .localserver import LocalServer
+from .tensordb.ferretdb_build import install_ferretdb
+from .tensordb.localserver import LocalServer
 
 
 def _server_command(args: argparse.Namespace) -> int:

@@ -8,14 +8,11 @@ threads of one notebook or on different machines.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from typing import Any
 
-from .errors import InvalidInput, NotFound
-from .parameters import apply_weights
+from .errors import InvalidInput
+from .keras_weights import apply_weights
 from .validation import check_query
-
-DEPLOYMENTS = "deployments"
 
 
 def _model_for(db: Any, version: dict) -> Any:
@@ -36,8 +33,7 @@ def evaluate_new_versions(db: Any, query: dict | None, validation: dict, metric:
         model = _model_for(db, version)
         model.compile(loss=loss, metrics=[metric])
         value = float(model.evaluate(x, y, verbose=0, return_dict=True)[metric])
-        db.parameters.collection.update_one({"_id": version["_id"]},
-                                            {"$set": {f"metrics.{field}": value, "tags.evaluated": True}})
+        db.parameters.record_evaluation(version["_id"], {field: value}, {"evaluated": True})
         scored += 1
     return scored
 
@@ -51,10 +47,7 @@ def deploy_best(db: Any, name: str, query: dict | None = None, metric: str = "ev
                 mode: str = "max") -> dict:
     """Point deployment `name` at the best version; returns the pointer document."""
     best = find_best_model(db, query, metric, mode)
-    pointer = {"study": db.study, "parameters": best["_id"], "metric": metric,
-               "value": best["metrics"].get(metric), "at": datetime.now(timezone.utc)}
-    db.collection(DEPLOYMENTS).update_one({"_id": f"{db.study}:{name}"}, {"$set": pointer}, upsert=True)
-    return {"_id": f"{db.study}:{name}", **pointer}
+    return db.deployments.point(name, best["_id"], metric, best["metrics"].get(metric))
 
 
 class Predictor:
@@ -67,10 +60,7 @@ class Predictor:
         self._model: Any = None
 
     def pointer(self) -> dict:
-        doc = self.db.collection(DEPLOYMENTS).find_one({"_id": f"{self.db.study}:{self.name}"})
-        if doc is None:
-            raise NotFound(f"Nothing is deployed as {self.name!r} in study {self.db.study!r}; call deploy_best first.")
-        return doc
+        return self.db.deployments.get(self.name)
 
     def model(self) -> Any:
         pointer = self.pointer()

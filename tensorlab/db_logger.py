@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from .errors import InvalidInput
 from .validation import clean_tags
 
 logger = logging.getLogger("tensorlab.db_logger")
@@ -59,13 +60,13 @@ class DBLogger(keras.callbacks.Callback):
                  architecture: Any = None, step_offset: int = 0, run_details: dict[str, Any] | None = None) -> None:
         super().__init__()
         if not isinstance(every_n_batches, int) or every_n_batches < 1:
-            raise ValueError(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
+            raise InvalidInput(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
                              "Expected an int >= 1.")
         if checkpoint not in CHECKPOINT_POLICIES:
-            raise ValueError(f"Invalid value for argument `checkpoint`: {checkpoint!r}. "
+            raise InvalidInput(f"Invalid value for argument `checkpoint`: {checkpoint!r}. "
                              "Expected 'epoch', 'best' or None.")
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"Invalid value for argument `mode`: {mode!r}. Expected 'auto', 'min' or 'max'.")
+            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'auto', 'min' or 'max'.")
         self.db = db
         self.run_name = run_name
         self.every_n_batches = every_n_batches
@@ -89,6 +90,11 @@ class DBLogger(keras.callbacks.Callback):
         self._last_begin: float | None = None
         self._last_step_time: float | None = None
         self._counter_lock = threading.Lock()
+
+    @property
+    def progress(self) -> dict[str, int]:
+        """Where training is now (epoch and global step), e.g. for a worker's heartbeat."""
+        return {"epoch": self._epoch, "step": self._step}
 
     # -- helpers ------------------------------------------------------------------------------
     def _safely(self, what: str, action) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 from .db_logger import DBLogger
 from .devices import on_device, set_mixed_precision
 from .errors import InvalidInput, NotFound
-from .parameters import apply_weights
+from .keras_weights import apply_weights
 
 PARAMS_CHOICES = ("best", "latest")
 

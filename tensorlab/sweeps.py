@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import random
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bson import ObjectId
-
 from .errors import InvalidInput
+from .table_rows import flat_row
 
 
 def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -31,12 +31,12 @@ def random_samples(space: Mapping[str, Sequence[Any]], n: int, seed: int | None 
 
 def push_sweep(db: Any, architecture: Any = None, *, grid_space: Mapping[str, Sequence[Any]] | None = None,
                random_space: Mapping[str, Sequence[Any]] | None = None, n: int = 10, seed: int | None = None,
-               base: Mapping[str, Any] | None = None, **job: Any) -> tuple[str, list[ObjectId]]:
+               base: Mapping[str, Any] | None = None, **job: Any) -> tuple[str, list[Any]]:
     """Push one job per hyper-parameter set; returns (sweep id, job ids)."""
     if (grid_space is None) == (random_space is None):
         raise InvalidInput("Pass exactly one of grid_space={...} or random_space={...}.")
     settings = grid(grid_space) if grid_space is not None else random_samples(random_space, n, seed)
-    sweep = str(ObjectId())
+    sweep = secrets.token_hex(12)  # 24 hex characters, like the ids of everything else it groups
     ids = [db.push_job(architecture, hyper_parameters={**(base or {}), **hp}, sweep=sweep, **job) for hp in settings]
     return sweep, ids
 
@@ -48,8 +48,8 @@ def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str =
     rows = []
     for job in db.jobs.find({"sweep": sweep}):
         final = (job.get("result") or {}).get("final", {})
-        rows.append({"job": str(job["_id"]), "status": job["status"], "attempts": job["attempts"],
-                     **{f"hp.{k}": v for k, v in job["hyper_parameters"].items()}, **final})
+        rows.append(flat_row({"job": str(job["_id"]), "status": job["status"], "attempts": job["attempts"]},
+                             job["hyper_parameters"], final))
     frame = pd.DataFrame(rows)
     if len(frame) and metric in frame.columns:
         frame = frame.sort_values(metric, ascending=mode == "min", na_position="last").reset_index(drop=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput, JobError, NotFound
-from .runs import query_from_text
+from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
 COMPILE_DEFAULTS = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
@@ -53,7 +53,7 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
     """The job's Keras model, compiled with its hyper-parameters (optimizer, learning_rate, loss, metrics)."""
     import keras
 
-    from .architectures import build_from_source
+    from .tensordb.architectures import build_from_source
 
     hp = dict(job.get("hyper_parameters") or {})
     if job.get("code"):
@@ -73,7 +73,7 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
                       metrics=hp.get("metrics", COMPILE_DEFAULTS["metrics"]),
                       run_eagerly=bool(hp.get("run_eagerly", False)))  # tiny jobs: skip graph tracing
     if job.get("warm_start") is not None and not job.get("resumed"):
-        from .parameters import apply_weights
+        from .keras_weights import apply_weights
 
         apply_weights(model, db.parameters.find({"_id": job["warm_start"]}))
     return model
@@ -122,7 +122,7 @@ class Worker:
         while not self._stop.is_set():
             if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:
                 break
-            job = self.db.pop_job(self.name, self.lease_s, self.query, self.allow_code)
+            job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
             if job is None:
                 if self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s:
                     break
@@ -134,9 +134,8 @@ class Worker:
 
     def _heartbeat(self, job: dict, done: threading.Event, model_holder: dict) -> None:
         while not done.wait(self.lease_s / 3):
-            handle = model_holder.get("model")
-            logger_ = getattr(handle, "last_run", None)
-            progress = {"epoch": getattr(logger_, "_epoch", None), "step": getattr(logger_, "_step", None)}
+            db_logger = getattr(model_holder.get("model"), "last_run", None)
+            progress = db_logger.progress if db_logger is not None else {"epoch": None, "step": None}
             try:
                 self.db.jobs.heartbeat(job, self.name, self.lease_s, progress=progress)
             except JobError:

@@ -29,7 +29,7 @@ def tdb(mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
     try:
         yield handle
     finally:
-        if not handle._closed:
+        if not handle.closed:
             handle.flush_logs() if hasattr(handle, "flush_logs") else None
             handle.client.drop_database(db_name)
             handle.close()

@@ -16,7 +16,7 @@ sys.modules["tensorflow"] = None  # no TensorFlow on this machine
 import os, time, keras, tensorlab
 from tensorlab.datasets import load_digits
 from tensorlab.devices import list_devices
-assert keras.config.backend() == "jax" and list_devices().devices == ("cpu",)
+assert keras.config.backend() == "jax" and list_devices().devices[0] == "cpu"
 db = tensorlab.connect(os.environ["TENSORLAB_MONGODB_URI"], db=sys.argv[1], study="jax")
 (x, y), (xv, yv) = load_digits()
 keras.utils.set_random_seed(0)

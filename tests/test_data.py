@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
-from tensorlab import InvalidInput, NotFound, codec
-from tensorlab.datastore import CHUNK_DATA, CHUNKS, SAMPLES
+from tensorlab import InvalidInput, NotFound
+from tensorlab.tensordb import codec
+from tensorlab.tensordb.datastore import CHUNK_DATA, CHUNKS, SAMPLES
 
 
 def _counts(tdb) -> tuple[int, int, int]:

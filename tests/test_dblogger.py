@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tensorlab.parameters import apply_weights
+from tensorlab.keras_weights import apply_weights
 
 keras = pytest.importorskip("keras")
 

@@ -185,7 +185,7 @@ def test_a_worker_holding_read_candidates_still_sees_new_jobs_and_priorities_fir
 
 def test_another_process_sees_a_new_urgent_job_within_the_version_check_interval(tdb, mongo_uri):
     import tensorlab
-    from tensorlab.jobs import VERSION_CHECK_S
+    from tensorlab.tensordb.jobs.claims import VERSION_CHECK_S
 
     other = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")
     try:

@@ -9,12 +9,12 @@ import sys
 import pytest
 
 from tensorlab.errors import ServerError
-from tensorlab.localserver import LocalServer, ping
+from tensorlab.tensordb.localserver import LocalServer, ping
 
 
 def _start_in_subprocess(home) -> dict:
     code = (
-        "import json, sys; from tensorlab.localserver import LocalServer; "
+        "import json, sys; from tensorlab.tensordb.localserver import LocalServer; "
         "i = LocalServer(sys.argv[1]).start(); print(json.dumps({'pid': i.pid, 'port': i.port}))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=True)

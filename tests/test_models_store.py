@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tensorlab import InvalidInput, NotFound, UnsafeOperation
-from tensorlab.architectures import build_from_source
-from tensorlab.parameters import apply_weights
+from tensorlab.keras_weights import apply_weights
+from tensorlab.tensordb.architectures import build_from_source
 
 keras = pytest.importorskip("keras")
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from tensorlab.errors import InvalidInput
+from tensorlab.table_rows import flat_row
+
 from .refreshing import RefreshingPanel
 from .svgchart import line_chart
 
@@ -33,9 +36,9 @@ class ComparisonPanel(RefreshingPanel):
         auto_refresh: bool = True,
     ) -> None:
         if x not in X_AXES:
-            raise ValueError(f"Invalid value for argument `x`: {x!r}. Expected one of {X_AXES}.")
+            raise InvalidInput(f"Invalid value for argument `x`: {x!r}. Expected one of {X_AXES}.")
         if mode not in ("max", "min"):
-            raise ValueError(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
+            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
         self.db, self.query, self.mode = db, query, mode
         self._explicit_runs = runs
         self._refreshing = threading.Lock()
@@ -134,15 +137,8 @@ class ComparisonPanel(RefreshingPanel):
                     for c in frame.columns
                     if c.startswith("val_")
                 }
-            rows.append(
-                {
-                    "run": doc["name"],
-                    "id": str(doc["_id"]),
-                    "status": doc["status"],
-                    **{f"hp.{k}": v for k, v in doc.get("hyper_parameters", {}).items()},
-                    **{k: best.get(k) for k in sorted(best)},
-                }
-            )
+            columns = {"run": doc["name"], "id": str(doc["_id"]), "status": doc["status"]}
+            rows.append(flat_row(columns, doc.get("hyper_parameters"), {k: best[k] for k in sorted(best)}))
         frame = pd.DataFrame(rows)
         key = self.sort_picker.value
         if len(frame) and key in frame.columns:

@@ -143,10 +143,7 @@ class LivePanel(widgets.VBox):
         if self.db is None or self.run_ref is None:
             return
         run = self.db.run_store.resolve(self.run_ref)
-        query: dict[str, Any] = {"run": run["_id"]}
-        if self._last_log_id is not None:
-            query["_id"] = {"$gt": self._last_log_id}
-        rows = list(self.db.collection("logs").find(query, sort=[("_id", 1)]))
+        rows = self.db.logbook.rows_after(run["_id"], self._last_log_id)
         if rows:
             self._last_log_id = rows[-1]["_id"]
             self.feed_rows(rows)

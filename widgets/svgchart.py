@@ -12,9 +12,11 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MAX_POINTS = 400
+PADDING = (48, 10, 22, 34)  # left, right, top, bottom
 
 
 def downsample(xs: Sequence[float], ys: Sequence[float], limit: int = MAX_POINTS) -> tuple[list, list]:
@@ -41,6 +43,87 @@ def _label(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.2e}"
 
 
+def _finite_series(series: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> dict[str, tuple[list, list]]:
+    """Each series without its non-finite points, downsampled for display; empty series are left out."""
+    clean: dict[str, tuple[list, list]] = {}
+    for name, (xs, ys) in series.items():
+        pairs = [
+            (float(x), float(y))
+            for x, y in zip(xs, ys, strict=False)
+            if y is not None and math.isfinite(float(y)) and math.isfinite(float(x))
+        ]
+        if pairs:
+            clean[name] = downsample([p[0] for p in pairs], [p[1] for p in pairs])
+    return clean
+
+
+@dataclass
+class _Plot:
+    """Where the data range lands in the SVG: the plot rectangle and the value range it shows."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    @classmethod
+    def around(cls, clean: dict[str, tuple[list, list]], width: int, height: int) -> _Plot:
+        all_x = [x for xs, _ in clean.values() for x in xs]
+        all_y = [y for _, ys in clean.values() for y in ys]
+        x0, x1, y0, y1 = min(all_x), max(all_x), min(all_y), max(all_y)
+        if x1 == x0:
+            x1 = x0 + 1
+        if y1 == y0:
+            y0, y1 = y0 - 0.5, y1 + 0.5
+        left, right, top, bottom = PADDING
+        return cls(left, top, width - left - right, height - top - bottom, x0, x1, y0, y1)
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+
+    def sy(self, y: float) -> float:
+        return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.height
+
+
+def _axes(plot: _Plot, x_label: str, height: int) -> list[str]:
+    parts = [f'<rect x="{plot.left}" y="{plot.top}" width="{plot.width}" height="{plot.height}" fill="none" '
+             'stroke="#ccc"/>']
+    for tick in _ticks(plot.y0, plot.y1):
+        parts.append(
+            f'<line x1="{plot.left}" x2="{plot.left + plot.width}" y1="{plot.sy(tick):.1f}" y2="{plot.sy(tick):.1f}" '
+            f'stroke="#eee"/><text x="{plot.left - 4}" y="{plot.sy(tick) + 4:.1f}" text-anchor="end">'
+            f"{_label(tick)}</text>"
+        )
+    for tick in _ticks(plot.x0, plot.x1):
+        parts.append(f'<text x="{plot.sx(tick):.1f}" y="{plot.top + plot.height + 14}" text-anchor="middle">'
+                     f"{_label(tick)}</text>")
+    parts.append(
+        f'<text x="{plot.left + plot.width / 2}" y="{height - 4}" text-anchor="middle" fill="#555">'
+        f"{html.escape(x_label)}</text>"
+    )
+    return parts
+
+
+def _lines(plot: _Plot, clean: dict[str, tuple[list, list]], highlight: str | None) -> list[str]:
+    parts = []
+    for index, (name, (xs, ys)) in enumerate(clean.items()):
+        color = PALETTE[index % len(PALETTE)]
+        width_px = 3 if name == highlight else 1.5
+        points = " ".join(f"{plot.sx(x):.1f},{plot.sy(y):.1f}" for x, y in zip(xs, ys, strict=True))
+        parts.append(
+            f'<polyline class="series" data-name="{html.escape(name)}" fill="none" stroke="{color}" '
+            f'stroke-width="{width_px}" points="{points}"/>'
+        )
+        parts.append(
+            f'<text x="{plot.left + 6}" y="{plot.top + 12 + 12 * index}" fill="{color}">{html.escape(name)}</text>'
+        )
+    return parts
+
+
 def line_chart(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     *,
@@ -51,65 +134,16 @@ def line_chart(
     highlight: str | None = None,
 ) -> str:
     """An SVG chart of named (xs, ys) series; non-finite points are skipped."""
-    pad_left, pad_right, pad_top, pad_bottom = 48, 10, 22, 34
-    clean: dict[str, tuple[list, list]] = {}
-    for name, (xs, ys) in series.items():
-        pairs = [
-            (float(x), float(y))
-            for x, y in zip(xs, ys, strict=False)
-            if y is not None and math.isfinite(float(y)) and math.isfinite(float(x))
-        ]
-        if pairs:
-            clean[name] = downsample([p[0] for p in pairs], [p[1] for p in pairs])
+    clean = _finite_series(series)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="tensorlab-chart" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" style="font:11px sans-serif;background:#fff">',
-        f'<text x="{pad_left}" y="14" font-weight="bold">{html.escape(title)}</text>',
+        f'<text x="{PADDING[0]}" y="14" font-weight="bold">{html.escape(title)}</text>',
     ]
     if not clean:
         parts.append(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">waiting for data</text></svg>'
         )
         return "".join(parts)
-    all_x = [x for xs, _ in clean.values() for x in xs]
-    all_y = [y for _, ys in clean.values() for y in ys]
-    x0, x1 = min(all_x), max(all_x)
-    y0, y1 = min(all_y), max(all_y)
-    if x1 == x0:
-        x1 = x0 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-
-    def sx(x: float) -> float:
-        return pad_left + (x - x0) / (x1 - x0) * plot_w
-
-    def sy(y: float) -> float:
-        return pad_top + (1 - (y - y0) / (y1 - y0)) * plot_h
-
-    parts.append(f'<rect x="{pad_left}" y="{pad_top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>')
-    for tick in _ticks(y0, y1):
-        parts.append(
-            f'<line x1="{pad_left}" x2="{pad_left + plot_w}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" '
-            f'stroke="#eee"/><text x="{pad_left - 4}" y="{sy(tick) + 4:.1f}" text-anchor="end">'
-            f"{_label(tick)}</text>"
-        )
-    for tick in _ticks(x0, x1):
-        parts.append(f'<text x="{sx(tick):.1f}" y="{pad_top + plot_h + 14}" text-anchor="middle">{_label(tick)}</text>')
-    parts.append(
-        f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle" fill="#555">'
-        f"{html.escape(x_label)}</text>"
-    )
-    for index, (name, (xs, ys)) in enumerate(clean.items()):
-        color = PALETTE[index % len(PALETTE)]
-        width_px = 3 if name == highlight else 1.5
-        points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=True))
-        parts.append(
-            f'<polyline class="series" data-name="{html.escape(name)}" fill="none" stroke="{color}" '
-            f'stroke-width="{width_px}" points="{points}"/>'
-        )
-        parts.append(
-            f'<text x="{pad_left + 6}" y="{pad_top + 12 + 12 * index}" fill="{color}">{html.escape(name)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    plot = _Plot.around(clean, width, height)
+    return "".join([*parts, *_axes(plot, x_label, height), *_lines(plot, clean, highlight), "</svg>"])

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import InvalidInput, NotFound, UnsafeOperation
-from .validation import check_query, clean_tags
+from ..errors import InvalidInput, NotFound, UnsafeOperation
+from ..validation import check_query, clean_tags
+from .scope import Scope
 
 ARCHITECTURES = "architectures"
 KERAS_JSON = "keras_json"
@@ -23,17 +24,17 @@ def _is_keras_model(value: Any) -> bool:
 
 
 class ArchitectureStore:
-    def __init__(self, tdb: Any) -> None:
-        self._tdb = tdb
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
 
     @property
     def collection(self) -> Any:
-        return self._tdb.collection(ARCHITECTURES)
+        return self._scope.collection(ARCHITECTURES)
 
     def save(self, model_or_code: Any, tags: Mapping[str, Any] | None = None, name: str | None = None) -> Any:
         """Store a Keras model's config or Python source text; returns the architecture id."""
         tags = clean_tags(tags)
-        doc: dict[str, Any] = {"study": self._tdb.study, "tags": tags, "created": datetime.now(timezone.utc)}
+        doc: dict[str, Any] = {"study": self._scope.study, "tags": tags, "created": datetime.now(timezone.utc)}
         if _is_keras_model(model_or_code):
             doc.update(kind=KERAS_JSON, config=model_or_code.to_json(), name=name or model_or_code.name,
                        parameters=int(model_or_code.count_params()) if model_or_code.built else None)
@@ -49,9 +50,9 @@ class ArchitectureStore:
 
     def find(self, query: Any = None) -> dict[str, Any]:
         """The newest architecture document matching `query`."""
-        doc = self.collection.find_one(self._tdb.scoped(check_query(query)), sort=[("created", -1), ("_id", -1)])
+        doc = self.collection.find_one(self._scope.scoped(check_query(query)), sort=[("created", -1), ("_id", -1)])
         if doc is None:
-            raise NotFound(f"No architecture matches {query!r} in study {self._tdb.study!r}.")
+            raise NotFound(f"No architecture matches {query!r} in study {self._scope.study!r}.")
         return doc
 
     def load(self, query: Any = None, trust: bool = False) -> Any:

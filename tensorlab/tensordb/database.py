@@ -1,18 +1,24 @@
-"""`TensorDB`: the one door to the database. Magics, widgets, callbacks and workers all go through it."""
+"""`TensorDB`: the one door to the database. Magics, widgets, callbacks and workers all go through it.
+
+It owns the client and builds each store on a `Scope` (database + study); the stores never see it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .architectures import ArchitectureStore
+from ..errors import InvalidInput
+from ..table_rows import flat_row
+from .architectures import ARCHITECTURES, ArchitectureStore
 from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
-from .errors import ConnectionFailed, InvalidInput
+from .deployments import DeploymentStore
 from .jobs import JobQueue
-from .logbook import LogBook
+from .logbook import LOGS, LogBook
 from .parameters import ParameterStore
-from .runs import RunStore
+from .runs import RUNS, RunStore
+from .scope import Scope
 from .stream import DataStream
 from .uri import mask_uri, seed_style_uri
 
@@ -58,13 +64,14 @@ class TensorDB:
         self.db = client[db_name]
         self.db_name = db_name
         self.study = study
-        self._closed = False
+        self._scope = Scope(self.db, study, repr(self))
         self.blobs = BlobStore(self.db)
-        self.data = DataStore(self, self.blobs)
-        self.architectures = ArchitectureStore(self)
-        self.parameters = ParameterStore(self, self.blobs)
-        self.run_store = RunStore(self)
-        self.jobs = JobQueue(self)
+        self.data = DataStore(self._scope, self.blobs)
+        self.architectures = ArchitectureStore(self._scope)
+        self.parameters = ParameterStore(self._scope, self.blobs)
+        self.run_store = RunStore(self._scope)
+        self.jobs = JobQueue(self._scope)
+        self.deployments = DeploymentStore(self._scope)
         self._logbook: LogBook | None = None
         self.current_run: Any = None
 
@@ -76,32 +83,33 @@ class TensorDB:
         return self.uri.startswith("memory://")
 
     def collection(self, name: str) -> Any:
-        """A collection of this database; raises ConnectionFailed once the connection is closed."""
-        if self._closed:
-            raise ConnectionFailed(f"{self!r} is closed; call tensorlab.connect() again.")
-        return self.db[name]
+        """A raw pymongo collection of this database, for users' own queries (stores never use this)."""
+        return self._scope.collection(name)
 
     def scoped(self, query: dict[str, Any] | None = None) -> dict[str, Any]:
         """`query` restricted to this study (a query may name another study explicitly)."""
-        query = dict(query or {})
-        query.setdefault("study", self.study)
-        return query
+        return self._scope.scoped(query)
+
+    @property
+    def closed(self) -> bool:
+        return self._scope.closed
 
     def close(self) -> None:
         """Flush pending logs, then close the client; later calls raise ConnectionFailed."""
-        if not self._closed:
+        if not self._scope.closed:
             if self._logbook is not None:
                 self._logbook.writer.close(timeout_s=10.0)
-            self._closed = True
+            self._scope.closed = True
             self.client.close()
 
     def drop_study(self) -> dict[str, int]:
         """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
-        for name in ("architectures", "runs", "logs", "jobs", "deployments"):
-            removed[name] = self.collection(name).delete_many({"study": self.study}).deleted_count
-        self.jobs.ready.drop_study(self.study)
+        for name in (ARCHITECTURES, RUNS, LOGS):
+            removed[name] = self._scope.collection(name).delete_many({"study": self.study}).deleted_count
+        removed["jobs"] = self.jobs.drop_study()
+        removed["deployments"] = self.deployments.drop_study()
         return removed
 
     # -- data and labels -------------------------------------------------------------------------
@@ -163,7 +171,7 @@ class TensorDB:
     @property
     def logbook(self) -> LogBook:
         if self._logbook is None:
-            self._logbook = LogBook(self)
+            self._logbook = LogBook(self._scope)
         return self._logbook
 
     def train_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
@@ -187,10 +195,9 @@ class TensorDB:
         """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times."""
         import pandas as pd
 
-        rows = [{"run": d["_id"], "name": d["name"], "status": d["status"], "started": d["started"],
-                 "ended": d["ended"], "host": d["host"], "device": d["device"],
-                 **{f"hp.{k}": v for k, v in d.get("hyper_parameters", {}).items()},
-                 **{f"best.{k}": v for k, v in (d.get("summary") or {}).get("best", {}).items()}}
+        columns = ("name", "status", "started", "ended", "host", "device")
+        rows = [flat_row({"run": d["_id"], **{c: d.get(c) for c in columns}}, d.get("hyper_parameters"),
+                         (d.get("summary") or {}).get("best"), "best.")
                 for d in self.run_store.find(query)]
         return pd.DataFrame(rows)
 

@@ -13,7 +13,7 @@ from typing import Any
 import lz4.block
 import numpy as np
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 _PROBE_BYTES = 1 << 16
 _LZ4_MAX_INPUT = 0x7E000000  # lz4 block format limit (~2 GB); larger arrays are split in frames below

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from pymongo import ReturnDocument
 
+from ..errors import InvalidInput, NotFound
+from ..validation import check_query, clean_tags, split_metrics
 from . import codec
 from .blobstore import BlobStore
-from .errors import InvalidInput, NotFound
-from .validation import check_query, clean_tags, split_metrics
+from .scope import Scope
 
 PARAMETERS = "parameters"
 COUNTERS = "counters"
@@ -49,28 +50,15 @@ def resolve_sort(sort: Any) -> list[tuple[str, int]]:
     return resolved + [("_id", -1)]
 
 
-def apply_weights(model: Any, arrays: list[np.ndarray]) -> None:
-    """Set a Keras model's weights, or InvalidInput naming the first mismatch (nothing is changed then)."""
-    expected = [tuple(v.shape) for v in model.weights]
-    if len(expected) != len(arrays):
-        raise InvalidInput(f"The parameters hold {len(arrays)} arrays but model {model.name!r} has "
-                           f"{len(expected)} weights; they belong to another architecture.")
-    for index, (shape, array) in enumerate(zip(expected, arrays, strict=False)):
-        if tuple(array.shape) != shape:
-            raise InvalidInput(f"Weight {index} of model {model.name!r} has shape {shape} but the stored array has "
-                               f"{tuple(array.shape)}; the parameters belong to another architecture.")
-    model.set_weights(arrays)
-
-
 class ParameterStore:
-    def __init__(self, tdb: Any, blobs: BlobStore) -> None:
-        self._tdb = tdb
+    def __init__(self, scope: Scope, blobs: BlobStore) -> None:
+        self._scope = scope
         self._blobs = blobs
         self._indexed = False
 
     @property
     def collection(self) -> Any:
-        return self._tdb.collection(PARAMETERS)
+        return self._scope.collection(PARAMETERS)
 
     def _ensure_indexes(self) -> None:
         if not self._indexed:
@@ -79,8 +67,8 @@ class ParameterStore:
             self._indexed = True
 
     def _next_version(self, run: Any) -> int:
-        counter = self._tdb.collection(COUNTERS).find_one_and_update(
-            {"_id": f"parameters:{self._tdb.study}:{run}"}, {"$inc": {"seq": 1}},
+        counter = self._scope.collection(COUNTERS).find_one_and_update(
+            {"_id": f"parameters:{self._scope.study}:{run}"}, {"$inc": {"seq": 1}},
             upsert=True, return_document=ReturnDocument.AFTER)
         return int(counter["seq"])
 
@@ -96,7 +84,7 @@ class ParameterStore:
         self._ensure_indexes()
         digests = [codec.content_hash(array) for array in arrays]
         doc = {
-            "study": self._tdb.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
+            "study": self._scope.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
             "metrics": values, "non_finite": non_finite, "architecture": architecture,
             "version": self._next_version(run), "created": datetime.now(timezone.utc), "complete": False,
             "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape), "blob": d, "nbytes": int(a.nbytes)}
@@ -113,12 +101,12 @@ class ParameterStore:
         return parameter_id
 
     def _query(self, query: Any) -> dict[str, Any]:
-        return {"$and": [self._tdb.scoped(check_query(query)), {"complete": True}]}
+        return {"$and": [self._scope.scoped(check_query(query)), {"complete": True}]}
 
     def find_doc(self, query: Any = None, sort: Any = None) -> dict[str, Any]:
         doc = self.collection.find_one(self._query(query), sort=resolve_sort(sort))
         if doc is None:
-            raise NotFound(f"No parameters match {query!r} in study {self._tdb.study!r}.")
+            raise NotFound(f"No parameters match {query!r} in study {self._scope.study!r}.")
         return doc
 
     def load(self, doc: Mapping[str, Any]) -> list[np.ndarray]:
@@ -140,9 +128,18 @@ class ParameterStore:
         return self.find_doc({"$and": [check_query(query), {f"metrics.{metric}": {"$exists": True}}]},
                              sort=[(metric, -1 if mode == "max" else 1)])
 
+    def record_evaluation(self, version_id: Any, metrics: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
+        """Add an evaluator's scores (as metrics, so `best()` can sort by them) and tags to one version."""
+        values, non_finite = split_metrics(metrics)
+        fields = {**{f"metrics.{k}": v for k, v in values.items()},
+                  **{f"tags.{k}": v for k, v in clean_tags(tags).items()},
+                  **{f"non_finite.{k}": v for k, v in non_finite.items()}}
+        if self.collection.update_one({"_id": version_id}, {"$set": fields}).matched_count == 0:
+            raise NotFound(f"No parameter version {version_id!r} in study {self._scope.study!r}.")
+
     def delete(self, query: Any) -> int:
         """Delete matching versions and every blob no remaining version refers to."""
-        scoped = self._tdb.scoped(check_query(query))
+        scoped = self._scope.scoped(check_query(query))
         docs = list(self.collection.find(scoped, {"arrays.blob": 1}))
         if not docs:
             return 0

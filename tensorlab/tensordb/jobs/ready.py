@@ -20,6 +20,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from ..scope import Scope
+
 READY = "job_ready"
 STATE = "job_queue_state"
 VERSION_ID = "version"
@@ -69,17 +71,17 @@ def query_fields(query: Any) -> set[str]:
 
 
 class ReadySet:
-    def __init__(self, tdb: Any) -> None:
-        self._tdb = tdb
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
         self._built = False
 
     @property
     def collection(self) -> Any:
-        return self._tdb.collection(READY)
+        return self._scope.collection(READY)
 
     @property
     def _state(self) -> Any:
-        return self._tdb.collection(STATE)
+        return self._scope.collection(STATE)
 
     @staticmethod
     def covers(query: Mapping[str, Any]) -> bool:

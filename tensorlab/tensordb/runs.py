@@ -7,32 +7,25 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from bson import ObjectId, json_util
+from bson import ObjectId
 
-from .clock import utc_now
-from .errors import InvalidInput, NotFound
-from .validation import check_query, clean_tags
+from ..clock import utc_now
+from ..errors import InvalidInput, NotFound
+from ..validation import check_query, clean_tags
+from .query_text import query_to_text
+from .scope import Scope
 
 RUNS = "runs"
 STATUSES = ("running", "finished", "failed", "stopped")
 
 
-def query_to_text(query: Any) -> str | None:
-    """Data queries may hold `$` operators, which are not valid field names: keep them as JSON text."""
-    return None if query is None else json_util.dumps(query)
-
-
-def query_from_text(text: str | None) -> Any:
-    return None if text is None else json_util.loads(text)
-
-
 class RunStore:
-    def __init__(self, tdb: Any) -> None:
-        self._tdb = tdb
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
 
     @property
     def collection(self) -> Any:
-        return self._tdb.collection(RUNS)
+        return self._scope.collection(RUNS)
 
     def start(self, name: str | None = None, *, hyper_parameters: Mapping[str, Any] | None = None,
               architecture: Any = None, data_query: Any = None, tags: Mapping[str, Any] | None = None,
@@ -41,7 +34,7 @@ class RunStore:
         now = utc_now()
         run_id = ObjectId()
         doc = {
-            "_id": run_id, "study": self._tdb.study, "name": name or f"run-{str(run_id)[-6:]}",
+            "_id": run_id, "study": self._scope.study, "name": name or f"run-{str(run_id)[-6:]}",
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
             "host": socket.gethostname(), "pid": os.getpid(), "device": device, "job": job,
@@ -59,11 +52,11 @@ class RunStore:
         if isinstance(run, ObjectId) or (isinstance(run, str) and ObjectId.is_valid(run)):
             doc = self.collection.find_one({"_id": ObjectId(run)})
         elif isinstance(run, str) and run:
-            doc = self.collection.find_one({"study": self._tdb.study, "name": run}, sort=[("started", -1)])
+            doc = self.collection.find_one({"study": self._scope.study, "name": run}, sort=[("started", -1)])
         else:
             raise InvalidInput(f"A run is named by its id or name; got {run!r}.")
         if doc is None:
-            raise NotFound(f"No run {run!r} in study {self._tdb.study!r}; list runs with db.runs().")
+            raise NotFound(f"No run {run!r} in study {self._scope.study!r}; list runs with db.runs().")
         return doc
 
     def update(self, run_id: ObjectId, **fields: Any) -> None:
@@ -82,4 +75,4 @@ class RunStore:
         self.update(run_id, **fields)
 
     def find(self, query: Any = None) -> list[dict[str, Any]]:
-        return list(self.collection.find(self._tdb.scoped(check_query(query)), sort=[("started", 1)]))
+        return list(self.collection.find(self._scope.scoped(check_query(query)), sort=[("started", 1)]))

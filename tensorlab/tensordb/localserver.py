@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ServerError
+from ..errors import ServerError
 from .ferretdb_build import installed_ferretdb
 
 HOME_ENV_VAR = "TENSORLAB_HOME"

@@ -7,7 +7,7 @@ from typing import Any
 import pymongo
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
-from .errors import AuthenticationFailed, ConnectionFailed, InvalidInput
+from ..errors import AuthenticationFailed, ConnectionFailed, InvalidInput
 from .localserver import ensure_local_server
 from .uri import MEMORY_SCHEME, mask_secret, mask_uri, uri_from_environment, uri_password
 

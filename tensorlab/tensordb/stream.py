@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInput
 from .datastore import ChunkSelection, DataStore
-from .errors import InvalidInput
 
 _END_OF_EPOCH = object()
 _FETCH_GROUP = 8

@@ -7,17 +7,18 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from ..validation import check_query, restore_metrics, split_metrics
 from .logwriter import AsyncLogWriter
-from .validation import check_query, restore_metrics, split_metrics
+from .scope import Scope
 
 LOGS = "logs"
 KINDS = ("train", "valid", "test")
 
 
 class LogBook:
-    def __init__(self, tdb: Any, **writer_options: Any) -> None:
-        self._tdb = tdb
-        self._collection = tdb.collection(LOGS)
+    def __init__(self, scope: Scope, **writer_options: Any) -> None:
+        self._scope = scope
+        self._collection = scope.collection(LOGS)
         self._collection.create_index([("study", 1), ("run", 1), ("kind", 1), ("step", 1)])
         self.writer = AsyncLogWriter(self._collection, **writer_options)
         self._steps: dict[tuple[Any, str], int] = {}
@@ -31,7 +32,7 @@ class LogBook:
         if step is None:
             step = self._steps.get(key, -1) + 1
         self._steps[key] = step
-        doc = {"study": self._tdb.study, "run": run, "kind": kind, "step": step, "epoch": epoch,
+        doc = {"study": self._scope.study, "run": run, "kind": kind, "step": step, "epoch": epoch,
                "time": time.time(), "metrics": values, **fields}
         if non_finite:
             doc["non_finite"] = non_finite
@@ -42,12 +43,19 @@ class LogBook:
                               "`non_finite`).", RuntimeWarning, stacklevel=3)
         return self.writer.write(doc)
 
+    def rows_after(self, run: Any, after: Any = None) -> list[dict[str, Any]]:
+        """Stored rows of run `run` written after row id `after` (all when None), oldest first: a panel's poll."""
+        query: dict[str, Any] = {"study": self._scope.study, "run": run}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return list(self._collection.find(query, sort=[("_id", 1)]))
+
     def read(self, query: Any = None, *, run: Any = None, kind: str | None = None) -> Any:
         """Log rows as a pandas DataFrame, one column per metric (flushes pending rows first)."""
         import pandas as pd
 
         self.writer.flush()
-        query = self._tdb.scoped(check_query(query))
+        query = self._scope.scoped(check_query(query))
         if run is not None:
             query["run"] = run
         if kind is not None:

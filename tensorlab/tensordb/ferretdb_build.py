@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ServerError
+from ..errors import ServerError
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.0"
@@ -58,7 +58,7 @@ def _apply_patch(source: Path) -> None:
     text = target.read_text()
     if old not in text:
         raise ServerError(f"FerretDB source changed: cannot find the _id lookup line in {path}; "
-                          "update tensorlab/ferretdb_build.py for this FerretDB version.")
+                          "update tensorlab/tensordb/ferretdb_build.py for this FerretDB version.")
     target.write_text(text.replace(old, new))
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from bson import Binary, ObjectId
 
+from ..errors import InvalidInput, NotFound
+from ..validation import check_query, clean_tags
 from . import codec
 from .blobstore import BlobStore
-from .errors import InvalidInput, NotFound
-from .validation import check_query, clean_tags
+from .scope import Scope
 
 SAMPLES = "samples"
 CHUNKS = "sample_chunks"
@@ -94,22 +95,22 @@ def validate_samples(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:  #
 class DataStore:
     """Import, query, stream and delete samples of one study."""
 
-    def __init__(self, tdb: Any, blobs: BlobStore) -> None:
-        self._tdb = tdb
+    def __init__(self, scope: Scope, blobs: BlobStore) -> None:
+        self._scope = scope
         self._blobs = blobs
         self._indexed: set[str] = set()
 
     @property
     def samples(self) -> Any:
-        return self._tdb.collection(SAMPLES)
+        return self._scope.collection(SAMPLES)
 
     @property
     def chunks(self) -> Any:
-        return self._tdb.collection(CHUNKS)
+        return self._scope.collection(CHUNKS)
 
     @property
     def chunk_data(self) -> Any:
-        return self._tdb.collection(CHUNK_DATA)
+        return self._scope.collection(CHUNK_DATA)
 
     def ensure_indexes(self, tag_keys: Iterable[str] = ()) -> None:
         wanted = ["study", "import_id", "chunk", *(f"tags.{key}" for key in tag_keys)]
@@ -139,18 +140,18 @@ class DataStore:
             for start in range(0, len(X), rows_per_chunk):
                 stop = min(start + rows_per_chunk, len(X))
                 chunk_id = ObjectId()
-                data = {"_id": chunk_id, "study": self._tdb.study, "import_id": import_id,
+                data = {"_id": chunk_id, "study": self._scope.study, "import_id": import_id,
                         "x": self._pack(X[start:stop], import_id, chunk_id, "x")}
                 if y is not None:
                     data["y"] = self._pack(y[start:stop], import_id, chunk_id, "y")
                 self.chunk_data.insert_one(data)
-                self.chunks.insert_one({"_id": chunk_id, "study": self._tdb.study, "import_id": import_id,
+                self.chunks.insert_one({"_id": chunk_id, "study": self._scope.study, "import_id": import_id,
                                         "tags": tags, "count": stop - start, "uniform": True, "created": now,
                                         "dtype": X.dtype.str, "sample_shape": list(X.shape[1:]),
                                         "labels": y is not None})
                 chunk_count += 1
                 for row in range(stop - start):
-                    doc = {"study": self._tdb.study, "chunk": chunk_id, "row": row, "tags": tags,
+                    doc = {"study": self._scope.study, "chunk": chunk_id, "row": row, "tags": tags,
                            "import_id": import_id, "created": now}
                     if labels is not None:
                         doc["label"] = labels[start + row]
@@ -199,7 +200,7 @@ class DataStore:
     # -- reading ---------------------------------------------------------------------------------
     def plan(self, query: Any = None) -> list[ChunkSelection]:
         """The chunks and rows a query selects, in storage order."""
-        scoped = self._tdb.scoped(check_query(query))
+        scoped = self._scope.scoped(check_query(query))
         if _is_chunk_level(scoped):
             selections = [ChunkSelection(doc["_id"], doc["count"], None) for doc in
                           self.chunks.find({"$and": [scoped, {"uniform": True}]}, {"_id": 1, "count": 1})]
@@ -247,7 +248,7 @@ class DataStore:
         """All samples matching `query` as (X, y); y is None when they were imported without labels."""
         selections = self.plan(query)
         if not selections:
-            raise NotFound(f"No samples match {check_query(query)!r} in study {self._tdb.study!r}. "
+            raise NotFound(f"No samples match {check_query(query)!r} in study {self._scope.study!r}. "
                            "List what is there with db.data_summary().")
         xs, ys = [], []
         remaining = limit if limit is not None else float("inf")
@@ -269,7 +270,7 @@ class DataStore:
     def summary(self) -> list[dict[str, Any]]:
         """One row per import: tags, sample count, dtype and sample shape."""
         groups: dict[ObjectId, dict[str, Any]] = {}
-        for chunk in self.chunks.find({"study": self._tdb.study}):
+        for chunk in self.chunks.find({"study": self._scope.study}):
             group = groups.setdefault(chunk["import_id"], {
                 "import_id": str(chunk["import_id"]), "tags": chunk["tags"], "samples": 0,
                 "dtype": chunk["dtype"], "sample_shape": tuple(chunk["sample_shape"]), "created": chunk["created"]})
@@ -282,7 +283,7 @@ class DataStore:
 
     def update_tags(self, query: Any, tags: Mapping[str, Any]) -> int:
         """Set tags on the matching samples; returns how many changed."""
-        scoped = self._tdb.scoped(check_query(query))
+        scoped = self._scope.scoped(check_query(query))
         tags = clean_tags(tags)
         if not tags:
             raise InvalidInput("`tags` is empty; pass the tags to set, e.g. {'split': 'valid'}.")
@@ -294,7 +295,7 @@ class DataStore:
 
     def delete_data(self, query: Any) -> int:
         """Delete matching samples; chunks left with no sample are deleted with their blobs."""
-        scoped = self._tdb.scoped(check_query(query, "query"))
+        scoped = self._scope.scoped(check_query(query, "query"))
         affected = self._affected_chunks(scoped)
         self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
         deleted = self.samples.delete_many(scoped).deleted_count

@@ -1,0 +1,294 @@
+"""A job queue in MongoDB: leases, retries with a bound, stored tracebacks; claims live in claims.py.
+
+queued -> running -> done | failed | cancelled. Candidates are read highest priority first, then
+oldest; a running job whose lease has expired (its worker died) is a candidate again. Each claim
+uses one of `max_attempts`; a job out of attempts whose lease expires is marked failed instead of
+being retried forever.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ...clock import utc_now
+from ...errors import InvalidInput, JobError, NotFound
+from ...validation import check_query, clean_tags
+from ..query_text import query_to_text
+from ..scope import Scope
+from .claims import CLAIMS, JOBS, Claimer, finished
+from .ready import ReadySet
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FRESH_JOB_STATE = {"attempts": 0, "claims": 0, "worker": None, "lease_expires": None, "progress": None,
+                   "result": None, "error": None, "traceback": None, "run": None}
+
+
+def _as_id(job: Any) -> ObjectId:
+    if isinstance(job, Mapping):
+        job = job.get("_id")
+    if isinstance(job, ObjectId):
+        return job
+    if isinstance(job, str) and ObjectId.is_valid(job):
+        return ObjectId(job)
+    raise InvalidInput(f"A job is named by its id (ObjectId or 24-hex string); got {job!r}.")
+
+
+def _check_job_numbers(epochs: Any, batch_size: Any, max_attempts: Any, priority: Any) -> None:
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_attempts", max_attempts)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected an int >= 1.")
+    if not isinstance(priority, (int, float)) or isinstance(priority, bool) or not math.isfinite(priority):
+        raise InvalidInput(f"Invalid value for argument `priority`: {priority!r}. Expected a finite number.")
+
+
+def _what_to_train(architecture: Any, code: str | None, data: Any, validation_data: Any) -> dict[str, Any]:
+    """The model and data fields of a job; queries are kept as JSON text (`$` keys are not valid field names)."""
+    return {
+        "architecture": query_to_text(architecture) if isinstance(architecture, Mapping) else architecture,
+        "code": code,
+        "requires_code": code is not None,
+        "data_query": query_to_text(check_query(data, "data")) if data is not None else None,
+        "validation_query": None if validation_data is None
+        else query_to_text(check_query(validation_data, "validation_data")),
+    }
+
+
+class JobQueue:
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._indexed = False
+        self.ready = ReadySet(scope)
+        self._claimer = Claimer(scope, self.ready)
+
+    @property
+    def collection(self) -> Any:
+        return self._scope.collection(JOBS)
+
+    def _ensure_indexes(self) -> None:
+        if not self._indexed:
+            self.collection.create_index([("study", 1), ("status", 1), ("priority", -1), ("created", 1)])
+            self._indexed = True
+
+    def push(
+        self,
+        architecture: Any = None,
+        *,
+        code: str | None = None,
+        data: Any = None,
+        validation_data: Any = None,
+        hyper_parameters: Mapping[str, Any] | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        priority: int = 0,
+        tags: Mapping[str, Any] | None = None,
+        max_attempts: int = 3,
+        warm_start: Any = None,
+        queue: str = "default",
+        sweep: Any = None,
+    ) -> ObjectId:
+        """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
+        if architecture is None and not (isinstance(code, str) and code.strip()):
+            raise InvalidInput(
+                "A job needs an architecture (a stored architecture's id or query) or model-building "
+                "`code`; got neither."
+            )
+        _check_job_numbers(epochs, batch_size, max_attempts, priority)
+        self._ensure_indexes()
+        now = utc_now()
+        doc = {
+            "_id": ObjectId(),
+            "study": self._scope.study,
+            "queue": queue,
+            "status": "queued",
+            "priority": priority,
+            "created": now,
+            "updated": now,
+            **_what_to_train(architecture, code, data, validation_data),
+            "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "tags": clean_tags(tags),
+            "warm_start": warm_start,
+            "sweep": sweep,
+            "attempts_left": max_attempts,
+            "max_attempts": max_attempts,
+            **FRESH_JOB_STATE,
+        }
+        self.ready.ensure_built(self.collection)  # on a new database: while there is nothing to build from
+        self.ready.add(doc)  # first: a crash between the two inserts leaves an entry that is later dropped
+        self.collection.insert_one(doc)
+        self._queue_changed()
+        return doc["_id"]
+
+    def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
+        """Claim the best claimable job for `worker` (exactly one worker wins each claim); None when none."""
+        if not isinstance(worker, str) or not worker:
+            raise InvalidInput(f"`worker` must be a non-empty name; got {worker!r}.")
+        base = self._scope.scoped(check_query(query))
+        if not allow_code:
+            base = {"$and": [base, {"requires_code": False}]}
+        self.ready.ensure_built(self.collection)
+        return self._claimer.pop(worker, lease_s, base, query_to_text(base), allow_code)
+
+    def _held(self, job: Any, worker: str) -> dict:
+        """The job document, if `worker` still holds it; JobError when it was cancelled or taken over."""
+        current = self.get(job)
+        if current.get("worker") != worker or current["status"] != "running":
+            raise JobError(
+                f"Job {current['_id']} is no longer held by worker {worker!r} (status {current['status']!r}, "
+                f"worker {current.get('worker')!r}); its lease expired or it was cancelled."
+            )
+        return current
+
+    def _owned_update(
+        self, job: Any, worker: str, fields: dict[str, Any], extra: dict | None = None, *, checked: bool = False
+    ) -> dict:
+        """Update a job its worker holds. Ownership is checked on a read, then the write names only `_id`:
+        a server may scan the whole collection for any other filter (FerretDB 1.x pushes down only a lone
+        `_id`), and exactly-once completion rests on the unique markers, not on this write."""
+        job_id = _as_id(job)
+        if not checked:
+            self._held(job_id, worker)
+        return self.collection.find_one_and_update(
+            {"_id": job_id},
+            {"$set": {**fields, "updated": utc_now()}, **(extra or {})},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def heartbeat(self, job: Any, worker: str, lease_s: float = 60.0, progress: Any = None) -> dict:
+        """Extend the lease; raises JobError when the job was cancelled or taken over."""
+        fields: dict[str, Any] = {"lease_expires": utc_now() + timedelta(seconds=lease_s), "heartbeat": utc_now()}
+        if progress is not None:
+            fields["progress"] = progress
+        doc = self._owned_update(job, worker, fields)
+        self.ready.hold(doc["_id"], doc["lease_expires"], doc["attempts_left"])
+        return doc
+
+    def complete(self, job: Any, worker: str, result: Any = None) -> dict:
+        """Mark done, exactly once: a unique `<job>:done` marker is inserted first, so a worker whose
+        lease was taken over cannot complete the job a second time on any server."""
+        job_id = _as_id(job)
+        current = self._held(job_id, worker)
+        try:
+            self._scope.collection(CLAIMS).insert_one(
+                {
+                    "_id": f"{job_id}:done",
+                    "job": job_id,
+                    "worker": worker,
+                    "claim": current.get("claims"),
+                    "result": result,
+                    "at": utc_now(),
+                }
+            )
+        except DuplicateKeyError:
+            self._claimer.settle_completed(job_id)
+            raise JobError(f"Job {job_id} was already completed by another worker.") from None
+        doc = self._owned_update(
+            job,
+            worker,
+            {"status": "done", "result": result, "finished": utc_now(), "lease_expires": None},
+            checked=True,
+        )
+        self.ready.remove(job_id)
+        return doc
+
+    def fail(self, job: Any, worker: str, error: str, traceback: str | None = None) -> dict:
+        """Record a failure: back to queued while attempts remain, else failed. Returns the job."""
+        current = self._held(job, worker)
+        status = "queued" if current["attempts_left"] > 0 else "failed"
+        doc = self._owned_update(
+            job,
+            worker,
+            {
+                "status": status,
+                "error": error,
+                "traceback": traceback,
+                "lease_expires": None,
+                "worker": None if status == "queued" else worker,
+            },
+            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": utc_now()}}},
+            checked=True,
+        )
+        self._sync_ready(doc)
+        return doc
+
+    def attach_run(self, job: Any, worker: str, run_id: Any) -> dict:
+        return self._owned_update(job, worker, {"run": run_id})
+
+    def cancel(self, job: Any) -> dict:
+        doc = self._transition(job, ("queued", "running"), {"status": "cancelled", "lease_expires": None})
+        self._sync_ready(doc)
+        return doc
+
+    def requeue(self, job: Any, refund_attempt: bool = False) -> dict:
+        """Put a job back in the queue (from running, failed or cancelled); `refund_attempt` for a clean stop."""
+        extra = {"$inc": {"attempts_left": 1, "attempts": -1}} if refund_attempt else {}
+        doc = self._transition(
+            job, ("running", "failed", "cancelled"), {"status": "queued", "worker": None, "lease_expires": None}, extra
+        )
+        if doc["attempts_left"] <= 0:
+            self.collection.update_one({"_id": doc["_id"]}, {"$set": {"attempts_left": 1}})
+            doc["attempts_left"] = 1
+        self._sync_ready(doc)
+        return doc
+
+    def set_priority(self, job: Any, priority: float) -> dict:
+        doc = self._transition(job, ("queued", "running"), {"priority": priority})
+        self._sync_ready(doc)
+        return doc
+
+    def _sync_ready(self, job: dict) -> None:
+        """Mirror a job's new state into the ready set; a job that became claimable bumps the version."""
+        if finished(job):
+            self.ready.remove(job["_id"])
+            return
+        self.ready.add(job)
+        self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        self.ready.changed()
+        self._claimer.forget_candidates()
+
+    def drop_study(self) -> int:
+        """Delete every job of this study and its ready entries; returns the number of jobs deleted."""
+        self.ready.drop_study(self._scope.study)
+        return self.collection.delete_many({"study": self._scope.study}).deleted_count
+
+    def rebuild_ready_set(self) -> int:
+        """Re-create the ready set from the unfinished jobs (a repair after writing job documents by hand)."""
+        count = self.ready.rebuild(self.collection)
+        self._queue_changed()
+        return count
+
+    def _transition(self, job: Any, allowed: tuple[str, ...], fields: dict, extra: dict | None = None) -> dict:
+        job_id = _as_id(job)
+        doc = self.collection.find_one_and_update(
+            {"_id": job_id, "status": {"$in": list(allowed)}},
+            {"$set": {**fields, "updated": utc_now()}, **(extra or {})},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            current = self.get(job_id)
+            raise JobError(f"Job {job_id} is {current['status']!r}; this needs one of {allowed}.")
+        return doc
+
+    def get(self, job: Any) -> dict:
+        doc = self.collection.find_one({"_id": _as_id(job)})
+        if doc is None:
+            raise NotFound(f"No job {job!r}.")
+        return doc
+
+    def find(self, query: Any = None, status: str | None = None) -> list[dict]:
+        query = self._scope.scoped(check_query(query))
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidInput(f"Invalid job status {status!r}. Expected one of {STATUSES}.")
+            query["status"] = status
+        return list(self.collection.find(query, sort=[("created", 1), ("_id", 1)]))
