@@ -74,7 +74,7 @@ def main() -> None:
             run()
             times[name].append(time.perf_counter() - started)
     db.flush_logs(timeout_s=120)
-    rows_logged = db.collection("logs").count_documents({})
+    rows_logged = db.logbook.count()
     db.client.drop_database("tensorlab_bench_training")
     base = statistics.median(times["plain fit"])
     results = {

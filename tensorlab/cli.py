@@ -58,6 +58,17 @@ def _worker_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_command(args: argparse.Namespace) -> int:
+    from .tensordb import connect
+    from .tensordb.log_migration import migrate_legacy_logs
+
+    db = connect(args.uri, db=args.db)
+    rows = migrate_legacy_logs(db._scope, progress=True)
+    db.close()
+    print(f"database {args.db!r} is on the current layout ({rows} log rows moved into buckets now)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--distribute", choices=["mirrored"], default=None,
                         help="train under tf.distribute.MirroredStrategy (all local GPUs)")
     worker.set_defaults(handler=_worker_command)
+    database = commands.add_parser("db", help="database maintenance")
+    database.add_argument("action", choices=["upgrade"], help="upgrade: move a database to the current layout "
+                          "(also happens on first use; safe to interrupt and run again)")
+    database.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    database.add_argument("--db", default="tensorlab")
+    database.set_defaults(handler=_db_command)
     return parser
 
 

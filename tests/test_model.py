@@ -128,7 +128,7 @@ def test_server_stopped_mid_fit_training_completes_and_every_batch_row_arrives(t
         assert len(history.epoch) == 3 and restarted.wait(30)
         assert db.flush_logs(timeout_s=60)
         steps_per_epoch = int(np.ceil(len(X) / 64))
-        rows = db.collection("logs").count_documents({"kind": "train"})
+        rows = db.logbook.count(kind="train")
         assert rows == 3 * steps_per_epoch and db.logbook.writer.dropped == 0
     finally:
         db.close()

@@ -103,3 +103,27 @@ def test_weights_that_do_not_match_an_architecture(tdb):
         tdb.save_parameters("not weights")
     with pytest.raises(NotFound):
         tdb.find_parameters({"tags.which": "missing"})
+
+
+def test_blobs_are_addressed_by_content_and_old_layout_blobs_still_load(tdb):
+    import gridfs
+
+    from tensorlab.tensordb import codec
+
+    weights = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    version = tdb.parameters.find_doc({"_id": tdb.save_parameters([weights])})
+    digest = version["arrays"][0]["blob"]
+    file = tdb.collection("blobs.files").find_one({"_id": digest})  # the hash is the `_id`: one lookup
+    assert file is not None and file["filename"] == digest
+    payload = gridfs.GridFSBucket(tdb.db, bucket_name="blobs").open_download_stream(digest).read()
+    meta = codec.ArrayMeta.from_doc(file["metadata"])
+    np.testing.assert_array_equal(codec.decode(payload, meta, file["metadata"].get("frames", 1)), weights)
+    # a blob of the first layout: ObjectId `_id`, the hash only as filename
+    old = np.arange(10, dtype=np.int16)
+    old_digest = codec.content_hash(old)
+    encoded, old_meta = codec.encode(old)
+    tdb.blobs.put_bytes(old_digest, encoded, {**old_meta.to_doc(), "frames": 1, "nbytes": old.nbytes})
+    np.testing.assert_array_equal(tdb.blobs.get_array(old_digest), old)
+    assert tdb.blobs.collect_garbage([old_digest], lambda _digest: False) == 1
+    with pytest.raises(gridfs.errors.NoFile):
+        tdb.blobs.get_array(old_digest)

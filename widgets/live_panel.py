@@ -65,7 +65,7 @@ class LivePanel(widgets.VBox):
         self._step = 0
         self._last_row_time: float | None = None
         self._step_times: deque = deque(maxlen=50)
-        self._last_log_id: Any = None
+        self._log_cursor: Any = None  # follows the run's log buckets: each poll reads only what is new
         self._checkpoint_requested = threading.Event()
         self._stop_refresher = threading.Event()
         self.update_costs_ms: deque = deque(maxlen=1000)
@@ -143,10 +143,11 @@ class LivePanel(widgets.VBox):
         if self.db is None or self.run_ref is None:
             return
         run = self.db.run_store.resolve(self.run_ref)
-        rows = self.db.logbook.rows_after(run["_id"], self._last_log_id)
+        if self._log_cursor is None or self._log_cursor.run != run["_id"]:
+            self._log_cursor = self.db.logbook.cursor(run["_id"])
+        rows = self._log_cursor.poll()
         if rows:
-            self._last_log_id = rows[-1]["_id"]
-            self.feed_rows(rows)
+            self.feed_rows(sorted(rows, key=lambda row: (row.get("time") or 0, row.get("step") or 0)))
         self._remote_run = run
 
     # -- rendering ----------------------------------------------------------------------------

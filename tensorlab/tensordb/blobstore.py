@@ -1,4 +1,8 @@
-"""Content-addressed blobs in GridFS: one file per distinct content, named by its hash.
+"""Content-addressed blobs in GridFS: one file per distinct content, whose `_id` is its hash.
+
+The hash is the file's `_id` (and its filename, for tools that list by name), so the dedup check of a
+save and every load are lookups by `_id`, which cost the same with 10 blobs or 100,000 on any server.
+Files written before this layout have an ObjectId `_id` and the hash as filename; they are still found.
 
 Identical parameter arrays (frozen layers, repeated checkpoints) are stored once; callers delete a
 blob only after checking that no document refers to it any more (`collect_garbage`).
@@ -20,6 +24,7 @@ from typing import Any
 import gridfs
 import numpy as np
 from bson import Binary, ObjectId
+from pymongo.errors import DuplicateKeyError
 
 from . import codec
 
@@ -39,20 +44,25 @@ class BlobStore:
         self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE_BYTES)
         self._files = database[f"{BUCKET}.files"]
         self._chunks = database[f"{BUCKET}.chunks"]
+        self._indexed = False
 
     def put_array(self, array: np.ndarray, digest: str | None = None) -> str:
         """Store `array` unless identical content is already there; return its hash."""
         digest = digest or codec.content_hash(array)
-        if self._files.find_one({"filename": digest}, {"_id": 1}) is not None:
+        if self._files.find_one({"_id": digest}, {"_id": 1}) is not None:
             return digest
         payload, meta = codec.encode(array)
         metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes)}
-        self.put_bytes(digest, payload, metadata)
+        try:
+            self.put_bytes(digest, payload, metadata, file_id=digest)
+        except DuplicateKeyError:  # another process stored the same content at the same moment
+            pass
         return digest
 
-    def put_bytes(self, name: str, payload: bytes, metadata: dict[str, Any]) -> Any:
-        """Write a GridFS file; returns its files `_id`."""
-        file_id = ObjectId()
+    def put_bytes(self, name: str, payload: bytes, metadata: dict[str, Any], file_id: Any = None) -> Any:
+        """Write a GridFS file (its `_id` is `file_id`, else a new ObjectId); returns the `_id`."""
+        self._ensure_indexes()
+        file_id = ObjectId() if file_id is None else file_id
         view = memoryview(payload)
         chunk_ids = []
         try:
@@ -98,9 +108,16 @@ class BlobStore:
                                                 "bytes; it is incomplete or being deleted.")
         return payload
 
+    def _file(self, digest: str) -> dict[str, Any] | None:
+        """The files document of a blob: by `_id`; a blob of the first layout by filename (a scan, once)."""
+        file = self._files.find_one({"_id": digest})
+        if file is None:
+            file = self._files.find_one({"filename": digest}, sort=[("uploadDate", -1)])
+        return file
+
     def get_array(self, digest: str) -> np.ndarray:
         """The array stored under `digest` (raises gridfs.NoFile when absent)."""
-        file = self._files.find_one({"filename": digest}, sort=[("uploadDate", -1)])
+        file = self._file(digest)
         if file is None:
             raise gridfs.errors.NoFile(f"No blob {digest} in GridFS bucket {BUCKET!r}.")
         meta = file.get("metadata") or {}
@@ -124,10 +141,19 @@ class BlobStore:
         for digest in set(digests):
             if is_referenced(digest):
                 continue
-            for file in self._files.find({"filename": digest}, {"_id": 1}):
+            file = self._file(digest)
+            while file is not None:  # the content-addressed file, then any copies of the first layout
                 self.delete_by_id(file["_id"])
                 removed += 1
+                file = self._file(digest)
         return removed
+
+    def _ensure_indexes(self) -> None:
+        """The indexes every GridFS driver expects (MongoDB uses them; FerretDB reads by `_id` anyway)."""
+        if not self._indexed:
+            self._chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+            self._files.create_index([("filename", 1), ("uploadDate", 1)])
+            self._indexed = True
 
     def count(self) -> int:
         return self._files.count_documents({})

@@ -15,7 +15,7 @@ from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
 from .jobs import JobQueue
-from .logbook import LOGS, LogBook
+from .logbook import LogBook
 from .parameters import ParameterStore
 from .runs import RUNS, RunStore
 from .scope import Scope
@@ -106,7 +106,8 @@ class TensorDB:
         """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
-        for name in (ARCHITECTURES, RUNS, LOGS):
+        removed["logs"] = self.logbook.drop_study()
+        for name in (ARCHITECTURES, RUNS):
             removed[name] = self._scope.collection(name).delete_many({"study": self.study}).deleted_count
         removed["jobs"] = self.jobs.drop_study()
         removed["deployments"] = self.deployments.drop_study()

@@ -1,33 +1,59 @@
-"""train_log / valid_log / test_log: rows with run, step, epoch and time, sent by the async writer."""
+"""train_log / valid_log / test_log: rows with run, step, epoch and time, sent by the async writer.
+
+Rows are stored in buckets per run (log_buckets.py) and read back through the run's index
+(log_reader.py), so reading one run, or polling it, never costs the rest of the lab's history.
+"""
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import InvalidInput
 from ..validation import check_query, restore_metrics, split_metrics
+from .log_buckets import BUCKETS, INDEX, BucketSink
+from .log_migration import LEGACY_LOGS, migrate_legacy_logs
+from .log_reader import LogCursor, LogReader
 from .logwriter import AsyncLogWriter
 from .scope import Scope
 
-LOGS = "logs"
+LOGS = LEGACY_LOGS
 KINDS = ("train", "valid", "test")
+ROW_QUERY_FIELDS = ("study", "run", "kind")
+FRAME_COLUMNS = ["run", "kind", "step", "epoch", "time"]
+
+
+def _whole_number(value: Any, name: str) -> int | None:
+    """`step`/`epoch` as a plain int: numpy integers are welcome, anything else is refused here, not later."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected a whole number (or None).")
 
 
 class LogBook:
     def __init__(self, scope: Scope, **writer_options: Any) -> None:
         self._scope = scope
-        self._collection = scope.collection(LOGS)
-        self._collection.create_index([("study", 1), ("run", 1), ("kind", 1), ("step", 1)])
-        self.writer = AsyncLogWriter(self._collection, **writer_options)
+        migrate_legacy_logs(scope)  # once per database; a no-op after the first time
+        self.sink = BucketSink(scope)
+        self.writer = AsyncLogWriter(self.sink, **writer_options)
+        self.reader = LogReader(scope)
         self._steps: dict[tuple[Any, str], int] = {}
         self._warned_non_finite: set[str] = set()
 
     def log(self, kind: str, metrics: Mapping[str, Any], *, run: Any = None, step: int | None = None,
             epoch: int | None = None, **fields: Any) -> bool:
         """Queue one row; returns False only when the writer had to drop it (reported loudly)."""
+        if kind not in KINDS:
+            raise InvalidInput(f"Invalid log kind {kind!r}. Expected one of {KINDS}.")
         values, non_finite = split_metrics(metrics)
+        step, epoch = _whole_number(step, "step"), _whole_number(epoch, "epoch")
         key = (run, kind)
         if step is None:
             step = self._steps.get(key, -1) + 1
@@ -43,32 +69,68 @@ class LogBook:
                               "`non_finite`).", RuntimeWarning, stacklevel=3)
         return self.writer.write(doc)
 
-    def rows_after(self, run: Any, after: Any = None) -> list[dict[str, Any]]:
-        """Stored rows of run `run` written after row id `after` (all when None), oldest first: a panel's poll."""
-        query: dict[str, Any] = {"study": self._scope.study, "run": run}
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        return list(self._collection.find(query, sort=[("_id", 1)]))
+    def cursor(self, run: Any, kinds: Any = None) -> LogCursor:
+        """Follow a run: each `poll()` returns only the rows stored since the last one (what panels use)."""
+        return self.reader.cursor(run, kinds)
+
+    def count(self, run: Any = None, kind: str | None = None) -> int:
+        """Rows stored for a run (or the whole study), read from index documents; flushes first."""
+        self.writer.flush()
+        return self.reader.count(run, kind)
+
+    def rows_since(self, run: Any, step: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """A run's rows with step >= `step`, reading only the buckets that hold them; flushes first."""
+        self.writer.flush()
+        return self.reader.run_rows(run, None if kind is None else [kind], since_step=step)
 
     def read(self, query: Any = None, *, run: Any = None, kind: str | None = None) -> Any:
-        """Log rows as a pandas DataFrame, one column per metric (flushes pending rows first)."""
+        """Log rows as a pandas DataFrame, one column per metric (flushes pending rows first).
+
+        `query` may name `run` and `kind` (as MongoDB equality or `$in`); filter on metrics in the DataFrame.
+        """
         import pandas as pd
 
         self.writer.flush()
-        query = self._scope.scoped(check_query(query))
+        run, kinds = self._row_filter(check_query(query), run, kind)
         if run is not None:
-            query["run"] = run
-        if kind is not None:
-            query["kind"] = kind
+            docs = self.reader.run_rows(run, kinds)
+        else:
+            docs = list(self.reader.study_rows(kinds))
         rows = []
-        for doc in self._collection.find(query, sort=[("time", 1), ("_id", 1)]):
-            row = {k: doc.get(k) for k in ("run", "kind", "step", "epoch", "time")}
+        for doc in docs:
+            row = {k: doc.get(k) for k in FRAME_COLUMNS}
             if "batch" in doc:
                 row["batch"] = doc["batch"]
             row.update(restore_metrics(doc.get("metrics", {}), doc.get("non_finite")))
             row["non_finite"] = sorted(doc.get("non_finite") or {})
             rows.append(row)
-        frame = pd.DataFrame(rows, columns=None if rows else ["run", "kind", "step", "epoch", "time"])
+        rows.sort(key=lambda row: (row["time"], row["step"] if row["step"] is not None else -1))
+        frame = pd.DataFrame(rows, columns=None if rows else FRAME_COLUMNS)
         if rows:
             frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
         return frame
+
+    def _row_filter(self, query: dict[str, Any], run: Any, kind: str | None) -> tuple[Any, list[str] | None]:
+        unknown = [key for key in query if key not in ROW_QUERY_FIELDS]
+        if unknown:
+            raise InvalidInput(f"Log queries filter on {ROW_QUERY_FIELDS} only; got {unknown}. Read the run's rows "
+                               "(db.logs(run=...)) and filter the DataFrame, e.g. frame[frame.loss < 0.1].")
+        if query.get("study", self._scope.study) != self._scope.study:
+            raise InvalidInput(f"This connection reads study {self._scope.study!r}; connect with study=... to read "
+                               "another.")
+        run = query.get("run", run)
+        kind_filter = query.get("kind", kind)
+        if isinstance(kind_filter, Mapping):
+            kinds = list(kind_filter.get("$in", []))
+        else:
+            kinds = None if kind_filter is None else [kind_filter]
+        return run, kinds
+
+    def drop_study(self) -> int:
+        """Delete this study's buckets, index documents and rows of the old layout; returns rows deleted."""
+        rows = self.count()
+        study = {"study": self._scope.study}
+        self._scope.collection(BUCKETS).delete_many(study)
+        self._scope.collection(INDEX).delete_many(study)
+        self._scope.collection(LOGS).delete_many(study)
+        return rows

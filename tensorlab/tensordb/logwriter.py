@@ -1,10 +1,12 @@
 """The only path by which log rows reach MongoDB: an asynchronous, batched, retrying writer.
 
 `write()` appends to an in-memory buffer and returns (a few microseconds); a background thread
-sends batches with `insert_many`. If the server goes away the thread keeps the rows and retries
-with back-off; rows carry client-made `_id`s, so a batch that was half-written before a drop is
-completed without duplicates. Only when the buffer bound is reached are new rows dropped, and
-that is reported loudly (warning, log record, `dropped` counter) — never silently.
+hands batches to a sink (log_buckets.BucketSink), which stages them in memory and persists them.
+If the server goes away the thread keeps what is staged and retries with back-off; persisting is
+idempotent, so a write that half-happened before a drop is completed without duplicates. A row that
+can never be stored (say, a value BSON cannot encode) is rejected and reported, and the writer goes
+on. Only when the buffer bound is reached are new rows dropped, and that is reported loudly
+(warning, log record, `dropped` counter) — never silently.
 """
 
 from __future__ import annotations
@@ -19,25 +21,23 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from bson import ObjectId
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 logger = logging.getLogger("tensorlab.logs")
-_DUPLICATE_KEY = 11000
 _WRITERS: weakref.WeakSet[AsyncLogWriter] = weakref.WeakSet()
 
 
 class AsyncLogWriter:
-    def __init__(self, collection: Any, *, max_pending: int = 1_000_000, batch_size: int = 2000,
+    def __init__(self, sink: Any, *, max_pending: int = 1_000_000, batch_size: int = 2000,
                  flush_interval_s: float = 0.25, max_backoff_s: float = 5.0,
                  on_drop: Callable[[int], None] | None = None) -> None:
-        self._collection = collection
+        self._sink = sink
         self.max_pending = max_pending
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_backoff_s = max_backoff_s
         self._pending: deque[dict[str, Any]] = deque()
-        self._in_flight = 0
+        self._staging = 0  # rows taken from the buffer, not yet in the sink: still pending for flush()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -54,14 +54,14 @@ class AsyncLogWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._pending) + self._in_flight
+        """Rows not yet confirmed by the server: buffered, plus staged in the sink."""
+        return len(self._pending) + self._staging + self._sink.unsaved
 
     def write(self, doc: dict[str, Any]) -> bool:
         """Queue one row; False (and a loud report) when the buffer is full and the row is dropped."""
-        if len(self._pending) >= self.max_pending or self._closed:
+        if self.pending >= self.max_pending or self._closed:
             self._drop(doc)
             return False
-        doc["_id"] = ObjectId()
         self._pending.append(doc)
         if len(self._pending) >= self.batch_size:
             self._wake.set()
@@ -83,18 +83,21 @@ class AsyncLogWriter:
             batch = []
             while self._pending and len(batch) < self.batch_size:
                 batch.append(self._pending.popleft())
-            self._in_flight = len(batch)
+            self._staging = len(batch)
             return batch
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
+    def _stage(self, batch: list[dict[str, Any]]) -> None:
+        """Hand rows to the sink; rows it can never store are counted and reported, the rest go on."""
         try:
-            self._collection.insert_many(batch, ordered=False)
-        except BulkWriteError as error:
-            failures = [e for e in error.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
-            if failures:  # rows the server refuses will never succeed: report them, keep the rest
-                self.rejected += len(failures)
-                logger.error("TensorLab log writer: the server rejected %d log row(s): %s",
-                             len(failures), failures[0].get("errmsg"))
+            rejected = self._sink.stage(batch)
+        finally:
+            with self._lock:
+                self._staging = 0
+        if rejected:
+            self.rejected += len(rejected)
+            row, reason = rejected[0]
+            logger.error("TensorLab log writer REJECTED %d log row(s) the server cannot store (%s); first: kind=%r "
+                         "step=%r. Other rows are unaffected.", len(rejected), reason, row.get("kind"), row.get("step"))
 
     def _run(self) -> None:
         backoff = 0.0
@@ -103,36 +106,36 @@ class AsyncLogWriter:
             self._wake.clear()
             while True:
                 batch = self._take_batch()
-                if not batch:
+                if batch:
+                    self._stage(batch)
+                if not self._sink.unsaved:
                     break
+                unsaved = self._sink.unsaved
                 try:
-                    self._send(batch)
-                except (ConnectionFailure, PyMongoError) as error:
-                    self._requeue(batch, error)
+                    self._sink.persist()
+                except PyMongoError as error:
+                    self._report_outage(error)
                     backoff = min(self.max_backoff_s, max(0.1, backoff * 2))
                     break
                 with self._lock:
-                    self.written += len(batch)
-                    self._in_flight = 0
+                    self.written += unsaved
                     if backoff:
                         logger.warning("TensorLab log writer: server reachable again; %d rows waiting.",
                                        len(self._pending))
                     backoff = 0.0
                     self.last_error = None
             with self._lock:
-                if not self._pending and not self._in_flight:
+                if not self._pending and not self._sink.unsaved:
                     self._idle.notify_all()
                     if self._closed:
                         return
 
-    def _requeue(self, batch: list[dict[str, Any]], error: Exception) -> None:
+    def _report_outage(self, error: Exception) -> None:
         with self._lock:
-            self._pending.extendleft(reversed(batch))
-            self._in_flight = 0
             self.retries += 1
             if self.last_error is None:
                 logger.warning("TensorLab log writer: cannot reach the server (%s); keeping %d rows and retrying.",
-                               type(error).__name__, len(self._pending))
+                               type(error).__name__, self.pending)
             self.last_error = f"{type(error).__name__}: {error}"[:300]
 
     def flush(self, timeout_s: float | None = 30.0) -> bool:
@@ -140,7 +143,7 @@ class AsyncLogWriter:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._wake.set()
         with self._lock:
-            while self._pending or self._in_flight:
+            while self.pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

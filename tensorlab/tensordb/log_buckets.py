@@ -1,0 +1,144 @@
+"""Log rows stored as buckets: what a run's logs cost to read is that run's rows, not the lab's history.
+
+MongoDB's bucket pattern for time series: the rows of one run, kind and writer go into bucket documents
+of at most `BUCKET_ROWS` rows, addressed by `_id` = `<study>:<run>:<kind>:<writer>:<seq>`; a small
+index document per run (`_id` = `<study>:<run>`) says how many buckets and rows each stream has and
+holds the last row of each kind. Every read and write names one `_id`, the lookup every
+MongoDB-protocol server answers without a collection scan (FerretDB 1.x pushes down nothing else).
+
+Why whole-bucket replaces: the writer keeps its open bucket in memory and rewrites it with
+`replace_one(_id, upsert=True)`. Sent twice after a lost reply, it leaves the same document, so
+retries never duplicate a row and need no conditional write (which FerretDB would answer by a scan).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+from bson.errors import BSONError
+from pymongo.errors import DuplicateKeyError
+
+from .scope import Scope
+
+BUCKETS = "log_buckets"
+INDEX = "log_index"
+BUCKET_ROWS = 500  # rows per bucket: a 5,000-row run is 10 lookups; an open bucket rewrite stays ~50 KB
+BUCKET_BYTES = 1 << 20  # and never more than 1 MB, whatever the rows hold (the server's limit is 16 MB)
+FORMAT = 1
+ROW_FIELDS = ("step", "epoch", "time", "metrics", "non_finite", "batch")
+
+
+def run_key(run: Any) -> str:
+    """How a run appears inside `_id`s: its id as text, or `none` for rows logged outside any run."""
+    return "none" if run is None else str(run)
+
+
+def index_id(study: str, run: Any) -> str:
+    return f"{study}:{run_key(run)}"
+
+
+def bucket_id(study: str, run: Any, kind: str, writer: str, seq: int) -> str:
+    return f"{study}:{run_key(run)}:{kind}:{writer}:{seq}"
+
+
+def stream_key(kind: str, writer: str) -> str:
+    """The index field of one stream; kinds and writer tokens hold neither '.' nor '$'."""
+    return f"{kind}-{writer}"
+
+
+def new_writer_token() -> str:
+    """Distinct per writer, so two processes logging into one run never write the same bucket."""
+    return f"{os.getpid():x}{secrets.token_hex(4)}"
+
+
+@dataclass
+class _Stream:
+    """One (run, kind) of this writer: the open bucket's rows, and what the index should say."""
+
+    run: Any
+    kind: str
+    seq: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    nbytes: int = 0
+    total: int = 0
+    last: dict[str, Any] | None = None
+
+
+class BucketSink:
+    """Stages rows in memory (never fails) and persists changed buckets, then the index (may fail, retried)."""
+
+    def __init__(self, scope: Scope, writer: str | None = None, *, bucket_rows: int = BUCKET_ROWS) -> None:
+        self._scope = scope
+        self.writer = writer or new_writer_token()
+        self.bucket_rows = bucket_rows
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._dirty_buckets: dict[str, tuple[_Stream, int, list[dict[str, Any]]]] = {}
+        self._dirty_streams: dict[tuple[str, str], _Stream] = {}
+        self.unsaved = 0  # rows staged but not yet confirmed by the server
+
+    def stage(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """Add rows to their open buckets; returns (row, reason) for rows that can never be stored."""
+        rejected = []
+        for row in rows:
+            stored = {name: row[name] for name in ROW_FIELDS if row.get(name) is not None}
+            try:
+                size = len(bson.encode(stored))
+            except (BSONError, TypeError, ValueError, OverflowError) as error:
+                rejected.append((row, f"{type(error).__name__}: {error}"))
+                continue
+            if size > BUCKET_BYTES:
+                rejected.append((row, f"the row is {size:,} bytes encoded; a log row holds at most {BUCKET_BYTES:,}"))
+                continue
+            self._add(row.get("run"), row["kind"], stored, size)
+        return rejected
+
+    def _add(self, run: Any, kind: str, stored: dict[str, Any], size: int) -> None:
+        key = (run_key(run), kind)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _Stream(run, kind)
+        if stream.rows and (len(stream.rows) >= self.bucket_rows or stream.nbytes + size > BUCKET_BYTES):
+            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, [], 0  # the full bucket stays dirty until sent
+        stream.rows.append(stored)
+        stream.nbytes += size
+        stream.total += 1
+        stream.last = stored
+        self._dirty_buckets[bucket_id(self._scope.study, run, kind, self.writer, stream.seq)] = (
+            stream, stream.seq, stream.rows)
+        self._dirty_streams[key] = stream
+        self.unsaved += 1
+
+    def persist(self) -> None:
+        """Write every changed bucket, then the index documents; raises a PyMongoError to be retried."""
+        buckets = self._scope.collection(BUCKETS)
+        for identifier, (stream, seq, rows) in list(self._dirty_buckets.items()):
+            buckets.replace_one({"_id": identifier}, self._bucket_document(identifier, stream, seq, rows), upsert=True)
+            del self._dirty_buckets[identifier]  # stage() and persist() both run on the writer thread
+        for key, stream in list(self._dirty_streams.items()):
+            self._update_index(stream)
+            del self._dirty_streams[key]
+        self.unsaved = 0
+
+    def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: list[dict]) -> dict[str, Any]:
+        return {"_id": identifier, "format": FORMAT, "study": self._scope.study, "run": stream.run,
+                "kind": stream.kind, "writer": self.writer, "seq": seq, "count": len(rows),
+                "first_step": rows[0].get("step"), "last_step": rows[-1].get("step"), "rows": list(rows)}
+
+    def _update_index(self, stream: _Stream) -> None:
+        prefix = f"streams.{stream_key(stream.kind, self.writer)}"
+        fields = {"study": self._scope.study, "run": stream.run, f"{prefix}.kind": stream.kind,
+                  f"{prefix}.writer": self.writer, f"{prefix}.buckets": stream.seq + 1, f"{prefix}.rows": stream.total,
+                  f"last.{stream.kind}": stream.last}
+        upsert_by_id(self._scope.collection(INDEX), index_id(self._scope.study, stream.run), {"$set": fields})
+
+
+def upsert_by_id(collection: Any, identifier: str, change: dict[str, Any]) -> None:
+    """An upsert by `_id` that survives a racing first insert (upserts are not atomic on every server)."""
+    try:
+        collection.update_one({"_id": identifier}, change, upsert=True)
+    except DuplicateKeyError:
+        collection.update_one({"_id": identifier}, change)

@@ -1,0 +1,196 @@
+"""Log buckets: boundaries, idempotent retries, incremental cursors, two writers, migration of the old layout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from bson import ObjectId
+from pymongo.errors import AutoReconnect
+
+import tensorlab
+from tensorlab import InvalidInput
+from tensorlab.tensordb.log_buckets import BUCKET_ROWS, BUCKETS, INDEX, BucketSink
+from tensorlab.tensordb.log_migration import LEGACY_LOGS, STATE, STATE_ID, migrate_legacy_logs
+from tensorlab.tensordb.log_reader import LogReader
+from tensorlab.tensordb.scope import Scope
+
+
+def _rows(run, count, start=0, kind="train"):
+    return [{"run": run, "kind": kind, "step": step, "epoch": 0, "time": 1000.0 + step, "metrics": {"loss": step}}
+            for step in range(start, start + count)]
+
+
+@pytest.mark.parametrize("count", [BUCKET_ROWS - 1, BUCKET_ROWS, BUCKET_ROWS + 1, 2 * BUCKET_ROWS + 7])
+def test_bucket_boundaries_keep_every_row_once_in_order(tdb, count):
+    run = ObjectId()
+    sink = BucketSink(tdb._scope)
+    for start in range(0, count, 37):  # flushed in uneven batches, as the writer thread would
+        sink.stage(_rows(run, min(37, count - start), start))
+        sink.persist()
+    buckets = list(tdb.collection(BUCKETS).find({"run": run}, sort=[("seq", 1)]))
+    assert [b["count"] for b in buckets] == [min(BUCKET_ROWS, count - i * BUCKET_ROWS) for i in range(len(buckets))]
+    assert len(buckets) == -(-count // BUCKET_ROWS)
+    steps = [row["step"] for row in LogReader(tdb._scope).run_rows(run)]
+    assert steps == list(range(count))
+    index = tdb.collection(INDEX).find_one({"_id": f"test:{run}"})
+    stream = next(iter(index["streams"].values()))
+    assert stream["rows"] == count and stream["buckets"] == len(buckets) and index["last"]["train"]["step"] == count - 1
+
+
+class _LostReplies(Scope):
+    """The real database, but the first `n` bucket writes lose their reply after the server applied them."""
+
+    def __init__(self, scope: Scope, n: int) -> None:
+        super().__init__(scope.database, scope.study, "lost-replies")
+        self.remaining = n
+
+    def collection(self, name):
+        real = super().collection(name)
+        if name != BUCKETS:
+            return real
+        outer = self
+
+        class Proxy:
+            def replace_one(self, *args, **kwargs):
+                result = real.replace_one(*args, **kwargs)
+                if outer.remaining > 0:
+                    outer.remaining -= 1
+                    raise AutoReconnect("connection closed before the reply")
+                return result
+
+        return Proxy()
+
+
+def test_persist_repeated_after_a_lost_reply_duplicates_nothing(tdb):
+    run = ObjectId()
+    sink = BucketSink(_LostReplies(tdb._scope, 2))
+    sink.stage(_rows(run, BUCKET_ROWS + 20))
+    for _attempt in range(3):  # the writer thread retries until persist succeeds
+        try:
+            sink.persist()
+            break
+        except AutoReconnect:
+            assert sink.unsaved == BUCKET_ROWS + 20  # still unconfirmed, so still pending
+    assert sink.unsaved == 0
+    sink.stage(_rows(run, 10, start=BUCKET_ROWS + 20))
+    sink.persist()
+    steps = [row["step"] for row in LogReader(tdb._scope).run_rows(run)]
+    assert steps == list(range(BUCKET_ROWS + 30)) and tdb.logbook.count(run) == BUCKET_ROWS + 30
+
+
+def test_rows_that_cannot_be_stored_are_rejected_and_the_writer_goes_on(tdb):
+    tdb.train_log(step=np.int64(5), epoch=np.int32(0), loss=0.1)  # numpy integers are plain numbers
+    with pytest.raises(InvalidInput, match="step"):
+        tdb.train_log(step="x", loss=0.1)
+    tdb.logbook.log("train", {"loss": 0.2}, step=6, batch=object())  # not BSON: rejected and reported
+    tdb.train_log(step=7, loss=0.3)
+    assert tdb.flush_logs(timeout_s=10)
+    assert tdb.logs()["step"].tolist() == [5, 7]
+    assert tdb.logbook.writer.rejected == 1 and tdb.logbook.writer.dropped == 0
+
+
+def test_cursor_returns_only_new_rows_across_bucket_boundaries(tdb):
+    run = tdb.run_store.start("followed")
+    cursor = tdb.logbook.cursor(run)
+    assert cursor.poll() == []
+    seen = []
+    for chunk in (3, BUCKET_ROWS, 1, BUCKET_ROWS + 5):
+        start = len(seen)
+        for step in range(start, start + chunk):
+            tdb.train_log(step=step, loss=float(step), run=run)
+        assert tdb.flush_logs()
+        new = cursor.poll()
+        assert [row["step"] for row in new] == list(range(start, start + chunk))
+        seen += new
+    assert cursor.poll() == []
+    tdb.valid_log(epoch=0, val_loss=0.5, run=run)
+    assert tdb.flush_logs()
+    assert [(row["kind"], row["metrics"]["val_loss"]) for row in cursor.poll()] == [("valid", 0.5)]
+
+
+WRITER = """
+import sys, tensorlab
+from bson import ObjectId
+from pymongo.errors import AutoReconnect
+db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
+run = ObjectId(sys.argv[3])
+for step in range(int(sys.argv[4])):
+    db.train_log(step=step, loss=float(step), run=run)
+assert db.flush_logs(timeout_s=60)
+"""
+
+
+def test_two_processes_logging_into_one_run_lose_no_row(tdb, mongo_uri):
+    run = tdb.run_store.start("shared")
+    cursor = tdb.logbook.cursor(run)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, mongo_uri, tdb.db_name, str(run), "1500"])
+             for _ in range(2)]
+    polled = []
+    while any(p.poll() is None for p in procs):
+        polled += cursor.poll()
+    assert all(p.returncode == 0 for p in procs)
+    polled += cursor.poll()
+    assert len(polled) == 3000 and sorted(r["step"] for r in polled) == sorted(list(range(1500)) * 2)
+    assert len(tdb.logs(run="shared")) == 3000 and tdb.logbook.count(run) == 3000
+
+
+def test_rows_since_a_step_read_only_the_newest_buckets(tdb):
+    run = tdb.run_store.start("long")
+    for step in range(3 * BUCKET_ROWS):
+        tdb.train_log(step=step, loss=float(step), run=run)
+    rows = tdb.logbook.rows_since(run, 3 * BUCKET_ROWS - 10)
+    assert [row["step"] for row in rows] == list(range(3 * BUCKET_ROWS - 10, 3 * BUCKET_ROWS))
+
+
+def test_log_queries_outside_run_and_kind_get_a_clear_error(tdb):
+    with pytest.raises(InvalidInput, match="filter the DataFrame"):
+        tdb.logs({"metrics.loss": {"$lt": 1}})
+    with pytest.raises(InvalidInput, match="study"):
+        tdb.logs({"study": "someone-else"})
+
+
+def test_an_old_layout_database_is_migrated_once_and_a_rerun_changes_nothing(mongo_uri, db_name):
+    db = tensorlab.connect(mongo_uri, db=db_name, study="old")  # its LogBook (and the migration) starts lazily
+    client = db.client
+    legacy = client[db_name][LEGACY_LOGS]
+    run = db.run_store.start("old-run")
+    rows = [{"_id": ObjectId(), "study": "old", "run": run, "kind": "train", "step": s, "epoch": s // 100,
+             "time": 1000.0 + s, "metrics": {"loss": 1.0 / (s + 1)}} for s in range(BUCKET_ROWS + 250)]
+    rows += [{"_id": ObjectId(), "study": "old", "run": run, "kind": "valid", "step": 99, "epoch": 0,
+              "time": 1100.0, "metrics": {"val_loss": 0.7}, "non_finite": {"grad": "nan"}}]
+    legacy.insert_many(rows)
+    try:
+        frame = db.logs(run="old-run")  # the first LogBook of the database migrates
+        train_steps = sorted(frame[frame.kind == "train"]["step"])
+        assert len(frame) == len(rows) and train_steps == list(range(BUCKET_ROWS + 250))
+        assert frame[frame.kind == "valid"]["non_finite"].tolist() == [["grad"]]
+        before = sorted((b["_id"], b["count"]) for b in client[db_name][BUCKETS].find({}, {"count": 1}))
+        client[db_name][STATE].delete_one({"_id": STATE_ID})  # as if killed before it could say done
+        assert migrate_legacy_logs(Scope(client[db_name], "old", "test")) == len(rows)
+        after = sorted((b["_id"], b["count"]) for b in client[db_name][BUCKETS].find({}, {"count": 1}))
+        assert after == before and db.logbook.count(run) == len(rows)
+    finally:
+        client.drop_database(db_name)
+        db.close()
+
+
+def test_live_panel_follows_another_process_within_a_second(tdb, mongo_uri):
+    widgets = pytest.importorskip("tensorlab.widgets")
+    run = tdb.run_store.start("remote")
+    panel = widgets.LivePanel("remote", tdb, poll_interval_s=0.25)
+    try:
+        writer = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")
+        for step in range(50):
+            writer.train_log(step=step, loss=1.0 / (step + 1), run=run)
+        assert writer.flush_logs()
+        written = time.monotonic()
+        while panel._step < 50 and time.monotonic() - written < 10:
+            time.sleep(0.05)
+        assert panel._step == 50 and time.monotonic() - written < 1.5
+        writer.close()
+    finally:
+        panel.close()
