@@ -194,3 +194,10 @@ def test_live_panel_follows_another_process_within_a_second(tdb, mongo_uri):
         writer.close()
     finally:
         panel.close()
+
+
+def test_a_malformed_row_handed_to_the_writer_is_rejected_and_logging_goes_on(tdb):
+    tdb.logbook.writer.write({"kind": "train", "run": None, "step": 1})  # no time: cannot be stored
+    tdb.train_log(step=2, loss=0.5)
+    assert tdb.flush_logs(timeout_s=10)
+    assert tdb.logs()["step"].tolist() == [2] and tdb.logbook.writer.rejected == 1

@@ -74,7 +74,7 @@ def test_writer_reports_what_it_drops_when_its_buffer_is_full(tmp_path):
     server.stop()
     writer = AsyncLogWriter(BucketSink(Scope(client.db, "s", "test")), max_pending=100, batch_size=1000)
     with pytest.warns(RuntimeWarning, match="DROPPED 1 log row"):
-        results = [writer.write({"kind": "train", "step": i}) for i in range(150)]
+        results = [writer.write({"kind": "train", "step": i, "time": 0.0}) for i in range(150)]
     assert results.count(False) == 50 and writer.dropped == 50
     assert writer.pending == 100
     assert writer.flush(timeout_s=0.5) is False

@@ -13,23 +13,23 @@ retries never duplicate a row and need no conditional write (which FerretDB woul
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-import bson
-from bson.errors import BSONError
 from pymongo.errors import DuplicateKeyError
 
+from .log_columns import encode_rows, row_cells
 from .scope import Scope
 
 BUCKETS = "log_buckets"
 INDEX = "log_index"
 BUCKET_ROWS = 500  # rows per bucket: a 5,000-row run is 10 lookups; an open bucket rewrite stays ~50 KB
 BUCKET_BYTES = 1 << 20  # and never more than 1 MB, whatever the rows hold (the server's limit is 16 MB)
-FORMAT = 1
-ROW_FIELDS = ("step", "epoch", "time", "metrics", "non_finite", "batch")
+FORMAT = 1  # columns packed as in log_columns.py
 
 
 def run_key(run: Any) -> str:
@@ -84,14 +84,15 @@ class BucketSink:
         """Add rows to their open buckets; returns (row, reason) for rows that can never be stored."""
         rejected = []
         for row in rows:
-            stored = {name: row[name] for name in ROW_FIELDS if row.get(name) is not None}
             try:
-                size = len(bson.encode(stored))
-            except (BSONError, TypeError, ValueError, OverflowError) as error:
+                stored = storable_row(row)
+            except Exception as error:  # noqa: BLE001 - any bad row is rejected; the writer thread must live on
                 rejected.append((row, f"{type(error).__name__}: {error}"))
                 continue
+            size = row_cells(stored)
             if size > BUCKET_BYTES:
-                rejected.append((row, f"the row is {size:,} bytes encoded; a log row holds at most {BUCKET_BYTES:,}"))
+                rejected.append((row, f"the row has {len(stored['metrics']):,} metrics; a bucket holds at most "
+                                      f"{BUCKET_BYTES // 8 - 4:,} per row"))
                 continue
             self._add(row.get("run"), row["kind"], stored, size)
         return rejected
@@ -124,16 +125,46 @@ class BucketSink:
         self.unsaved = 0
 
     def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: list[dict]) -> dict[str, Any]:
-        return {"_id": identifier, "format": FORMAT, "study": self._scope.study, "run": stream.run,
-                "kind": stream.kind, "writer": self.writer, "seq": seq, "count": len(rows),
-                "first_step": rows[0].get("step"), "last_step": rows[-1].get("step"), "rows": list(rows)}
+        return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
 
     def _update_index(self, stream: _Stream) -> None:
         prefix = f"streams.{stream_key(stream.kind, self.writer)}"
         fields = {"study": self._scope.study, "run": stream.run, f"{prefix}.kind": stream.kind,
                   f"{prefix}.writer": self.writer, f"{prefix}.buckets": stream.seq + 1, f"{prefix}.rows": stream.total,
-                  f"last.{stream.kind}": stream.last}
+                  f"last.{stream.kind}": summary_row(stream.last)}
         upsert_by_id(self._scope.collection(INDEX), index_id(self._scope.study, stream.run), {"$set": fields})
+
+
+def storable_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields a bucket keeps, as plain numbers; TypeError/ValueError names what cannot be stored."""
+    stored: dict[str, Any] = {"step": int(row["step"]), "time": float(row["time"])}
+    for name in ("epoch", "batch"):
+        value = row.get(name)
+        if value is not None and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+            raise TypeError(f"`{name}` must be a whole number or None; got {value!r}")
+        stored[name] = None if value is None else int(value)
+    metrics = {name: None if value is None else float(value) for name, value in (row.get("metrics") or {}).items()}
+    for name, text in (row.get("non_finite") or {}).items():  # stored as null + flag before buckets could hold NaN
+        if metrics.get(name) is None:
+            metrics[name] = float(text)
+    stored["metrics"] = metrics
+    return stored
+
+
+def summary_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for an ordinary document (the index's `last`): non-finite metrics as null plus a `non_finite`
+    flag, since some servers refuse NaN in documents (FerretDB closes the connection)."""
+    metrics = row["metrics"]
+    non_finite = {name: repr(value) for name, value in metrics.items() if not math.isfinite(value)}
+    return {**row, "metrics": {name: None if name in non_finite else value for name, value in metrics.items()},
+            "non_finite": non_finite}
+
+
+def bucket_document(identifier: str, study: str, run: Any, kind: str, writer: str, seq: int,
+                    rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"_id": identifier, "format": FORMAT, "study": study, "run": run, "kind": kind, "writer": writer,
+            "seq": seq, "count": len(rows), "first_step": rows[0]["step"], "last_step": rows[-1]["step"],
+            **encode_rows(rows)}
 
 
 def upsert_by_id(collection: Any, identifier: str, change: dict[str, Any]) -> None:

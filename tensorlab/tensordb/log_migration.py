@@ -11,7 +11,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .log_buckets import BUCKET_ROWS, BUCKETS, INDEX, ROW_FIELDS, bucket_id, run_key, stream_key, upsert_by_id
+from .log_buckets import (
+    BUCKET_ROWS,
+    BUCKETS,
+    INDEX,
+    bucket_document,
+    bucket_id,
+    run_key,
+    storable_row,
+    stream_key,
+    summary_row,
+    upsert_by_id,
+)
 from .scope import Scope
 
 LEGACY_LOGS = "logs"
@@ -41,13 +52,17 @@ def _migrate(scope: Scope, legacy: Any, progress: bool | None) -> int:
     counts: dict[tuple[str, str, str], int] = {}
     bar = tqdm(total=total, desc="TensorLab: moving log rows into buckets", unit="row", file=sys.stderr,
                disable=(not progress) if progress is not None else total < 10_000)
-    migrated = 0
+    migrated = skipped = 0
     for doc in legacy.find({}, sort=[("_id", 1)]):
         key = (doc.get("study"), run_key(doc.get("run")), doc.get("kind"))
         if key not in open_buckets:
             open_buckets[key] = ({"study": key[0], "run": doc.get("run"), "kind": key[2]}, [])
         head, rows = open_buckets[key]
-        rows.append({name: doc[name] for name in ROW_FIELDS if doc.get(name) is not None})
+        try:
+            rows.append(storable_row(doc))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            skipped += 1  # a row the old layout accepted but no bucket can hold: kept in `logs`, counted
+            continue
         counts[key] = counts.get(key, 0) + 1
         if len(rows) == BUCKET_ROWS:
             _write(scope, head, rows, counts[key])
@@ -58,6 +73,9 @@ def _migrate(scope: Scope, legacy: Any, progress: bool | None) -> int:
         if rows:
             _write(scope, head, rows, counts[key])
     bar.close()
+    if skipped:
+        print(f"TensorLab: {skipped} old log row(s) could not be moved into buckets; they stay in `logs`.",
+              file=sys.stderr)
     return migrated
 
 
@@ -65,10 +83,9 @@ def _write(scope: Scope, head: dict[str, Any], rows: list[dict[str, Any]], total
     """One bucket (sequence number from the running count), then its stream's entry in the run's index."""
     seq = (total - 1) // BUCKET_ROWS
     identifier = bucket_id(head["study"], head["run"], head["kind"], LEGACY_WRITER, seq)
-    scope.collection(BUCKETS).replace_one({"_id": identifier}, {
-        "_id": identifier, "format": 1, **head, "writer": LEGACY_WRITER, "seq": seq, "count": len(rows),
-        "first_step": rows[0].get("step"), "last_step": rows[-1].get("step"), "rows": rows}, upsert=True)
+    scope.collection(BUCKETS).replace_one({"_id": identifier}, bucket_document(
+        identifier, head["study"], head["run"], head["kind"], LEGACY_WRITER, seq, rows), upsert=True)
     prefix = f"streams.{stream_key(head['kind'], LEGACY_WRITER)}"
     upsert_by_id(scope.collection(INDEX), f"{head['study']}:{run_key(head['run'])}", {"$set": {
         "study": head["study"], "run": head["run"], f"{prefix}.kind": head["kind"], f"{prefix}.writer": LEGACY_WRITER,
-        f"{prefix}.buckets": seq + 1, f"{prefix}.rows": total, f"last.{head['kind']}": rows[-1]}})
+        f"{prefix}.buckets": seq + 1, f"{prefix}.rows": total, f"last.{head['kind']}": summary_row(rows[-1])}})

@@ -10,13 +10,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .log_buckets import BUCKETS, INDEX, bucket_id, index_id
+from .log_columns import decode_rows
 from .scope import Scope
 
 
 def _rows_of(bucket: dict[str, Any] | None, start: int = 0) -> list[dict[str, Any]]:
     if bucket is None:  # announced by the index, not written yet (or being rewritten): nothing to add yet
         return []
-    return [{"run": bucket["run"], "kind": bucket["kind"], **row} for row in bucket["rows"][start:]]
+    return decode_rows(bucket, start)
 
 
 def _streams(index: dict[str, Any] | None, kinds: Iterable[str] | None) -> list[dict[str, Any]]:

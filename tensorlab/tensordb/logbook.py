@@ -6,6 +6,7 @@ Rows are stored in buckets per run (log_buckets.py) and read back through the ru
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 import warnings
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidInput
-from ..validation import check_query, restore_metrics, split_metrics
+from ..validation import check_query, split_metrics
 from .log_buckets import BUCKETS, INDEX, BucketSink
 from .log_migration import LEGACY_LOGS, migrate_legacy_logs
 from .log_reader import LogCursor, LogReader
@@ -99,10 +100,10 @@ class LogBook:
         rows = []
         for doc in docs:
             row = {k: doc.get(k) for k in FRAME_COLUMNS}
-            if "batch" in doc:
+            if doc.get("batch") is not None:
                 row["batch"] = doc["batch"]
-            row.update(restore_metrics(doc.get("metrics", {}), doc.get("non_finite")))
-            row["non_finite"] = sorted(doc.get("non_finite") or {})
+            row.update(doc["metrics"])
+            row["non_finite"] = sorted(name for name, value in doc["metrics"].items() if not math.isfinite(value))
             rows.append(row)
         rows.sort(key=lambda row: (row["time"], row["step"] if row["step"] is not None else -1))
         frame = pd.DataFrame(rows, columns=None if rows else FRAME_COLUMNS)
