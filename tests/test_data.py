@@ -145,3 +145,29 @@ def test_indexes_exist_on_queried_fields(tdb):
     tdb.import_data(np.ones((3, 2)), np.zeros(3), tags={"split": "train"})
     keys = [list(index["key"]) for index in tdb.collection(SAMPLES).list_indexes()]
     assert ["study", "tags.split"] in keys and ["study", "chunk"] in keys
+
+
+def test_label_filters_are_answered_from_chunks_without_reading_samples(tdb):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 3000)
+    X = rng.random((3000, 4), dtype=np.float32)
+    tdb.data.import_data(X, y, {"split": "train"}, chunk_bytes=4096)  # many chunks, each with a mix of labels
+    tdb.import_data(X[:100], np.full(100, 3), {"split": "valid"})
+    tdb.collection(SAMPLES).delete_many({})  # the per-sample index is gone: chunk descriptions must answer
+    assert tdb.data_count({"label": 3}) == int((y == 3).sum()) + 100
+    assert tdb.data_count({"label": {"$in": [1, 2]}, "tags.split": "train"}) == int(np.isin(y, [1, 2]).sum())
+    assert tdb.data_count({"$and": [{"tags.split": "train"}, {"label": 7}]}) == int((y == 7).sum())
+    X7, y7 = tdb.find_data({"label": 7, "tags.split": "train"})
+    np.testing.assert_array_equal(X7, X[y == 7])
+    assert set(y7.tolist()) == {7}
+    streamed = np.concatenate([yb for _, yb in tdb.data_generator({"label": 5}, batch_size=64)])
+    assert len(streamed) == int((y == 5).sum()) and set(streamed.tolist()) == {5}
+
+
+def test_label_operators_chunks_cannot_answer_use_the_per_sample_index(tdb):
+    y = np.arange(100) % 10
+    tdb.import_data(np.zeros((100, 2), np.float32), y, {"split": "train"})
+    assert tdb.data_count({"label": {"$gte": 8}}) == 20
+    assert tdb.data_count({"$or": [{"label": 1}, {"tags.split": "none"}]}) == 10
+    tdb.collection(CHUNKS).update_many({}, {"$unset": {"label_counts": ""}})  # chunks of the first layout
+    assert tdb.data_count({"label": 4}) == 10 and len(tdb.find_data({"label": 4})[0]) == 10

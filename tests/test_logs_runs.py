@@ -7,6 +7,7 @@ import time
 
 import pymongo
 import pytest
+from bson import ObjectId
 
 import tensorlab
 from tensorlab import InvalidInput, NotFound
@@ -105,3 +106,39 @@ def test_run_documents(tdb):
         tdb.run_store.resolve("nope")
     with pytest.raises(InvalidInput):
         tdb.run_store.finish(run, "exploded")
+
+
+def test_runs_by_equality_use_the_run_index_and_follow_status_changes(tdb):
+    a = tdb.run_store.start("a", tags={"sweep": "lr"}, hyper_parameters={"lr": 0.1})
+    b = tdb.run_store.start("b", tags={"sweep": "lr"}, hyper_parameters={"lr": 0.01})
+    tdb.run_store.start("c", tags={"sweep": "other"})
+    assert tdb.runs({"tags.sweep": "lr"})["name"].tolist() == ["a", "b"]
+    assert tdb.runs({"tags.sweep": "lr", "hyper_parameters.lr": 0.01})["name"].tolist() == ["b"]
+    tdb.run_store.finish(a, "finished")
+    assert tdb.runs({"status": "running"})["name"].tolist() == ["b", "c"]
+    assert tdb.runs({"status": "finished", "tags.sweep": "lr"})["run"].tolist() == [a]
+    # a run document written past the API is not in the index: an equality query (index) does not see it,
+    # an operator query (collection scan) does; so the index path is the one taken
+    tdb.collection("runs").insert_one({**tdb.run_store.resolve(b), "_id": ObjectId(), "name": "raw"})
+    assert "raw" not in tdb.runs({"tags.sweep": "lr"})["name"].tolist()
+    assert "raw" in tdb.runs({"tags.sweep": {"$in": ["lr"]}})["name"].tolist()
+
+
+def test_stale_index_entries_are_never_returned(tdb):
+    run = tdb.run_store.start("moved", tags={"sweep": "x"})
+    tdb.collection("runs").update_one({"_id": run}, {"$set": {"tags.sweep": "y"}})  # edited by hand
+    assert tdb.runs({"tags.sweep": "x"}).empty
+
+
+def test_a_database_from_before_the_run_index_is_indexed_on_first_use(mongo_uri, db_name):
+    db = tensorlab.connect(mongo_uri, db=db_name, study="old")
+    try:
+        docs = [{"_id": ObjectId(), "study": "old", "name": f"r{i}", "status": "finished", "tags": {"sweep": "s"},
+                 "hyper_parameters": {}, "started": tensorlab.clock.utc_now(), "ended": None, "host": "h",
+                 "device": "cpu"} for i in range(3)]
+        db.collection("runs").insert_many(docs)  # as the first layout left them: no index entries
+        assert db.runs({"tags.sweep": "s"})["name"].tolist() == ["r0", "r1", "r2"]
+        assert db.run_store.resolve("r1")["_id"] == docs[1]["_id"]
+    finally:
+        db.client.drop_database(db_name)
+        db.close()

@@ -127,3 +127,22 @@ def test_blobs_are_addressed_by_content_and_old_layout_blobs_still_load(tdb):
     assert tdb.blobs.collect_garbage([old_digest], lambda _digest: False) == 1
     with pytest.raises(gridfs.errors.NoFile):
         tdb.blobs.get_array(old_digest)
+
+
+def test_best_and_sorted_parameters_agree_between_index_and_scan(tdb):
+    rng = np.random.default_rng(2)
+    accuracies = [0.5, 0.9, float("nan"), 0.7, None]
+    for epoch, accuracy in enumerate(accuracies):
+        metrics = {} if accuracy is None else {"val_accuracy": accuracy}
+        tdb.save_parameters([rng.random(3)], {"epoch": epoch}, run="r", metrics={**metrics, "loss": 1.0 - epoch / 10})
+    tdb.save_parameters([rng.random(3)], {"epoch": 0}, run="other", metrics={"val_accuracy": 0.99})
+    by_index, by_scan = {"run": "r"}, {"run": {"$in": ["r"]}}  # equality: run index; operator: collection scan
+    for metric, mode in (("val_accuracy", "max"), ("val_accuracy", "min"), ("loss", "min")):
+        assert tdb.find_best_parameters(by_index, metric, mode)["_id"] == \
+            tdb.find_best_parameters(by_scan, metric, mode)["_id"]
+    assert tdb.find_best_parameters(by_index)["metrics"]["val_accuracy"] == 0.9
+    for sort in (None, [("loss", 1)], [("epoch", -1)]):
+        assert [d["_id"] for d in tdb.parameters.find_docs(by_index, sort)] == \
+            [d["_id"] for d in tdb.parameters.find_docs(by_scan, sort)]
+    assert tdb.delete_parameters({"run": "r", "tags.epoch": 1}) == 1
+    assert tdb.find_best_parameters(by_index)["metrics"]["val_accuracy"] == 0.7

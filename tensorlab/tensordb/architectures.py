@@ -45,7 +45,6 @@ class ArchitectureStore:
         else:
             raise InvalidInput(f"`model_or_code` must be a Keras model or Python source text; got "
                                f"{type(model_or_code).__name__}.")
-        self.collection.create_index([("study", 1), ("name", 1)])
         return self.collection.insert_one(doc).inserted_id
 
     def find(self, query: Any = None) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
+from .indexes import declare_indexes
 from .jobs import JobQueue
 from .logbook import LogBook
 from .parameters import ParameterStore
-from .runs import RUNS, RunStore
+from .runs import RunStore
 from .scope import Scope
 from .stream import DataStream
 from .uri import mask_uri, seed_style_uri
@@ -65,6 +66,7 @@ class TensorDB:
         self.db_name = db_name
         self.study = study
         self._scope = Scope(self.db, study, repr(self))
+        self.index_problems = [] if self.is_memory else declare_indexes(self.db)
         self.blobs = BlobStore(self.db)
         self.data = DataStore(self._scope, self.blobs)
         self.architectures = ArchitectureStore(self._scope)
@@ -107,8 +109,8 @@ class TensorDB:
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         removed["logs"] = self.logbook.drop_study()
-        for name in (ARCHITECTURES, RUNS):
-            removed[name] = self._scope.collection(name).delete_many({"study": self.study}).deleted_count
+        removed[ARCHITECTURES] = self._scope.collection(ARCHITECTURES).delete_many({"study": self.study}).deleted_count
+        removed["runs"] = self.run_store.drop_study()
         removed["jobs"] = self.jobs.drop_study()
         removed["deployments"] = self.deployments.drop_study()
         return removed

@@ -6,10 +6,11 @@ compressed together (inline up to a few MB, in GridFS beyond) so reads are bulk 
 nears the 16 MB limit. Payloads live apart from the chunk descriptions because some servers
 (FerretDB) read whole documents even for a projection: planning must not touch the bytes.
 
-Queries that only touch chunk-level fields (study, tags, import_id) are answered from the chunk
-documents alone while every sample of a chunk still carries its import's tags (`uniform`); tag
-edits and deletes through this API mark chunks non-uniform first, so such chunks fall back to the
-per-sample index. That keeps streaming fast on servers where per-document reads are slow.
+Queries that only touch chunk-level fields (study, tags, import_id, and `label` by equality or `$in`,
+see chunk_labels.py) are answered from the chunk documents alone while every sample of a chunk still
+carries its import's tags (`uniform`); tag edits and deletes through this API mark chunks non-uniform
+first, so such chunks fall back to the per-sample index. That keeps streaming fast on servers where
+per-document reads are slow.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags
 from . import codec
 from .blobstore import BlobStore
+from .chunk_labels import LABELS, chunk_label_index, selected_count, selected_rows, split_label_condition
 from .scope import Scope
 
 SAMPLES = "samples"
@@ -54,10 +56,13 @@ class ChunkSelection:
     chunk_id: ObjectId
     count: int
     rows: np.ndarray | None
+    selected: int | None = None  # rows chosen, when only counted (plan(need_rows=False)) and rows is None
 
     @property
     def size(self) -> int:
-        return self.count if self.rows is None else len(self.rows)
+        if self.rows is not None:
+            return len(self.rows)
+        return self.count if self.selected is None else self.selected
 
 
 def _is_chunk_level(query: Mapping[str, Any]) -> bool:
@@ -112,6 +117,10 @@ class DataStore:
     def chunk_data(self) -> Any:
         return self._scope.collection(CHUNK_DATA)
 
+    @property
+    def chunk_labels(self) -> Any:
+        return self._scope.collection(LABELS)
+
     def ensure_indexes(self, tag_keys: Iterable[str] = ()) -> None:
         wanted = ["study", "import_id", "chunk", *(f"tags.{key}" for key in tag_keys)]
         for field in wanted:
@@ -145,10 +154,14 @@ class DataStore:
                 if y is not None:
                     data["y"] = self._pack(y[start:stop], import_id, chunk_id, "y")
                 self.chunk_data.insert_one(data)
-                self.chunks.insert_one({"_id": chunk_id, "study": self._scope.study, "import_id": import_id,
-                                        "tags": tags, "count": stop - start, "uniform": True, "created": now,
-                                        "dtype": X.dtype.str, "sample_shape": list(X.shape[1:]),
-                                        "labels": y is not None})
+                chunk = {"_id": chunk_id, "study": self._scope.study, "import_id": import_id, "tags": tags,
+                         "count": stop - start, "uniform": True, "created": now, "dtype": X.dtype.str,
+                         "sample_shape": list(X.shape[1:]), "labels": y is not None}
+                if labels is not None:
+                    chunk["label_counts"], label_rows = chunk_label_index(labels[start:stop])
+                    self.chunk_labels.insert_one({"_id": chunk_id, "study": self._scope.study,
+                                                  "import_id": import_id, "rows": label_rows})
+                self.chunks.insert_one(chunk)
                 chunk_count += 1
                 for row in range(stop - start):
                     doc = {"study": self._scope.study, "chunk": chunk_id, "row": row, "tags": tags,
@@ -185,6 +198,7 @@ class DataStore:
         try:
             self.samples.delete_many({"import_id": import_id})
             self.chunks.delete_many({"import_id": import_id})
+            self.chunk_labels.delete_many({"import_id": import_id})
             for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
                 self._delete_chunk_files(data)
             self.chunk_data.delete_many({"import_id": import_id})
@@ -198,23 +212,44 @@ class DataStore:
                 self._blobs.delete_by_id(file_id)
 
     # -- reading ---------------------------------------------------------------------------------
-    def plan(self, query: Any = None) -> list[ChunkSelection]:
-        """The chunks and rows a query selects, in storage order."""
+    def plan(self, query: Any = None, need_rows: bool = True) -> list[ChunkSelection]:
+        """The chunks and rows a query selects, in storage order (`need_rows=False`: counts are enough)."""
         scoped = self._scope.scoped(check_query(query))
-        if _is_chunk_level(scoped):
-            selections = [ChunkSelection(doc["_id"], doc["count"], None) for doc in
-                          self.chunks.find({"$and": [scoped, {"uniform": True}]}, {"_id": 1, "count": 1})]
-            mixed = {doc["_id"]: doc["count"] for doc in
-                     self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1})}
-            if mixed:
-                restrict = {"$and": [scoped, {"chunk": {"$in": list(mixed)}}]}
-                selections += self._group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
+        split = split_label_condition(scoped)
+        if split is not None and _is_chunk_level(split[0]):
+            selections = self._plan_by_chunk(scoped, *split, need_rows)
         else:
+            selections = None
+        if selections is None:
             docs = list(self.samples.find(scoped, {"chunk": 1, "row": 1, "_id": 0}))
             counts = {doc["_id"]: doc["count"] for doc in
                       self.chunks.find({"_id": {"$in": list({d["chunk"] for d in docs})}}, {"count": 1})}
             selections = self._group_rows(docs, counts)
         return sorted(selections, key=lambda selection: selection.chunk_id)
+
+    def _plan_by_chunk(self, scoped: dict[str, Any], rest: dict[str, Any], allowed: list[Any] | None,
+                       need_rows: bool) -> list[ChunkSelection] | None:
+        """Answer from chunk descriptions (tags, label counts); None when a chunk predates label counts."""
+        uniform = list(self.chunks.find({"$and": [rest, {"uniform": True}]},
+                                        {"_id": 1, "count": 1, "label_counts": 1, "labels": 1}))
+        if allowed is not None and any("label_counts" not in doc for doc in uniform if doc.get("labels")):
+            return None  # written before label counts existed: the per-sample index answers
+        selections = []
+        for doc in uniform:
+            chosen = doc["count"] if allowed is None else selected_count(doc, allowed)
+            if chosen == doc["count"]:
+                selections.append(ChunkSelection(doc["_id"], doc["count"], None))
+            elif chosen and need_rows:
+                rows = selected_rows(self.chunk_labels.find_one({"_id": doc["_id"]}), allowed)
+                selections.append(ChunkSelection(doc["_id"], doc["count"], rows))
+            elif chosen:
+                selections.append(ChunkSelection(doc["_id"], doc["count"], None, chosen))
+        mixed = {doc["_id"]: doc["count"] for doc in
+                 self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1})}
+        if mixed:
+            restrict = {"$and": [scoped, {"chunk": {"$in": list(mixed)}}]}
+            selections += self._group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
+        return selections
 
     @staticmethod
     def _group_rows(docs: Iterable[Mapping[str, Any]], counts: Mapping[ObjectId, int]) -> list[ChunkSelection]:
@@ -242,7 +277,7 @@ class DataStore:
         return {chunk_id: item for chunk_id, item in pairs if item is not None}
 
     def count(self, query: Any = None) -> int:
-        return sum(selection.size for selection in self.plan(query))
+        return sum(selection.size for selection in self.plan(query, need_rows=False))
 
     def find_data(self, query: Any = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """All samples matching `query` as (X, y); y is None when they were imported without labels."""
@@ -302,6 +337,7 @@ class DataStore:
         for chunk_id in affected:
             if self.samples.count_documents({"chunk": chunk_id}, limit=1) == 0:
                 self.chunks.delete_one({"_id": chunk_id})
+                self.chunk_labels.delete_one({"_id": chunk_id})
                 data = self.chunk_data.find_one({"_id": chunk_id}, {"x.file": 1, "y.file": 1})
                 if data:
                     self._delete_chunk_files(data)

@@ -11,17 +11,28 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from bson import ObjectId
 from pymongo import ReturnDocument
 
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags, split_metrics
 from . import codec
 from .blobstore import BlobStore
+from .equality_index import EqualityIndex
 from .scope import Scope
 
 PARAMETERS = "parameters"
+PARAMETER_INDEX = "parameter_index"
 COUNTERS = "counters"
 _TOP_LEVEL_FIELDS = {"_id", "created", "version", "epoch", "step", "run", "study", "architecture"}
+
+
+def _has(doc: Mapping[str, Any], extra: Mapping[str, Any] | None) -> bool:
+    """`extra` is at most one `{"metrics.<name>": {"$exists": True}}` condition."""
+    if not extra:
+        return True
+    (field, _condition), = extra.items()
+    return field.split(".", 1)[1] in (doc.get("metrics") or {})
 
 
 def weights_of(weights: Any) -> tuple[list[str], list[np.ndarray]]:
@@ -50,21 +61,29 @@ def resolve_sort(sort: Any) -> list[tuple[str, int]]:
     return resolved + [("_id", -1)]
 
 
+def _sort_key(doc: Mapping[str, Any], field: str) -> tuple[int, Any]:
+    """MongoDB's order for one field, enough for numbers, strings, dates and ids: missing/null first."""
+    value: Any = doc
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return (0, 0) if value is None else (1, value)
+
+
+def sorted_like_mongodb(docs: list[dict[str, Any]], sort: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    for field, direction in reversed(sort):  # stable sorts, least significant key first
+        docs = sorted(docs, key=lambda doc, field=field: _sort_key(doc, field), reverse=direction == -1)
+    return docs
+
+
 class ParameterStore:
     def __init__(self, scope: Scope, blobs: BlobStore) -> None:
         self._scope = scope
         self._blobs = blobs
-        self._indexed = False
+        self.index = EqualityIndex(scope, PARAMETER_INDEX, ("run", "architecture"), ("tags.",))
 
     @property
     def collection(self) -> Any:
         return self._scope.collection(PARAMETERS)
-
-    def _ensure_indexes(self) -> None:
-        if not self._indexed:
-            self.collection.create_index([("study", 1), ("run", 1), ("version", 1)])
-            self.collection.create_index([("arrays.blob", 1)])
-            self._indexed = True
 
     def _next_version(self, run: Any) -> int:
         counter = self._scope.collection(COUNTERS).find_one_and_update(
@@ -81,15 +100,16 @@ class ParameterStore:
         numeric_tags = {k: v for k, v in tags.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         values, non_finite = split_metrics({**numeric_tags, **(metrics or {})})
         tags = clean_tags({k: (None if k in non_finite else v) for k, v in tags.items()})
-        self._ensure_indexes()
         digests = [codec.content_hash(array) for array in arrays]
         doc = {
-            "study": self._scope.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
+            "_id": ObjectId(), "study": self._scope.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
             "metrics": values, "non_finite": non_finite, "architecture": architecture,
             "version": self._next_version(run), "created": datetime.now(timezone.utc), "complete": False,
             "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape), "blob": d, "nbytes": int(a.nbytes)}
                        for n, a, d in zip(names, arrays, digests, strict=False)],
         }
+        self.index.ensure_built(self.collection)
+        self.index.add(doc["_id"], self.index.entries_of(doc))  # first: a stale entry is harmless, a missing one not
         parameter_id = self.collection.insert_one(doc).inserted_id
         try:
             for array, digest in zip(arrays, digests, strict=False):
@@ -103,11 +123,23 @@ class ParameterStore:
     def _query(self, query: Any) -> dict[str, Any]:
         return {"$and": [self._scope.scoped(check_query(query)), {"complete": True}]}
 
+    def _matching(self, query: Any, sort: Any, extra: Mapping[str, Any] | None = None,
+                  first: bool = False) -> list[dict[str, Any]]:
+        """Complete versions matching `query` (and `extra`), sorted; through the parameter index when it can."""
+        order = resolve_sort(sort)
+        found = self.index.lookup(self.collection, self._scope.scoped(check_query(query)))
+        if found is None:
+            conditions = [self._query(query), *([extra] if extra else [])]
+            cursor = self.collection.find({"$and": conditions}, sort=order, limit=1 if first else 0)
+            return list(cursor)
+        found = [doc for doc in found if doc.get("complete") and _has(doc, extra)]
+        return sorted_like_mongodb(found, order)
+
     def find_doc(self, query: Any = None, sort: Any = None) -> dict[str, Any]:
-        doc = self.collection.find_one(self._query(query), sort=resolve_sort(sort))
-        if doc is None:
+        docs = self._matching(query, sort, first=True)
+        if not docs:
             raise NotFound(f"No parameters match {query!r} in study {self._scope.study!r}.")
-        return doc
+        return docs[0]
 
     def load(self, doc: Mapping[str, Any]) -> list[np.ndarray]:
         return [self._blobs.get_array(entry["blob"]) for entry in doc["arrays"]]
@@ -117,7 +149,7 @@ class ParameterStore:
         return self.load(self.find_doc(query, sort))
 
     def find_docs(self, query: Any = None, sort: Any = None) -> list[dict[str, Any]]:
-        return list(self.collection.find(self._query(query), sort=resolve_sort(sort)))
+        return self._matching(query, sort)
 
     def find_all(self, query: Any = None, sort: Any = None) -> list[list[np.ndarray]]:
         return [self.load(doc) for doc in self.find_docs(query, sort)]
@@ -125,8 +157,11 @@ class ParameterStore:
     def best(self, query: Any = None, metric: str = "val_accuracy", mode: str = "max") -> dict[str, Any]:
         if mode not in ("max", "min"):
             raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
-        return self.find_doc({"$and": [check_query(query), {f"metrics.{metric}": {"$exists": True}}]},
-                             sort=[(metric, -1 if mode == "max" else 1)])
+        docs = self._matching(query, [(metric, -1 if mode == "max" else 1)],
+                              extra={f"metrics.{metric}": {"$exists": True}}, first=True)
+        if not docs:
+            raise NotFound(f"No parameters match {query!r} with metric {metric!r} in study {self._scope.study!r}.")
+        return docs[0]
 
     def record_evaluation(self, version_id: Any, metrics: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
         """Add an evaluator's scores (as metrics, so `best()` can sort by them) and tags to one version."""
@@ -134,16 +169,19 @@ class ParameterStore:
         fields = {**{f"metrics.{k}": v for k, v in values.items()},
                   **{f"tags.{k}": v for k, v in clean_tags(tags).items()},
                   **{f"non_finite.{k}": v for k, v in non_finite.items()}}
+        self.index.add(version_id, self.index.entries_of({"tags": clean_tags(tags)}))
         if self.collection.update_one({"_id": version_id}, {"$set": fields}).matched_count == 0:
             raise NotFound(f"No parameter version {version_id!r} in study {self._scope.study!r}.")
 
     def delete(self, query: Any) -> int:
         """Delete matching versions and every blob no remaining version refers to."""
         scoped = self._scope.scoped(check_query(query))
-        docs = list(self.collection.find(scoped, {"arrays.blob": 1}))
+        docs = list(self.collection.find(scoped, {"arrays.blob": 1, "run": 1, "architecture": 1, "tags": 1}))
         if not docs:
             return 0
         self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}})
+        for doc in docs:
+            self.index.remove(doc["_id"], self.index.entries_of(doc))
         digests = [entry["blob"] for doc in docs for entry in doc["arrays"]]
         self._blobs.collect_garbage(
             digests, lambda digest: self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0)

@@ -12,16 +12,20 @@ from bson import ObjectId
 from ..clock import utc_now
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags
+from .equality_index import EqualityIndex
 from .query_text import query_to_text
 from .scope import Scope
 
 RUNS = "runs"
+RUN_INDEX = "run_index"
+INDEXED_TOP_FIELDS = ("name", "status", "job")
 STATUSES = ("running", "finished", "failed", "stopped")
 
 
 class RunStore:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
+        self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ("tags.", "hyper_parameters."))
 
     @property
     def collection(self) -> Any:
@@ -41,7 +45,9 @@ class RunStore:
             "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
             **clean_tags(details, "details"),
         }
-        self.collection.create_index([("study", 1), ("name", 1)])
+        self.index.ensure_built(self.collection)
+        # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run
+        self.index.add(run_id, self.index.entries_of(doc))
         self.collection.insert_one(doc)
         return run_id
 
@@ -52,7 +58,8 @@ class RunStore:
         if isinstance(run, ObjectId) or (isinstance(run, str) and ObjectId.is_valid(run)):
             doc = self.collection.find_one({"_id": ObjectId(run)})
         elif isinstance(run, str) and run:
-            doc = self.collection.find_one({"study": self._scope.study, "name": run}, sort=[("started", -1)])
+            named = self.find({"name": run})
+            doc = named[-1] if named else None
         else:
             raise InvalidInput(f"A run is named by its id or name; got {run!r}.")
         if doc is None:
@@ -60,7 +67,13 @@ class RunStore:
         return doc
 
     def update(self, run_id: ObjectId, **fields: Any) -> None:
+        moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
+        if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
+            old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
+            self.index.add(run_id, moved)
         self.collection.update_one({"_id": run_id}, {"$set": fields})
+        if moved:
+            self.index.remove(run_id, {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]})
 
     def heartbeat(self, run_id: ObjectId, **progress: Any) -> None:
         self.update(run_id, heartbeat=utc_now(), **({"progress": progress} if progress else {}))
@@ -75,4 +88,13 @@ class RunStore:
         self.update(run_id, **fields)
 
     def find(self, query: Any = None) -> list[dict[str, Any]]:
-        return list(self.collection.find(self._scope.scoped(check_query(query)), sort=[("started", 1)]))
+        """Runs matching `query`, oldest first: through the run index when the query is equalities it covers."""
+        scoped = self._scope.scoped(check_query(query))
+        found = self.index.lookup(self.collection, scoped)
+        if found is not None:
+            return sorted(found, key=lambda d: (d["started"], d["_id"]))
+        return list(self.collection.find(scoped, sort=[("started", 1)]))
+
+    def drop_study(self) -> int:
+        self.index.drop_study()
+        return self.collection.delete_many({"study": self._scope.study}).deleted_count

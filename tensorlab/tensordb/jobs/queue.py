@@ -63,18 +63,12 @@ def _what_to_train(architecture: Any, code: str | None, data: Any, validation_da
 class JobQueue:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
-        self._indexed = False
         self.ready = ReadySet(scope)
         self._claimer = Claimer(scope, self.ready)
 
     @property
     def collection(self) -> Any:
         return self._scope.collection(JOBS)
-
-    def _ensure_indexes(self) -> None:
-        if not self._indexed:
-            self.collection.create_index([("study", 1), ("status", 1), ("priority", -1), ("created", 1)])
-            self._indexed = True
 
     def push(
         self,
@@ -100,7 +94,6 @@ class JobQueue:
                 "`code`; got neither."
             )
         _check_job_numbers(epochs, batch_size, max_attempts, priority)
-        self._ensure_indexes()
         now = utc_now()
         doc = {
             "_id": ObjectId(),

@@ -1,0 +1,148 @@
+"""Inverted indexes for the equality filters notebooks repeat, kept in documents read by `_id`.
+
+`runs({"tags.sweep": "lr"})`, a comparison panel's query, a run looked up by name, or the best
+parameters of one run would otherwise read every document of the collection on a server that pushes
+down nothing but `_id` (FerretDB 1.x). Each entry is one document, `_id` =
+`<study>:<field>=<value as JSON>`, listing the ids of the documents with that value, for a few
+top-level fields and every scalar under a few prefixes (runs: `name`, `status`, `job`, `tags.*`,
+`hyper_parameters.*`; parameters: `run`, `architecture`, `tags.*`). A query made only of such
+equalities reads those entries, intersects them and fetches the documents by `_id`; each document is
+then checked against the query, so an entry that is out of date can cost a lookup but never a wrong
+answer. Other queries, and answers so large that one scan is cheaper, read the collection as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bson import json_util
+from pymongo.errors import DuplicateKeyError
+
+from .scope import Scope
+
+STATE = "tensorlab_state"
+SCAN_ABOVE = 200  # candidates past which one collection scan is cheaper than one lookup per document
+_SCALARS = (str, int, float, bool)
+
+
+def _value_at(doc: Mapping[str, Any], field: str) -> Any:
+    head, _, rest = field.partition(".")
+    value = doc.get(head)
+    return value.get(rest) if rest and isinstance(value, Mapping) else value
+
+
+def matches(doc: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(_value_at(doc, field) == value for field, value in wanted.items())
+
+
+class EqualityIndex:
+    def __init__(self, scope: Scope, name: str, top_fields: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
+        self._scope = scope
+        self.name = name
+        self.top_fields = top_fields
+        self.prefixes = prefixes
+        self._checked_built = False
+
+    @property
+    def collection(self) -> Any:
+        return self._scope.collection(self.name)
+
+    def entries_of(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """The indexed (field, value) pairs of a document, as {field: value}."""
+        pairs = {field: doc.get(field) for field in self.top_fields if isinstance(doc.get(field), _SCALARS)}
+        for prefix in self.prefixes:
+            for key, value in (doc.get(prefix[:-1]) or {}).items():
+                if isinstance(value, _SCALARS):
+                    pairs[prefix + key] = value
+        return pairs
+
+    def _indexable(self, field: str) -> bool:
+        return field in self.top_fields or (field.startswith(self.prefixes) and field.count(".") == 1)
+
+    def equalities(self, query: Mapping[str, Any]) -> dict[str, Any] | None:
+        """{field: value} when `query` (beyond `study`) is only equalities on indexed fields; else None."""
+        found: dict[str, Any] = {}
+        for field, value in query.items():
+            if field == "study":
+                continue
+            if field == "$and" and all(isinstance(part, Mapping) for part in value):
+                for part in value:
+                    inner = self.equalities(part)
+                    if inner is None:
+                        return None
+                    found.update(inner)
+                continue
+            if isinstance(value, Mapping) and set(value) == {"$eq"}:
+                value = value["$eq"]
+            if not self._indexable(field) or not isinstance(value, _SCALARS):
+                return None
+            found[field] = value
+        return found or None
+
+    def lookup(self, documents: Any, query: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The documents of `documents` (a collection) matching `query`, through the index; None when the
+        index cannot answer (not only indexed equalities, another study, or a scan would be cheaper)."""
+        wanted = self.equalities(query) if query.get("study", self._scope.study) == self._scope.study else None
+        if wanted is None:
+            return None
+        self.ensure_built(documents)
+        ids = self.candidates(wanted)
+        if ids is None:
+            return None
+        docs = [documents.find_one({"_id": identifier}) for identifier in ids]
+        return [d for d in docs if d is not None and d.get("study") == self._scope.study and matches(d, wanted)]
+
+    def _id(self, field: str, value: Any) -> str:
+        return f"{self._scope.study}:{field}={json_util.dumps(value)}"
+
+    def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
+        for field, value in pairs.items():
+            self._change(self._id(field, value), {"$addToSet": {"ids": doc_id}})
+
+    def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
+        for field, value in pairs.items():
+            self.collection.update_one({"_id": self._id(field, value)}, {"$pull": {"ids": doc_id}})
+
+    def _change(self, identifier: str, change: dict[str, Any]) -> None:
+        change = {**change, "$set": {"study": self._scope.study}}
+        try:
+            self.collection.update_one({"_id": identifier}, change, upsert=True)
+        except DuplicateKeyError:  # a racing first upsert (not atomic on every server)
+            self.collection.update_one({"_id": identifier}, change)
+
+    def candidates(self, wanted: Mapping[str, Any]) -> list[Any] | None:
+        """Ids that may match (every equality's entry intersected); None when a scan is cheaper."""
+        ids: set[Any] | None = None
+        for field, value in sorted(wanted.items(), key=lambda item: item[0] != "name"):
+            entry = self.collection.find_one({"_id": self._id(field, value)})
+            found = set((entry or {}).get("ids", []))
+            ids = found if ids is None else ids & found
+            if not ids:
+                return []
+        return None if ids is None or len(ids) > SCAN_ABOVE else list(ids)
+
+    def ensure_built(self, documents: Any) -> None:
+        """Databases written before the index get it once, from their documents (one scan)."""
+        if self._checked_built:
+            return
+        state = self._scope.collection(STATE)
+        marker = f"{self.name}-built:{self._scope.study}"
+        if state.find_one({"_id": marker}) is None:
+            self.rebuild(documents.find({"study": self._scope.study}))
+            try:
+                state.insert_one({"_id": marker})
+            except DuplicateKeyError:
+                pass  # built by another process at the same time; entries are idempotent
+        self._checked_built = True
+
+    def rebuild(self, documents: Iterable[Mapping[str, Any]]) -> int:
+        count = 0
+        for run in documents:
+            self.add(run["_id"], self.entries_of(run))
+            count += 1
+        return count
+
+    def drop_study(self) -> None:
+        self.collection.delete_many({"study": self._scope.study})
+        self._scope.collection(STATE).delete_one({"_id": f"{self.name}-built:{self._scope.study}"})
