@@ -3,7 +3,8 @@
 Grows one database in steps (default to 1,000,000 log rows over 1,000 runs, 10,000 runs, 1,000 parameter
 versions, 1,000,000 samples, 10,000 finished jobs), printing as it grows, and at each size times what a
 notebook repeats: the live panel's poll, a comparison refresh of 10 runs, `runs(query)`, `logs(run=...)` of a
-5,000-row run, rows since a step, `find_best_parameters`, `data_count` by tag and by label, `pop_job`.
+5,000-row run, rows since a step, `find_best_parameters`, `data_count` by tag and by label, the job queue
+panel's poll, the jobs of a sweep, `pop_job`.
 Growing is resumable: the sizes reached are kept in the database, so a rerun continues where it stopped
 (`--fresh` starts over). Prints a table and writes benchmarks/results/history.json.
 
@@ -164,6 +165,8 @@ def probes(db: Any) -> dict[str, Any]:
         db.save_parameters([rng.random((8, 8), dtype=np.float32)], {"epoch": epoch}, run="probe-params",
                            metrics={"val_accuracy": epoch / 5})
     db.import_data(rng.random((500, 16), dtype=np.float32), rng.integers(0, 10, 500), tags={"split": "probe"})
+    for _ in range(8):
+        db.push_job("probe", data={"tags.split": "probe"}, sweep="probe-sweep")
     doc = {"_id": "probes", "probe_run": probe_run, "compared": compared}
     db.collection("bench_state").insert_one(doc)
     return doc
@@ -199,6 +202,8 @@ def measure(db: Any, probe: dict[str, Any]) -> dict[str, float]:
     results["find_best_parameters"] = _timed(lambda: db.find_best_parameters({"run": "probe-params"}))
     results["data_count by tag"] = _timed(lambda: db.data_count({"tags.split": "probe"}), repeat=3)
     results["data_count by label"] = _timed(lambda: db.data_count({"label": 3}), repeat=3)
+    results["job queue panel poll"] = _timed(lambda: db.jobs.recent(50))
+    results["jobs.find(sweep)"] = _timed(lambda: db.jobs.find({"sweep": "probe-sweep"}))
     results["pop_job p50"] = _pop_latency(db)
     db.run_store.finish(live, "finished")
     return results

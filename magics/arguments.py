@@ -56,3 +56,12 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
             raise UsageError(f"--grid {item!r} is not key=v1,v2,... (e.g. --grid lr=0.1,0.01).")
         grid[key] = [parse_value(v) for v in values.split(",")]
     return grid
+
+
+def require_positive(args: Any, *options: str) -> None:
+    """UsageError naming the first option (e.g. `--epochs`) whose value is below 1: never train 0 epochs
+    or push no job silently."""
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be 1 or more; got {value}.")

@@ -13,7 +13,7 @@ from IPython.display import display
 
 from tensorlab import TensorLabError, connect
 
-from .arguments import parse_grid, parse_pairs, parse_query
+from .arguments import parse_grid, parse_pairs, parse_query, require_positive
 
 CONNECTION_VAR = "_tdb"
 RUN_VAR = "_tdb_run"
@@ -107,6 +107,7 @@ class TensorLabMagics(Magics):
         import tensorlab
 
         args = parse_argstring(self.tdb_train, line)
+        require_positive(args, "--epochs", "--batch-size")
         db = self._connection()
         data = parse_query(args.data)
         if data is None and args.x is None:
@@ -167,6 +168,7 @@ class TensorLabMagics(Magics):
         from tensorlab.sweeps import grid
 
         args = parse_argstring(self.tdb_push_job, line)
+        require_positive(args, "--epochs", "--batch-size", "--max-attempts", "--repeat")
         db = self._connection()
         architecture: Any = None
         if args.model:
@@ -180,7 +182,7 @@ class TensorLabMagics(Magics):
         ids = []
         try:
             for hp in settings:
-                for _ in range(max(1, args.repeat)):
+                for _ in range(args.repeat):
                     ids.append(db.push_job(architecture, code=cell or None, data=parse_query(args.data),
                                            validation_data=parse_query(args.validation), epochs=args.epochs,
                                            batch_size=args.batch_size, priority=args.priority,

@@ -138,6 +138,9 @@ class Model:
             stop_event: threading.Event | None = None, verbose: int = 0, data_query: dict | None = None,
             run_details: dict | None = None, **fit_kwargs: Any) -> Any:
         """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed."""
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected an int >= 1.")
         db = self._db(db)
         x, y = self._resolve_data(db, x, y, data)
         if isinstance(validation_data, dict):

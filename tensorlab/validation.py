@@ -91,3 +91,28 @@ def restore_metrics(values: Mapping[str, Any], non_finite: Mapping[str, str] | N
     for name, text in (non_finite or {}).items():
         restored[name] = float(text)
     return restored
+
+
+def without_non_finite(value: Any, path: str = "") -> tuple[Any, list[dict[str, str]]]:
+    """`value` with every NaN/inf (at any depth) replaced by None, and where each was: [{path, value}].
+
+    Why: some servers refuse non-finite numbers in documents (FerretDB drops the connection), and a
+    run summary holding a NaN loss would then never be written; the flags keep what the value was."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [{"path": path, "value": repr(value)}]
+    if isinstance(value, Mapping):
+        cleaned, flags = {}, []
+        for key, item in value.items():
+            cleaned[key], found = without_non_finite(item, f"{path}.{key}" if path else str(key))
+            flags += found
+        return cleaned, flags
+    if isinstance(value, (list, tuple)):
+        cleaned_items, flags = [], []
+        for index, item in enumerate(value):
+            cleaned_item, found = without_non_finite(item, f"{path}[{index}]")
+            cleaned_items.append(cleaned_item)
+            flags += found
+        return cleaned_items, flags
+    return value, []

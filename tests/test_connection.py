@@ -130,3 +130,12 @@ def test_mask_uri():
     assert mask_uri("mongodb+srv://me:p%40ss@cluster0.example.net/db") == "mongodb+srv://me:****@cluster0.example.net/db"
     assert mask_uri("mongodb://127.0.0.1:27017/") == "mongodb://127.0.0.1:27017/"
     assert mask_uri("mongodb://onlyuser@h/") == "mongodb://onlyuser@h/"
+
+
+@pytest.mark.parametrize("password", ["se/cr3t", "se:cr@t", "s3cr%t", "a/b:c@d?e"])
+def test_passwords_with_any_characters_are_never_shown(password):
+    uri = f"mongodb://me:{password}@127.0.0.1:1/db"
+    assert password not in mask_uri(uri) and "me:****@127.0.0.1:1/db" in mask_uri(uri)
+    with pytest.raises((InvalidInput, ConnectionFailed)) as raised:
+        tensorlab.connect(uri, timeout_s=0.3)
+    assert password not in str(raised.value) and "****" in str(raised.value)

@@ -87,7 +87,8 @@ def test_queries_never_leak_across_studies(tdb, mongo_uri):
     other.import_data(np.zeros((3, 2)), np.ones(3), tags={"split": "train"})
     assert tdb.data_count({"tags.split": "train"}) == 5
     assert other.data_count({"tags.split": "train"}) == 3
-    assert tdb.data_count({"study": "other"}) == 3  # a query may name another study explicitly
+    with pytest.raises(InvalidInput, match="scoped"):  # the study scope cannot be overridden by a query
+        tdb.data_count({"study": "other"})
     other.close()
 
 

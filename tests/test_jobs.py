@@ -228,3 +228,43 @@ def test_filters_on_fields_outside_the_ready_set_read_the_jobs(tdb):
     assert tdb.pop_job("w", query={"data_query": {"$regex": "test"}})["_id"] == other  # not copied: jobs read
     assert tdb.pop_job("w", query={"tags.size": "big"}) is None  # copied: ready set read
     assert tdb.pop_job("w", query={"queue": "default"})["_id"] == plain
+
+
+def test_find_by_sweep_and_status_agrees_with_a_scan(tdb):
+    sweep_jobs = [tdb.push_job("a", sweep="s1", tags={"queue": "gpu"}) for _ in range(3)]
+    tdb.push_job("a", sweep="s2")
+    tdb.jobs.complete(tdb.pop_job("w"), "w")  # the oldest s1 job is done
+    by_index = [j["_id"] for j in tdb.jobs.find({"sweep": "s1"})]
+    by_scan = [j["_id"] for j in tdb.jobs.find({"sweep": {"$in": ["s1"]}})]
+    assert by_index == by_scan == sweep_jobs
+    assert [j["_id"] for j in tdb.jobs.find({"sweep": "s1"}, status="queued")] == sweep_jobs[1:]
+    assert [j["_id"] for j in tdb.jobs.find({"tags.queue": "gpu"}, status="done")] == sweep_jobs[:1]
+    assert len(tdb.jobs.find(status="queued")) == 3 and len(tdb.jobs.find(status="done")) == 1
+
+
+def test_a_queue_panel_reads_unfinished_jobs_and_only_the_newest_others(tdb, monkeypatch):
+    from tensorlab.tensordb.jobs import recent
+
+    monkeypatch.setattr(recent, "PER_DOC", 4)  # several id documents with few jobs
+    early = tdb.push_job("a", priority=-1)  # stays queued: always shown, however old
+    pushed = [tdb.push_job("a") for _ in range(13)]
+    for _ in range(10):
+        tdb.jobs.complete(tdb.pop_job("w"), "w")
+    shown = [job["_id"] for job in tdb.jobs.recent(limit=5)]
+    assert set(shown) == {early, *pushed[-5:], *pushed[10:]} and shown == sorted(shown, key=lambda i: i.generation_time)
+    assert {job["status"] for job in tdb.jobs.recent(limit=5, status="done")} == {"done"}
+    assert tdb.collection("job_recent").count_documents({"ids": {"$exists": True}}) == 4  # 14 ids, 4 per document
+
+
+def test_an_old_database_gets_its_recent_jobs_on_first_use(tdb, mongo_uri):
+    import tensorlab
+
+    pushed = [tdb.push_job("a") for _ in range(3)]
+    tdb.jobs.complete(tdb.pop_job("w"), "w")
+    tdb.collection("job_recent").delete_many({})  # as a database from before the list
+    tdb.collection("tensorlab_state").delete_many({"_id": {"$regex": "^job_recent"}})
+    other = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")  # another process, first use
+    assert other.jobs.recent_jobs.newest(10) == []
+    assert [job["_id"] for job in other.jobs.recent(limit=10)] == pushed
+    assert other.jobs.recent_jobs.newest(10) == pushed
+    other.close()

@@ -103,3 +103,18 @@ def test_push_job_grid_and_in_kernel_worker(connected, capsys):
     ip.run_line_magic("tdb_worker", "--max-jobs 4")
     assert "done 4" in capsys.readouterr().out
     assert all(j["status"] == "done" for j in db.jobs.find())
+
+
+@pytest.mark.parametrize(("magic", "line", "message"), [
+    ("tdb_train", "--x X --y y --epochs -3", "--epochs must be 1 or more; got -3"),
+    ("tdb_train", "--x X --y y --batch-size 0", "--batch-size must be 1 or more; got 0"),
+    ("tdb_push_job", "--model model --data split=train --repeat -5", "--repeat must be 1 or more; got -5"),
+])
+def test_numbers_below_one_are_refused_before_anything_runs(connected, magic, line, message):
+    connected.user_ns.update(X=np.zeros((4, 2), np.float32), y=np.zeros(4), model=keras.Sequential([
+        keras.Input((2,)), keras.layers.Dense(1)]))
+    with pytest.raises(UsageError, match=message):
+        connected.run_cell_magic(magic, line, "model") if magic == "tdb_train" else \
+            connected.run_line_magic(magic, line)
+    db = connected.user_ns["_tdb"]
+    assert db.runs().empty and db.jobs.find() == []

@@ -34,10 +34,11 @@ class JobQueuePanel(RefreshingPanel):
         query: dict | None = None,
         *,
         status: str | None = None,
+        limit: int = 50,
         refresh_s: float = 2.0,
         auto_refresh: bool = True,
     ) -> None:
-        self.db, self.query, self.status_filter = db, query, status
+        self.db, self.query, self.status_filter, self.limit = db, query, status, limit
         self.refresh_s = refresh_s
         self.table_html = widgets.HTML()
         self.summary = widgets.HTML()
@@ -67,7 +68,9 @@ class JobQueuePanel(RefreshingPanel):
             self._start_refreshing("tensorlab-jobs-panel")
 
     def jobs(self) -> list[dict]:
-        return self.db.jobs.find(self.query, status=self.status_filter)
+        """Queued and running jobs and the `limit` newest others (or what `query` selects): a poll costs what it
+        shows, however long the queue's history."""
+        return self.db.jobs.recent(self.limit, self.query, status=self.status_filter)
 
     def refresh(self) -> None:
         try:

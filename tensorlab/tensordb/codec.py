@@ -41,6 +41,9 @@ def as_plain_array(value: Any, what: str) -> np.ndarray:
     except ValueError as error:  # numpy >= 1.24 refuses ragged nested lists
         raise InvalidInput(f"`{what}` is ragged (its items have different shapes): {error}. "
                            "Pad or resize the samples to one shape, or import each shape separately.") from None
+    if array.dtype.fields is not None or array.dtype.kind == "V":
+        raise InvalidInput(f"`{what}` has a structured dtype {array.dtype}; its field names would be lost. Store "
+                           "one plain array per field, or numpy.lib.recfunctions.structured_to_unstructured(x).")
     if array.dtype == object:
         raise InvalidInput(f"`{what}` has dtype object (ragged or mixed Python objects); TensorDB stores numeric, "
                            "bool or fixed-width string arrays. Convert it, e.g. np.asarray(x, dtype='float32').")

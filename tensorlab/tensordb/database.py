@@ -5,11 +5,15 @@ It owns the client and builds each store on a `Scope` (database + study); the st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from bson import ObjectId
 
 from ..errors import InvalidInput
 from ..table_rows import flat_row
 from .architectures import ARCHITECTURES, ArchitectureStore
+from .batched_delete import delete_matching
 from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
@@ -109,7 +113,7 @@ class TensorDB:
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         removed["logs"] = self.logbook.drop_study()
-        removed[ARCHITECTURES] = self._scope.collection(ARCHITECTURES).delete_many({"study": self.study}).deleted_count
+        removed[ARCHITECTURES] = delete_matching(self._scope.collection(ARCHITECTURES), {"study": self.study})
         removed["runs"] = self.run_store.drop_study()
         removed["jobs"] = self.jobs.drop_study()
         removed["deployments"] = self.deployments.drop_study()
@@ -206,6 +210,9 @@ class TensorDB:
 
     # -- jobs ------------------------------------------------------------------------------------
     def push_job(self, architecture: Any = None, **job: Any) -> Any:
+        """Queue a training job. A stored architecture named by id or query must exist now, not fail later."""
+        if isinstance(architecture, (Mapping, ObjectId)):
+            self.architectures.find(architecture if isinstance(architecture, Mapping) else {"_id": architecture})
         return self.jobs.push(architecture, **job)
 
     def pop_job(self, worker: str, lease_s: float = 60.0, query: dict[str, Any] | None = None,

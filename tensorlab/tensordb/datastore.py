@@ -27,6 +27,7 @@ from bson import Binary, ObjectId
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags
 from . import codec
+from .batched_delete import delete_matching
 from .blobstore import BlobStore
 from .chunk_labels import LABELS, chunk_label_index, selected_count, selected_rows, split_label_condition
 from .scope import Scope
@@ -196,7 +197,7 @@ class DataStore:
     def _rollback(self, import_id: ObjectId) -> None:
         """Best-effort removal of a failed import, so no partial dataset stays visible."""
         try:
-            self.samples.delete_many({"import_id": import_id})
+            delete_matching(self.samples, {"import_id": import_id})
             self.chunks.delete_many({"import_id": import_id})
             self.chunk_labels.delete_many({"import_id": import_id})
             for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
@@ -330,10 +331,13 @@ class DataStore:
 
     def delete_data(self, query: Any) -> int:
         """Delete matching samples; chunks left with no sample are deleted with their blobs."""
+        if query is None:
+            raise InvalidInput("delete_data needs a query naming what to delete, e.g. {'tags.split': 'old'}; "
+                               "pass {} to delete every sample of the study.")
         scoped = self._scope.scoped(check_query(query, "query"))
         affected = self._affected_chunks(scoped)
         self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
-        deleted = self.samples.delete_many(scoped).deleted_count
+        deleted = delete_matching(self.samples, scoped)
         for chunk_id in affected:
             if self.samples.count_documents({"chunk": chunk_id}, limit=1) == 0:
                 self.chunks.delete_one({"_id": chunk_id})

@@ -19,6 +19,7 @@ from typing import Any
 from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
+from .batched_delete import delete_matching
 from .scope import Scope
 
 STATE = "tensorlab_state"
@@ -144,5 +145,5 @@ class EqualityIndex:
         return count
 
     def drop_study(self) -> None:
-        self.collection.delete_many({"study": self._scope.study})
+        delete_matching(self.collection, {"study": self._scope.study})
         self._scope.collection(STATE).delete_one({"_id": f"{self.name}-built:{self._scope.study}"})

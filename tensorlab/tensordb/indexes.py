@@ -27,6 +27,8 @@ DECLARED: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "sample_chunk_labels": [([("import_id", 1)], {})],
     "jobs": [([("study", 1), ("status", 1), ("priority", -1), ("created", 1)], {}), ([("study", 1), ("sweep", 1)], {})],
     "job_ready": [([("study", 1), ("priority", -1), ("created", 1), ("_id", 1)], {})],
+    "job_index": [([("study", 1)], {})],
+    "job_recent": [([("study", 1)], {})],
     "deployments": [([("study", 1)], {})],
     "blobs.files": [([("filename", 1), ("uploadDate", 1)], {})],
     "blobs.chunks": [([("files_id", 1), ("n", 1)], {"unique": True})],

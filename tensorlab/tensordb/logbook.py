@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..validation import check_query, split_metrics
+from .batched_delete import delete_matching
 from .log_buckets import BUCKETS, INDEX, BucketSink
 from .log_migration import LEGACY_LOGS, migrate_legacy_logs
 from .log_reader import LogCursor, LogReader
@@ -131,7 +132,6 @@ class LogBook:
         """Delete this study's buckets, index documents and rows of the old layout; returns rows deleted."""
         rows = self.count()
         study = {"study": self._scope.study}
-        self._scope.collection(BUCKETS).delete_many(study)
-        self._scope.collection(INDEX).delete_many(study)
-        self._scope.collection(LOGS).delete_many(study)
+        for name in (BUCKETS, INDEX, LOGS):
+            delete_matching(self._scope.collection(name), study)
         return rows

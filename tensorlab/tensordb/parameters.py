@@ -17,6 +17,7 @@ from pymongo import ReturnDocument
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags, split_metrics
 from . import codec
+from .batched_delete import delete_matching
 from .blobstore import BlobStore
 from .equality_index import EqualityIndex
 from .scope import Scope
@@ -175,11 +176,14 @@ class ParameterStore:
 
     def delete(self, query: Any) -> int:
         """Delete matching versions and every blob no remaining version refers to."""
+        if query is None:
+            raise InvalidInput("delete_parameters needs a query naming what to delete, e.g. {'run': 'r1'}; "
+                               "pass {} to delete every parameter version of the study.")
         scoped = self._scope.scoped(check_query(query))
         docs = list(self.collection.find(scoped, {"arrays.blob": 1, "run": 1, "architecture": 1, "tags": 1}))
         if not docs:
             return 0
-        self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}})
+        delete_matching(self.collection, {"_id": {"$in": [doc["_id"] for doc in docs]}})
         for doc in docs:
             self.index.remove(doc["_id"], self.index.entries_of(doc))
         digests = [entry["blob"] for doc in docs for entry in doc["arrays"]]

@@ -11,7 +11,8 @@ from bson import ObjectId
 
 from ..clock import utc_now
 from ..errors import InvalidInput, NotFound
-from ..validation import check_query, clean_tags
+from ..validation import check_query, clean_tags, without_non_finite
+from .batched_delete import delete_matching
 from .equality_index import EqualityIndex
 from .query_text import query_to_text
 from .scope import Scope
@@ -67,6 +68,10 @@ class RunStore:
         return doc
 
     def update(self, run_id: ObjectId, **fields: Any) -> None:
+        """Set fields of a run; NaN/inf anywhere become None, listed in `non_finite` (path and value)."""
+        fields, flags = without_non_finite(fields)
+        if flags:
+            fields["non_finite"] = flags
         moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
         if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
             old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
@@ -97,4 +102,4 @@ class RunStore:
 
     def drop_study(self) -> int:
         self.index.drop_study()
-        return self.collection.delete_many({"study": self._scope.study}).deleted_count
+        return delete_matching(self.collection, {"study": self._scope.study})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConnectionFailed
+from ..errors import ConnectionFailed, InvalidInput
 
 
 class Scope:
@@ -26,7 +26,11 @@ class Scope:
         return self.database[name]
 
     def scoped(self, query: dict[str, Any] | None = None) -> dict[str, Any]:
-        """`query` restricted to this study (a query may name another study explicitly)."""
+        """`query` restricted to this study; a query naming another study (or any condition on `study`)
+        is refused, so no filter can read or change another study's documents."""
         query = dict(query or {})
-        query.setdefault("study", self.study)
+        if query.get("study", self.study) != self.study:
+            raise InvalidInput(f"Queries are scoped to this connection's study {self.study!r}; got study="
+                               f"{query['study']!r}. Connect with study=... to work in another study.")
+        query["study"] = self.study
         return query

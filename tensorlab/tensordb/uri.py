@@ -10,15 +10,32 @@ URI_ENV_VAR = "TENSORLAB_MONGODB_URI"
 MEMORY_SCHEME = "memory://"
 MASK = "****"
 
-_CREDENTIALS = re.compile(r"^(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@", re.I)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def _split_credentials(uri: str) -> tuple[str, str, str | None, str] | None:
+    """(scheme, user, password or None, rest after '@') or None without credentials.
+
+    The credentials end at the last '@', not at the first '/' or '?': a password with unescaped '/', ':',
+    '?' or '@' (which pymongo refuses) must still be recognised, so that it is never shown. An option
+    value holding '@' then hides more than the password, which is the safe way to be wrong."""
+    scheme = _SCHEME.match(uri)
+    if not scheme:
+        return None
+    at = uri.rfind("@")
+    if at < scheme.end():
+        return None
+    user, colon, password = uri[scheme.end():at].partition(":")
+    return scheme.group(0), user, password if colon else None, uri[at + 1:]
 
 
 def mask_uri(uri: str) -> str:
     """Return `uri` with any password replaced by ****, safe to print or log."""
-    match = _CREDENTIALS.match(uri)
-    if not match or match.group("password") is None:
+    parts = _split_credentials(uri)
+    if parts is None or parts[2] is None:
         return uri
-    return f"{match.group('scheme')}{match.group('user')}:{MASK}@{uri[match.end():]}"
+    scheme, user, _password, rest = parts
+    return f"{scheme}{user}:{MASK}@{rest}"
 
 
 def mask_secret(text: str, secret: str | None) -> str:
@@ -31,8 +48,8 @@ def mask_secret(text: str, secret: str | None) -> str:
 
 
 def uri_password(uri: str) -> str | None:
-    match = _CREDENTIALS.match(uri)
-    return match.group("password") if match else None
+    parts = _split_credentials(uri)
+    return parts[2] if parts else None
 
 
 def uri_from_environment() -> str | None:

@@ -20,12 +20,16 @@ from pymongo.errors import DuplicateKeyError
 from ...clock import utc_now
 from ...errors import InvalidInput, JobError, NotFound
 from ...validation import check_query, clean_tags
+from ..batched_delete import delete_matching
+from ..equality_index import EqualityIndex
 from ..query_text import query_to_text
 from ..scope import Scope
 from .claims import CLAIMS, JOBS, Claimer, finished
-from .ready import ReadySet
+from .ready import UNFINISHED, ReadySet
+from .recent import RecentJobs
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_INDEX = "job_index"
 FRESH_JOB_STATE = {"attempts": 0, "claims": 0, "worker": None, "lease_expires": None, "progress": None,
                    "result": None, "error": None, "traceback": None, "run": None}
 
@@ -38,6 +42,10 @@ def _as_id(job: Any) -> ObjectId:
     if isinstance(job, str) and ObjectId.is_valid(job):
         return ObjectId(job)
     raise InvalidInput(f"A job is named by its id (ObjectId or 24-hex string); got {job!r}.")
+
+
+def _oldest_first(jobs: list[dict]) -> list[dict]:
+    return sorted(jobs, key=lambda job: (job["created"], job["_id"]))
 
 
 def _check_job_numbers(epochs: Any, batch_size: Any, max_attempts: Any, priority: Any) -> None:
@@ -65,6 +73,8 @@ class JobQueue:
         self._scope = scope
         self.ready = ReadySet(scope)
         self._claimer = Claimer(scope, self.ready)
+        self.index = EqualityIndex(scope, JOB_INDEX, ("sweep", "queue"), ("tags.",))
+        self.recent_jobs = RecentJobs(scope)
 
     @property
     def collection(self) -> Any:
@@ -116,6 +126,10 @@ class JobQueue:
         }
         self.ready.ensure_built(self.collection)  # on a new database: while there is nothing to build from
         self.ready.add(doc)  # first: a crash between the two inserts leaves an entry that is later dropped
+        self.index.ensure_built(self.collection)
+        self.index.add(doc["_id"], self.index.entries_of(doc))
+        self.recent_jobs.ensure_built(self.collection)
+        self.recent_jobs.add(doc["_id"])
         self.collection.insert_one(doc)
         self._queue_changed()
         return doc["_id"]
@@ -250,9 +264,11 @@ class JobQueue:
         self._claimer.forget_candidates()
 
     def drop_study(self) -> int:
-        """Delete every job of this study and its ready entries; returns the number of jobs deleted."""
+        """Delete every job of this study, its ready entries and index documents; returns jobs deleted."""
         self.ready.drop_study(self._scope.study)
-        return self.collection.delete_many({"study": self._scope.study}).deleted_count
+        self.index.drop_study()
+        self.recent_jobs.drop_study()
+        return delete_matching(self.collection, {"study": self._scope.study})
 
     def rebuild_ready_set(self) -> int:
         """Re-create the ready set from the unfinished jobs (a repair after writing job documents by hand)."""
@@ -279,9 +295,31 @@ class JobQueue:
         return doc
 
     def find(self, query: Any = None, status: str | None = None) -> list[dict]:
-        query = self._scope.scoped(check_query(query))
-        if status is not None:
-            if status not in STATUSES:
-                raise InvalidInput(f"Invalid job status {status!r}. Expected one of {STATUSES}.")
-            query["status"] = status
-        return list(self.collection.find(query, sort=[("created", 1), ("_id", 1)]))
+        """Jobs matching `query` (and `status`), oldest first. Equalities on `sweep`, `queue` and `tags.*` go
+        through the job index, queued/running jobs through the ready set; anything else reads `jobs`."""
+        scoped = self._scope.scoped(check_query(query))
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"Invalid job status {status!r}. Expected one of {STATUSES}.")
+        found = self.index.lookup(self.collection, scoped)
+        if found is None and status in UNFINISHED and ReadySet.covers(scoped):
+            found = self._unfinished(scoped)
+        if found is None:
+            return list(self.collection.find({**scoped, **({"status": status} if status else {})},
+                                             sort=[("created", 1), ("_id", 1)]))
+        return _oldest_first([job for job in found if status is None or job["status"] == status])
+
+    def _unfinished(self, scoped: dict[str, Any]) -> list[dict]:
+        self.ready.ensure_built(self.collection)
+        entries = self.ready.collection.find(scoped, {"_id": 1})
+        return [job for job in (self.collection.find_one({"_id": e["_id"]}) for e in entries) if job is not None]
+
+    def recent(self, limit: int = 50, query: Any = None, status: str | None = None) -> list[dict]:
+        """What a queue panel shows: every queued or running job and the `limit` newest others, oldest first
+        (with a query: the jobs it selects). Costs the jobs it returns, not the queue's history."""
+        if query:
+            return self.find(query, status)
+        self.recent_jobs.ensure_built(self.collection)
+        ids = {entry["_id"] for entry in self.ready.collection.find({"study": self._scope.study}, {"_id": 1})}
+        ids.update(self.recent_jobs.newest(limit))
+        jobs = [job for job in (self.collection.find_one({"_id": i}) for i in ids) if job is not None]
+        return _oldest_first([job for job in jobs if status is None or job["status"] == status])

@@ -20,6 +20,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from ..batched_delete import delete_matching
 from ..scope import Scope
 
 READY = "job_ready"
@@ -155,4 +156,4 @@ class ReadySet:
         return count
 
     def drop_study(self, study: str) -> int:
-        return self.collection.delete_many({"study": study}).deleted_count
+        return delete_matching(self.collection, {"study": study})

@@ -1,0 +1,23 @@
+"""Deletes of any size.
+
+FerretDB 1.x (SQLite) deletes the documents a filter matched with one SQL statement holding one
+variable per document, and SQLite refuses more than 32,766: a `delete_many` over an MNIST-sized
+import failed with "too many SQL variables". Deleting in batches of ids stays under that limit on
+FerretDB and costs MongoDB nothing extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DELETE_BATCH = 30_000  # ids per delete: below SQLite's 32,766 variables
+
+
+def delete_matching(collection: Any, query: dict[str, Any], batch: int = DELETE_BATCH) -> int:
+    """Delete every document matching `query`, `batch` at a time; returns how many were deleted."""
+    deleted = 0
+    while True:
+        ids = [doc["_id"] for doc in collection.find(query, {"_id": 1}, limit=batch)]
+        if not ids:
+            return deleted
+        deleted += collection.delete_many({"_id": {"$in": ids}}).deleted_count
