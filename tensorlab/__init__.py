@@ -10,6 +10,7 @@ from typing import Any
 from .errors import (
     AuthenticationFailed,
     ConnectionFailed,
+    IntegrityError,
     InvalidInput,
     JobError,
     NotFound,
@@ -30,6 +31,7 @@ __all__ = [
     "AuthenticationFailed",
     "ConnectionFailed",
     "DBLogger",
+    "IntegrityError",
     "InvalidInput",
     "JobError",
     "LocalServer",

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from .errors import InvalidInput
+from .run_heartbeat import RunHeartbeat
 from .validation import clean_tags
 
 logger = logging.getLogger("tensorlab.db_logger")
@@ -90,6 +91,7 @@ class DBLogger(keras.callbacks.Callback):
         self._last_begin: float | None = None
         self._last_step_time: float | None = None
         self._counter_lock = threading.Lock()
+        self._heartbeat: RunHeartbeat | None = None
 
     @property
     def progress(self) -> dict[str, int]:
@@ -137,6 +139,8 @@ class DBLogger(keras.callbacks.Callback):
         self._step = self.step_offset
         self._epochs_in_fit = 0
         self._last_begin = None
+        if self.run_id is not None:
+            self._heartbeat = RunHeartbeat(self.db, self.run_id, lambda: self.progress).start()
 
     def _steps_per_epoch(self) -> int | None:
         return (self.params or {}).get("steps")
@@ -215,6 +219,8 @@ class DBLogger(keras.callbacks.Callback):
 
     def end_run(self, status: str, error: str | None = None) -> None:
         """Close the run with its best metrics; `fit`'s own end calls this, and `Model` on errors."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         summary = {"best": self.best, "epochs": self._epoch + 1, "steps": self._step}
         self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary,
                                                                        error=error))

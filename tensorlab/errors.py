@@ -33,3 +33,7 @@ class UnsafeOperation(TensorLabError):
 
 class JobError(TensorLabError):
     """A job-queue operation is not valid in the job's current state."""
+
+
+class IntegrityError(TensorLabError):
+    """Stored bytes no longer match their checksum or content hash: the item is named, nothing is returned."""

@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from bson import Binary
 
 import tensorlab
-from tensorlab import InvalidInput, NotFound
+from tensorlab import IntegrityError, InvalidInput, NotFound
+from tensorlab.tensordb.datastore import CHUNK_DATA
 
 keras = pytest.importorskip("keras")
 
@@ -94,3 +96,130 @@ def test_fit_refuses_epochs_and_batch_sizes_below_one(tdb):
         with pytest.raises(InvalidInput, match="Expected an int >= 1"):
             model.fit(np.zeros((4, 2)), np.zeros(4), **bad)
     assert tdb.runs().empty
+
+
+def _flip(collection, doc_id, path, position):
+    """Flip one byte of a stored binary field with plain pymongo, as a failing disk or a bad copy would."""
+    doc = collection.find_one({"_id": doc_id})
+    value = doc
+    for key in path[:-1]:
+        value = value[key]
+    data = bytearray(value[path[-1]])
+    data[position % len(data)] ^= 0xFF
+    collection.update_one({"_id": doc_id}, {"$set": {".".join(path): Binary(bytes(data))}})
+
+
+@pytest.mark.parametrize("part", ["x", "y"])
+def test_every_flipped_byte_of_an_inline_sample_chunk_is_detected(tdb, part):
+    rng = np.random.default_rng(0)
+    tdb.import_data(rng.random((300, 8), dtype=np.float32), rng.integers(0, 10, 300))
+    data = tdb.collection(CHUNK_DATA)
+    chunk = data.find_one({})
+    length = len(chunk[part]["payload"])
+    for position in rng.choice(length, size=min(12, length), replace=False):
+        _flip(data, chunk["_id"], [part, "payload"], int(position))
+        with pytest.raises(IntegrityError, match=f"Sample chunk {chunk['_id']}"):
+            tdb.find_data()
+        with pytest.raises(IntegrityError):
+            list(tdb.data_generator({}, batch_size=32))
+        _flip(data, chunk["_id"], [part, "payload"], int(position))  # flip back: readable again
+        assert len(tdb.find_data()[0]) == 300
+
+
+def test_every_flipped_byte_of_a_gridfs_sample_chunk_is_detected(tdb, monkeypatch):
+    from tensorlab.tensordb import datastore
+
+    monkeypatch.setattr(datastore, "INLINE_LIMIT_BYTES", 1024)  # force the GridFS path with a small import
+    rng = np.random.default_rng(1)
+    tdb.import_data(rng.random((500, 8), dtype=np.float32), rng.integers(0, 10, 500))
+    chunks = tdb.collection("blobs.chunks")
+    gridfs_chunk = chunks.find_one({})
+    for position in (0, 17, 500, 1999):
+        _flip(chunks, gridfs_chunk["_id"], ["data"], position)
+        with pytest.raises(IntegrityError, match="Sample chunk"):
+            tdb.find_data()
+        _flip(chunks, gridfs_chunk["_id"], ["data"], position)
+    assert len(tdb.find_data()[0]) == 500
+
+
+def test_every_flipped_byte_of_a_parameter_blob_is_detected(tdb):
+    rng = np.random.default_rng(2)
+    weights = [rng.random((40, 40), dtype=np.float32), rng.random(40, dtype=np.float32)]
+    tdb.save_parameters(weights)
+    chunks = tdb.collection("blobs.chunks")
+    for blob_chunk in chunks.find({}, {"_id": 1}):
+        for position in (0, 5, 100, 4000):
+            _flip(chunks, blob_chunk["_id"], ["data"], position)
+            with pytest.raises(IntegrityError, match="Parameter blob"):
+                tdb.find_parameters()
+            _flip(chunks, blob_chunk["_id"], ["data"], position)
+    for stored, original in zip(tdb.find_parameters(), weights, strict=True):
+        np.testing.assert_array_equal(stored, original)
+
+
+KILLED_RUN = """
+import sys, time, tensorlab
+db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
+run = db.run_store.start("doomed")
+db.run_store.heartbeat(run, epoch=3, step=1234)
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_run_reads_crashed_with_its_last_step_in_every_view(tdb, mongo_uri):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, mongo_uri, tdb.db_name], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "started"
+    assert tdb.run_store.resolve("doomed")["status"] == "running"  # alive: left alone
+    process.kill()
+    process.wait()
+    doc = tdb.run_store.resolve("doomed")
+    assert doc["status"] == "crashed" and "last step 1234" in doc["error"]
+    assert tdb.runs({"status": "running"}).empty
+    assert tdb.runs({"status": "crashed"})["name"].tolist() == ["doomed"]
+    widgets = pytest.importorskip("tensorlab.widgets")
+    panel = widgets.LivePanel("doomed", tdb, auto_refresh=False)
+    panel._poll_database()
+    panel.refresh(force=True)
+    assert "crashed" in panel.status.value and panel.stop_button.disabled
+    panel.close()
+
+
+def test_a_run_on_another_host_is_crashed_only_once_its_heartbeat_is_stale(tdb):
+    from datetime import timedelta
+
+    from tensorlab.clock import utc_now
+    from tensorlab.tensordb.run_liveness import STALE_AFTER_S
+
+    fresh, stale = tdb.run_store.start("fresh"), tdb.run_store.start("stale")
+    tdb.collection("runs").update_many({}, {"$set": {"host": "another-machine"}})
+    tdb.collection("runs").update_one({"_id": stale}, {"$set": {
+        "heartbeat": utc_now() - timedelta(seconds=STALE_AFTER_S + 5)}})
+    assert tdb.run_store.resolve(fresh)["status"] == "running"
+    assert tdb.run_store.resolve(stale)["status"] == "crashed"
+
+
+def test_fit_keeps_the_heartbeat_fresh_during_a_long_epoch(tdb, monkeypatch):
+    from tensorlab import run_heartbeat
+
+    beats = []
+    original = tdb.run_store.heartbeat
+    monkeypatch.setattr(tdb.run_store, "heartbeat", lambda run, **p: (beats.append(p), original(run, **p)))
+    monkeypatch.setattr(run_heartbeat, "HEARTBEAT_S", 0.05)
+
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            import time
+
+            time.sleep(0.05)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    tensorlab.Model(model, db=tdb).fit(np.zeros((64, 2)), np.zeros(64), epochs=1, batch_size=8,
+                                       run_name="slow", callbacks=[Slow()])
+    assert len(beats) >= 3 and {"epoch", "step"} <= set(beats[0])  # beats inside the single epoch
+    assert tdb.run_store.resolve("slow")["status"] == "finished"

@@ -29,6 +29,7 @@ LAYERS = {
     "tensorlab.model": TRAINING, "tensorlab.db_logger": TRAINING, "tensorlab.background": TRAINING,
     "tensorlab.worker": TRAINING, "tensorlab.sweeps": TRAINING, "tensorlab.continuous": TRAINING,
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
+    "tensorlab.run_heartbeat": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
 }
 ROOT_PACKAGE = "tensorlab"

@@ -211,7 +211,7 @@ class LivePanel(widgets.VBox):
             if self._step_times:
                 step_time = sorted(self._step_times)[len(self._step_times) // 2]
                 self.stats.value = f"step {step_time * 1000:.1f} ms · {self._step} steps logged"
-            done = status in ("finished", "failed", "stopped")
+            done = status in ("finished", "failed", "stopped", "crashed")
             self.stop_button.disabled = done
             self.checkpoint_button.disabled = done or self.handle is None
         except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend

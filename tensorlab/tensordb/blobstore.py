@@ -26,6 +26,7 @@ import numpy as np
 from bson import Binary, ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from ..errors import IntegrityError
 from . import codec
 
 BUCKET = "blobs"
@@ -52,7 +53,8 @@ class BlobStore:
         if self._files.find_one({"_id": digest}, {"_id": 1}) is not None:
             return digest
         payload, meta = codec.encode(array)
-        metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes)}
+        metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes),
+                    "crc32": codec.checksum(payload)}
         try:
             self.put_bytes(digest, payload, metadata, file_id=digest)
         except DuplicateKeyError:  # another process stored the same content at the same moment
@@ -86,7 +88,7 @@ class BlobStore:
     def _read_chunk(self, chunk_id: ObjectId) -> bytes:
         chunk = self._chunks.find_one({"_id": chunk_id})
         if chunk is None:
-            raise gridfs.errors.CorruptGridFile(f"GridFS chunk {chunk_id} is missing.")
+            raise IntegrityError(f"GridFS chunk {chunk_id} is missing (bucket {BUCKET!r}).")
         return bytes(chunk["data"])
 
     def _read(self, file: dict[str, Any]) -> bytes:
@@ -104,7 +106,7 @@ class BlobStore:
                                        batch_size=READ_BATCH)]
         payload = b"".join(parts)
         if len(payload) != file["length"]:
-            raise gridfs.errors.CorruptGridFile(f"GridFS file {file['_id']} has {len(payload)} of {file['length']} "
+            raise IntegrityError(f"GridFS file {file['_id']} has {len(payload)} of {file['length']} "
                                                 "bytes; it is incomplete or being deleted.")
         return payload
 
@@ -121,7 +123,13 @@ class BlobStore:
         if file is None:
             raise gridfs.errors.NoFile(f"No blob {digest} in GridFS bucket {BUCKET!r}.")
         meta = file.get("metadata") or {}
-        return codec.decode(self._read(file), codec.ArrayMeta.from_doc(meta), meta.get("frames", 1))
+        what = f"Parameter blob {digest}"
+        array = codec.verified_decode(self._read(file), codec.ArrayMeta.from_doc(meta), meta.get("frames", 1),
+                                      meta.get("crc32"), what)
+        if codec.content_hash(array) != digest:  # the name is the content's SHA-256: check it on every load
+            raise IntegrityError(f"{what} is corrupt: its content no longer matches its SHA-256 name. Restore it "
+                                 "from a copy or save the parameters again.")
+        return array
 
     def get_bytes(self, file_id: Any) -> bytes:
         file = self._files.find_one({"_id": file_id})

@@ -182,7 +182,7 @@ class DataStore:
 
     def _pack(self, array: np.ndarray, import_id: ObjectId, chunk_id: ObjectId, part: str) -> dict[str, Any]:
         payload, meta = codec.encode(array)
-        packed = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes)}
+        packed = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "crc32": codec.checksum(payload)}
         if len(payload) <= INLINE_LIMIT_BYTES:
             packed["payload"] = Binary(payload)
         else:
@@ -190,9 +190,10 @@ class DataStore:
                                                    {"import_id": import_id, "chunk": chunk_id})
         return packed
 
-    def _unpack(self, packed: Mapping[str, Any]) -> np.ndarray:
+    def _unpack(self, packed: Mapping[str, Any], what: str) -> np.ndarray:
         payload = packed["payload"] if "payload" in packed else self._blobs.get_bytes(packed["file"])
-        return codec.decode(bytes(payload), codec.ArrayMeta.from_doc(packed), packed.get("frames", 1))
+        return codec.verified_decode(bytes(payload), codec.ArrayMeta.from_doc(packed), packed.get("frames", 1),
+                                     packed.get("crc32"), what)
 
     def _rollback(self, import_id: ObjectId) -> None:
         """Best-effort removal of a failed import, so no partial dataset stays visible."""
@@ -268,7 +269,9 @@ class DataStore:
             doc = self.chunk_data.find_one({"_id": chunk_id})
             if doc is None:
                 return chunk_id, None
-            return chunk_id, (self._unpack(doc["x"]), self._unpack(doc["y"]) if "y" in doc else None)
+            what = f"Sample chunk {chunk_id} of import {doc.get('import_id')} in study {self._scope.study!r}"
+            return chunk_id, (self._unpack(doc["x"], f"{what} (samples)"),
+                              self._unpack(doc["y"], f"{what} (labels)") if "y" in doc else None)
 
         if len(chunk_ids) == 1:
             pairs = [load(chunk_ids[0])]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,12 +13,14 @@ from ..validation import check_query, clean_tags, without_non_finite
 from .batched_delete import delete_matching
 from .equality_index import EqualityIndex
 from .query_text import query_to_text
+from .run_liveness import process_gone, this_process
 from .scope import Scope
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
 INDEXED_TOP_FIELDS = ("name", "status", "job")
-STATUSES = ("running", "finished", "failed", "stopped")
+STATUSES = ("running", "finished", "failed", "stopped", "crashed")
+ENDED_BY_CALLER = ("finished", "failed", "stopped")
 
 
 class RunStore:
@@ -42,7 +42,7 @@ class RunStore:
             "_id": run_id, "study": self._scope.study, "name": name or f"run-{str(run_id)[-6:]}",
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
-            "host": socket.gethostname(), "pid": os.getpid(), "device": device, "job": job,
+            **this_process(), "device": device, "job": job,
             "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
             **clean_tags(details, "details"),
         }
@@ -65,7 +65,17 @@ class RunStore:
             raise InvalidInput(f"A run is named by its id or name; got {run!r}.")
         if doc is None:
             raise NotFound(f"No run {run!r} in study {self._scope.study!r}; list runs with db.runs().")
-        return doc
+        return self._settle(doc)
+
+    def _settle(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A `running` run whose process is gone is marked `crashed` here, by whoever reads it first."""
+        if doc.get("status") != "running" or not process_gone(doc):
+            return doc
+        step = (doc.get("progress") or {}).get("step")
+        error = (f"the process ({doc.get('host')}, pid {doc.get('pid')}) ended without closing the run; "
+                 f"last heartbeat {doc.get('heartbeat')}, last step {step}")
+        self.update(doc["_id"], status="crashed", ended=doc.get("heartbeat") or utc_now(), error=error)
+        return {**doc, "status": "crashed", "ended": doc.get("heartbeat"), "error": error}
 
     def update(self, run_id: ObjectId, **fields: Any) -> None:
         """Set fields of a run; NaN/inf anywhere become None, listed in `non_finite` (path and value)."""
@@ -85,8 +95,8 @@ class RunStore:
 
     def finish(self, run_id: ObjectId, status: str = "finished", summary: Mapping[str, Any] | None = None,
                error: str | None = None) -> None:
-        if status not in STATUSES[1:]:
-            raise InvalidInput(f"Invalid run status {status!r}. Expected one of {STATUSES[1:]}.")
+        if status not in ENDED_BY_CALLER:
+            raise InvalidInput(f"Invalid run status {status!r}. Expected one of {ENDED_BY_CALLER}.")
         fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
         if summary is not None:
             fields["summary"] = dict(summary)
@@ -97,8 +107,12 @@ class RunStore:
         scoped = self._scope.scoped(check_query(query))
         found = self.index.lookup(self.collection, scoped)
         if found is not None:
-            return sorted(found, key=lambda d: (d["started"], d["_id"]))
-        return list(self.collection.find(scoped, sort=[("started", 1)]))
+            found = sorted(found, key=lambda d: (d["started"], d["_id"]))
+        else:
+            found = list(self.collection.find(scoped, sort=[("started", 1)]))
+        settled = [self._settle(doc) for doc in found]
+        wanted = scoped.get("status")
+        return [doc for doc in settled if not isinstance(wanted, str) or doc["status"] == wanted]
 
     def drop_study(self) -> int:
         self.index.drop_study()
