@@ -223,3 +223,18 @@ def test_fit_keeps_the_heartbeat_fresh_during_a_long_epoch(tdb, monkeypatch):
                                        run_name="slow", callbacks=[Slow()])
     assert len(beats) >= 3 and {"epoch", "step"} <= set(beats[0])  # beats inside the single epoch
     assert tdb.run_store.resolve("slow")["status"] == "finished"
+
+
+def test_two_live_writers_never_share_a_run_name(tdb):
+    first = tdb.run_store.start("same")
+    with pytest.warns(RuntimeWarning, match="in use by a live run.*same-2"):
+        second = tdb.run_store.start("same")
+    assert tdb.run_store.resolve(second)["name"] == "same-2"
+    for step in range(3):
+        tdb.train_log(step=step, loss=1.0, run=first)
+        tdb.train_log(step=step, loss=2.0, run=second)
+    assert tdb.logs(run="same")["loss"].tolist() == [1.0] * 3  # one run's rows, not a mix
+    tdb.run_store.finish(first, "finished")
+    tdb.run_store.start("same")  # a finished run's name is free again (resolve then gives the newest)
+    with pytest.raises(InvalidInput, match="non-empty string"):
+        tdb.run_store.start("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,11 +36,14 @@ class RunStore:
     def start(self, name: str | None = None, *, hyper_parameters: Mapping[str, Any] | None = None,
               architecture: Any = None, data_query: Any = None, tags: Mapping[str, Any] | None = None,
               device: str | None = None, job: Any = None, **details: Any) -> ObjectId:
-        """Create a run in status 'running' and return its id."""
+        """Create a run in status 'running' and return its id. A name a live run already uses gets a suffix
+        (`name-2`, ...) and a warning: two writers never share one name, so `logs(run=name)` is one run."""
+        if name is not None and not (isinstance(name, str) and name):
+            raise InvalidInput(f"A run name must be a non-empty string; got {name!r}.")
         now = utc_now()
         run_id = ObjectId()
         doc = {
-            "_id": run_id, "study": self._scope.study, "name": name or f"run-{str(run_id)[-6:]}",
+            "_id": run_id, "study": self._scope.study, "name": self._free_name(name) or f"run-{str(run_id)[-6:]}",
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
             **this_process(), "device": device, "job": job,
@@ -51,6 +55,19 @@ class RunStore:
         self.index.add(run_id, self.index.entries_of(doc))
         self.collection.insert_one(doc)
         return run_id
+
+    def _free_name(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        live = self.find({"name": name, "status": "running"})
+        if not live:
+            return name
+        number = 2
+        while self.find({"name": f"{name}-{number}"}):
+            number += 1
+        warnings.warn(f"TensorLab: run name {name!r} is in use by a live run (host {live[0].get('host')}, pid "
+                      f"{live[0].get('pid')}); this run is named {name}-{number}.", RuntimeWarning, stacklevel=4)
+        return f"{name}-{number}"
 
     def resolve(self, run: Any) -> dict[str, Any]:
         """A run document from its id (ObjectId or hex string) or its name (newest of that name)."""
