@@ -238,3 +238,46 @@ def test_two_live_writers_never_share_a_run_name(tdb):
     tdb.run_store.start("same")  # a finished run's name is free again (resolve then gives the newest)
     with pytest.raises(InvalidInput, match="non-empty string"):
         tdb.run_store.start("")
+
+
+IMPORTER = """
+import sys, numpy as np, tensorlab
+db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
+print("importing", flush=True)
+db.import_data(np.zeros((int(sys.argv[3]), 4), np.float32), np.arange(int(sys.argv[3])) % 10, tags={"k": "v"})
+print("done", flush=True)
+"""
+
+
+def test_an_import_killed_at_any_point_is_all_or_nothing_and_its_leftovers_go(tdb, mongo_uri):
+    import random
+    import subprocess
+    import sys
+    import time
+    from datetime import timedelta
+
+    size, rng, outcomes = 15_000, random.Random(7), []
+    for _attempt in range(20):
+        process = subprocess.Popen([sys.executable, "-c", IMPORTER, mongo_uri, tdb.db_name, str(size)],
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "importing"
+        deadline = time.monotonic() + rng.uniform(0.05, 1.2)
+        while time.monotonic() < deadline and process.poll() is None:
+            assert tdb.data_count({"tags.k": "v"}) % size == 0  # never a part of an import
+            assert tdb.data_count({"label": 3}) % (size // 10) == 0
+        process.kill()
+        process.wait()
+        visible = tdb.data_count({"tags.k": "v"})
+        assert visible % size == 0
+        outcomes.append(visible // size - sum(outcomes))
+        tdb.import_data(np.zeros((1, 4), np.float32), np.zeros(1), tags={"k": "probe"})  # the next write collects
+        unfinished = tdb.collection("sample_imports").find({"committed": False})
+        assert all(marker.get("rolled_back") for marker in unfinished)  # every dead import was rolled back
+        committed = {m["_id"] for m in tdb.collection("sample_imports").find({"committed": True})}
+        assert all(doc["import_id"] in committed for doc in tdb.collection("sample_chunk_data").find({}, {"x": 0}))
+    assert 0 in outcomes  # some kills did land mid-import
+    a_while_ago = tensorlab.clock.utc_now() - timedelta(minutes=2)  # as if the sweep delay had passed
+    tdb.collection("sample_imports").update_many({"rolled_back": {"$exists": True}},
+                                                 {"$set": {"rolled_back": a_while_ago}})
+    tdb.import_data(np.zeros((1, 4), np.float32), np.zeros(1), tags={"k": "probe"})  # sweeps late stragglers
+    assert tdb.collection("samples").count_documents({}) == tdb.data_count()  # no leftover sample at all

@@ -112,6 +112,7 @@ class TensorDB:
         """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
+        self.data.ledger.drop_study()
         removed["logs"] = self.logbook.drop_study()
         removed[ARCHITECTURES] = delete_matching(self._scope.collection(ARCHITECTURES), {"study": self.study})
         removed["runs"] = self.run_store.drop_study()

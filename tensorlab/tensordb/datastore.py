@@ -30,6 +30,7 @@ from . import codec
 from .batched_delete import delete_matching
 from .blobstore import BlobStore
 from .chunk_labels import LABELS, chunk_label_index, selected_count, selected_rows, split_label_condition
+from .imports import ImportLedger
 from .scope import Scope
 
 SAMPLES = "samples"
@@ -105,6 +106,7 @@ class DataStore:
         self._scope = scope
         self._blobs = blobs
         self._indexed: set[str] = set()
+        self.ledger = ImportLedger(scope)
 
     @property
     def samples(self) -> Any:
@@ -139,7 +141,9 @@ class DataStore:
         X, y = validate_samples(X, y)
         tags = clean_tags(tags)
         self.ensure_indexes(tags)
+        self.ledger.collect_dead(self._rollback)
         import_id = ObjectId()
+        self.ledger.begin(import_id, len(X))
         per_sample = max(1, X[0].nbytes + (y[0].nbytes if y is not None else 0))
         rows_per_chunk = max(1, int(chunk_bytes // per_sample))
         labels = _scalar_labels(y) if y is not None else None
@@ -175,6 +179,7 @@ class DataStore:
                     index_docs = []
             if index_docs:
                 self.samples.insert_many(index_docs, ordered=False)
+            self.ledger.commit(import_id)  # the one write that makes every sample of the import visible
         except BaseException:
             self._rollback(import_id)
             raise
@@ -204,6 +209,7 @@ class DataStore:
             for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
                 self._delete_chunk_files(data)
             self.chunk_data.delete_many({"import_id": import_id})
+            self.ledger.rolled_back(import_id)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
 
@@ -224,16 +230,17 @@ class DataStore:
             selections = None
         if selections is None:
             docs = list(self.samples.find(scoped, {"chunk": 1, "row": 1, "_id": 0}))
-            counts = {doc["_id"]: doc["count"] for doc in
-                      self.chunks.find({"_id": {"$in": list({d["chunk"] for d in docs})}}, {"count": 1})}
-            selections = self._group_rows(docs, counts)
+            chunks = self._visible(self.chunks.find({"_id": {"$in": list({d["chunk"] for d in docs})}},
+                                                    {"count": 1, "import_id": 1}))
+            counts = {doc["_id"]: doc["count"] for doc in chunks}
+            selections = self._group_rows([d for d in docs if d["chunk"] in counts], counts)
         return sorted(selections, key=lambda selection: selection.chunk_id)
 
     def _plan_by_chunk(self, scoped: dict[str, Any], rest: dict[str, Any], allowed: list[Any] | None,
                        need_rows: bool) -> list[ChunkSelection] | None:
         """Answer from chunk descriptions (tags, label counts); None when a chunk predates label counts."""
-        uniform = list(self.chunks.find({"$and": [rest, {"uniform": True}]},
-                                        {"_id": 1, "count": 1, "label_counts": 1, "labels": 1}))
+        fields = {"_id": 1, "count": 1, "label_counts": 1, "labels": 1, "import_id": 1}
+        uniform = self._visible(self.chunks.find({"$and": [rest, {"uniform": True}]}, fields))
         if allowed is not None and any("label_counts" not in doc for doc in uniform if doc.get("labels")):
             return None  # written before label counts existed: the per-sample index answers
         selections = []
@@ -246,12 +253,18 @@ class DataStore:
                 selections.append(ChunkSelection(doc["_id"], doc["count"], rows))
             elif chosen:
                 selections.append(ChunkSelection(doc["_id"], doc["count"], None, chosen))
-        mixed = {doc["_id"]: doc["count"] for doc in
-                 self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1})}
+        mixed = {doc["_id"]: doc["count"] for doc in self._visible(
+            self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1, "import_id": 1}))}
         if mixed:
             restrict = {"$and": [scoped, {"chunk": {"$in": list(mixed)}}]}
             selections += self._group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
         return selections
+
+    def _visible(self, chunks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chunk documents of committed imports only (a half-written import is never read)."""
+        chunks = list(chunks)
+        shown = self.ledger.visible(chunk["import_id"] for chunk in chunks)
+        return [chunk for chunk in chunks if chunk["import_id"] in shown]
 
     @staticmethod
     def _group_rows(docs: Iterable[Mapping[str, Any]], counts: Mapping[ObjectId, int]) -> list[ChunkSelection]:
@@ -309,7 +322,7 @@ class DataStore:
     def summary(self) -> list[dict[str, Any]]:
         """One row per import: tags, sample count, dtype and sample shape."""
         groups: dict[ObjectId, dict[str, Any]] = {}
-        for chunk in self.chunks.find({"study": self._scope.study}):
+        for chunk in self._visible(self.chunks.find({"study": self._scope.study})):
             group = groups.setdefault(chunk["import_id"], {
                 "import_id": str(chunk["import_id"]), "tags": chunk["tags"], "samples": 0,
                 "dtype": chunk["dtype"], "sample_shape": tuple(chunk["sample_shape"]), "created": chunk["created"]})
