@@ -114,3 +114,58 @@ def test_sqlite_durability_level_is_applied_and_checked(tmp_path, monkeypatch):
         client.close()
     finally:
         server.stop()
+
+
+def test_a_state_file_naming_another_process_never_gets_it_signalled(tmp_path):
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    server = LocalServer(tmp_path)
+    try:
+        tmp_path.mkdir(exist_ok=True)
+        server.state_file.write_text(json.dumps({  # e.g. a stale file whose pid was recycled by another program
+            "pid": bystander.pid, "port": 1, "binary": "/usr/bin/ferretdb", "kind": "ferretdb",
+            "data_dir": str(tmp_path / "data"), "started_at": 0.0, "pid_started": 1}))
+        assert server.stop() is False and bystander.poll() is None
+        server.state_file.write_text(json.dumps({
+            "pid": bystander.pid, "port": 1, "binary": "/usr/bin/ferretdb", "kind": "ferretdb",
+            "data_dir": str(tmp_path / "data"), "started_at": 0.0}))
+        info = server.start()
+        assert ping(info.port) and info.pid != bystander.pid and bystander.poll() is None
+    finally:
+        server.stop()
+        bystander.kill()
+
+
+def test_a_paused_server_is_not_replaced_and_is_found_again(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from tensorlab.tensordb import localserver
+
+    server = LocalServer(tmp_path)
+    info = server.start()
+    monkeypatch.setattr(localserver, "START_PATIENCE_S", 1.5)
+    os.kill(info.pid, signal.SIGSTOP)  # a pause: alive, not answering
+    try:
+        with pytest.raises(ServerError, match="left running so connected programs keep their address"):
+            LocalServer(tmp_path).start()
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+    again = LocalServer(tmp_path).start()
+    assert (again.pid, again.port) == (info.pid, info.port)
+    server.stop()
+
+
+def test_a_dead_server_comes_back_on_its_previous_port(tmp_path):
+    import os
+    import signal
+
+    server = LocalServer(tmp_path)
+    first = server.start()
+    os.kill(first.pid, signal.SIGKILL)
+    while ping(first.port, timeout_s=0.2):
+        pass
+    second = server.start()
+    try:
+        assert second.pid != first.pid and second.port == first.port  # clients' address still works
+    finally:
+        server.stop()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import ServerError
 from .ferretdb_build import installed_ferretdb
+from .run_liveness import process_start
 
 HOME_ENV_VAR = "TENSORLAB_HOME"
 SERVER_BIN_ENV_VAR = "TENSORLAB_SERVER_BIN"
@@ -31,6 +32,8 @@ SYNCHRONOUS_ENV_VAR = "TENSORLAB_SQLITE_SYNCHRONOUS"
 # FULL fsyncs every commit: about 30% slower claims and log writes here. See sqlite.org/pragma.html#pragma_synchronous
 SYNCHRONOUS_LEVELS = ("normal", "full", "extra")
 START_TIMEOUT_S = 30.0
+START_PATIENCE_S = 10.0  # a live server gets this long to answer before `start` reports it (never replaces it)
+STATUS_PATIENCE_S = 2.0
 
 
 @dataclass
@@ -41,6 +44,7 @@ class ServerInfo:
     kind: str
     data_dir: str
     started_at: float
+    pid_started: int | None = None  # the process's start time: tells our server from a recycled pid
 
     @property
     def uri(self) -> str:
@@ -134,6 +138,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _executable(pid: int) -> str | None:
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def is_own_server(info: ServerInfo) -> bool:
+    """True only when `info.pid` provably is the server that was started: alive, with the recorded start
+    time and the recorded executable. Anything unproven is never signalled."""
+    if not _pid_alive(info.pid):
+        return False
+    if info.pid_started is not None and process_start(info.pid) != info.pid_started:
+        return False  # the pid was recycled by another process
+    executable = _executable(info.pid)
+    if executable is not None and executable != os.path.realpath(info.binary):
+        return False
+    return info.pid_started is not None or executable is not None
+
+
+def answers(port: int, patience_s: float) -> bool:
+    """Whether the server answers `ping` within `patience_s` (one missed ping is not a dead server)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        if ping(port, timeout_s=min(1.0, max(0.1, deadline - time.monotonic()))):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class LocalServer:
     """Start, stop and query the managed server whose state lives in `home`."""
 
@@ -165,23 +208,28 @@ class LocalServer:
     def status(self) -> ServerInfo | None:
         """The running server, or None when none runs (a stale state file counts as none)."""
         info = self._read_state()
-        if info and _pid_alive(info.pid) and ping(info.port):
+        if info and is_own_server(info) and answers(info.port, STATUS_PATIENCE_S):
             return info
         return None
 
     def start(self, extra_args: list[str] | None = None, port: int | None = None) -> ServerInfo:
-        """Return the running server, starting one if needed (on `port`, else a free one).
+        """Return the running server, starting one if needed (on `port`, else its previous port when free,
+        else a free one). Safe to call from many processes at once.
 
-        Safe to call from many processes at once.
-        """
+        A live server that does not answer is left alone (clients keep their address) and reported; a
+        state file naming any other process is dropped without signalling that process."""
         with self._lock():
-            running = self.status()
-            if running:
-                return running
-            stale = self._read_state()
-            if stale:
-                self._terminate(stale.pid)
-                self.state_file.unlink(missing_ok=True)
+            info = self._read_state()
+            if info and is_own_server(info):
+                if answers(info.port, START_PATIENCE_S):
+                    return info
+                raise ServerError(
+                    f"The managed server (pid {info.pid}, port {info.port}) is running but has not answered for "
+                    f"{START_PATIENCE_S:g} s; it is left running so connected programs keep their address. See "
+                    f"{self.log_file}, or restart it with `tensorlab server stop` and `tensorlab server start`.")
+            self.state_file.unlink(missing_ok=True)
+            if port is None and info and info.port >= 1024 and _port_free(info.port):
+                port = info.port  # clients of the previous server reconnect to the same address
             return self._launch(extra_args or [], port)
 
     def _launch(self, extra_args: list[str], port: int | None) -> ServerInfo:
@@ -198,7 +246,8 @@ class LocalServer:
             if process.poll() is not None:
                 raise ServerError(f"{kind} exited at start (code {process.returncode}); see {self.log_file}")
             if ping(port, timeout_s=0.3):
-                info = ServerInfo(process.pid, port, str(binary), kind, str(self.data_dir), time.time())
+                info = ServerInfo(process.pid, port, str(binary), kind, str(self.data_dir), time.time(),
+                                  process_start(process.pid))
                 tmp = self.state_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps(asdict(info)))
                 tmp.replace(self.state_file)
@@ -214,8 +263,8 @@ class LocalServer:
         with self._lock():
             info = self._read_state()
             self.state_file.unlink(missing_ok=True)
-            if not info or not _pid_alive(info.pid):
-                return False
+            if not info or not is_own_server(info):
+                return False  # nothing of ours runs; a recycled pid belongs to someone else
             self._terminate(info.pid)
             return True
 
