@@ -17,12 +17,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bson import json_util
-from pymongo.errors import DuplicateKeyError
 
 from .batched_delete import delete_matching
+from .build_markers import build_once, forget_built
+from .by_id import find_by_ids, upsert_by_id
 from .scope import Scope
 
-STATE = "tensorlab_state"
 SCAN_ABOVE = 200  # candidates past which one collection scan is cheaper than one lookup per document
 _SCALARS = (str, int, float, bool)
 
@@ -91,8 +91,7 @@ class EqualityIndex:
         ids = self.candidates(wanted)
         if ids is None:
             return None
-        docs = [documents.find_one({"_id": identifier}) for identifier in ids]
-        return [d for d in docs if d is not None and d.get("study") == self._scope.study and matches(d, wanted)]
+        return [d for d in find_by_ids(documents, ids) if d.get("study") == self._scope.study and matches(d, wanted)]
 
     def _id(self, field: str, value: Any) -> str:
         return f"{self._scope.study}:{field}={json_util.dumps(value)}"
@@ -106,11 +105,7 @@ class EqualityIndex:
             self.collection.update_one({"_id": self._id(field, value)}, {"$pull": {"ids": doc_id}})
 
     def _change(self, identifier: str, change: dict[str, Any]) -> None:
-        change = {**change, "$set": {"study": self._scope.study}}
-        try:
-            self.collection.update_one({"_id": identifier}, change, upsert=True)
-        except DuplicateKeyError:  # a racing first upsert (not atomic on every server)
-            self.collection.update_one({"_id": identifier}, change)
+        upsert_by_id(self.collection, identifier, {**change, "$set": {"study": self._scope.study}})
 
     def candidates(self, wanted: Mapping[str, Any]) -> list[Any] | None:
         """Ids that may match (every equality's entry intersected); None when a scan is cheaper."""
@@ -125,17 +120,9 @@ class EqualityIndex:
 
     def ensure_built(self, documents: Any) -> None:
         """Databases written before the index get it once, from their documents (one scan)."""
-        if self._checked_built:
-            return
-        state = self._scope.collection(STATE)
-        marker = f"{self.name}-built:{self._scope.study}"
-        if state.find_one({"_id": marker}) is None:
-            self.rebuild(documents.find({"study": self._scope.study}))
-            try:
-                state.insert_one({"_id": marker})
-            except DuplicateKeyError:
-                pass  # built by another process at the same time; entries are idempotent
-        self._checked_built = True
+        if not self._checked_built:
+            build_once(self._scope, self.name, lambda: self.rebuild(documents.find({"study": self._scope.study})))
+            self._checked_built = True
 
     def rebuild(self, documents: Iterable[Mapping[str, Any]]) -> int:
         count = 0
@@ -146,4 +133,4 @@ class EqualityIndex:
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
-        self._scope.collection(STATE).delete_one({"_id": f"{self.name}-built:{self._scope.study}"})
+        forget_built(self._scope, self.name)

@@ -20,8 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
+from .by_id import upsert_by_id
 from .log_columns import encode_rows, row_cells
 from .scope import Scope
 
@@ -128,11 +127,8 @@ class BucketSink:
         return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
 
     def _update_index(self, stream: _Stream) -> None:
-        prefix = f"streams.{stream_key(stream.kind, self.writer)}"
-        fields = {"study": self._scope.study, "run": stream.run, f"{prefix}.kind": stream.kind,
-                  f"{prefix}.writer": self.writer, f"{prefix}.buckets": stream.seq + 1, f"{prefix}.rows": stream.total,
-                  f"last.{stream.kind}": summary_row(stream.last)}
-        upsert_by_id(self._scope.collection(INDEX), index_id(self._scope.study, stream.run), {"$set": fields})
+        write_stream_index(self._scope.collection(INDEX), self._scope.study, stream.run, stream.kind, self.writer,
+                           stream.seq + 1, stream.total, stream.last)
 
 
 def storable_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -167,9 +163,10 @@ def bucket_document(identifier: str, study: str, run: Any, kind: str, writer: st
             **encode_rows(rows)}
 
 
-def upsert_by_id(collection: Any, identifier: str, change: dict[str, Any]) -> None:
-    """An upsert by `_id` that survives a racing first insert (upserts are not atomic on every server)."""
-    try:
-        collection.update_one({"_id": identifier}, change, upsert=True)
-    except DuplicateKeyError:
-        collection.update_one({"_id": identifier}, change)
+def write_stream_index(index: Any, study: str, run: Any, kind: str, writer: str, buckets: int, rows: int,
+                       last: dict[str, Any]) -> None:
+    """Record in the run's index document how many buckets and rows one stream has, and its last row."""
+    prefix = f"streams.{stream_key(kind, writer)}"
+    upsert_by_id(index, index_id(study, run), {"$set": {
+        "study": study, "run": run, f"{prefix}.kind": kind, f"{prefix}.writer": writer, f"{prefix}.buckets": buckets,
+        f"{prefix}.rows": rows, f"last.{kind}": summary_row(last)}})

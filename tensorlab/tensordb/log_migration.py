@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .build_markers import STATE
+from .by_id import upsert_by_id
 from .log_buckets import (
     BUCKET_ROWS,
     BUCKETS,
@@ -19,14 +21,11 @@ from .log_buckets import (
     bucket_id,
     run_key,
     storable_row,
-    stream_key,
-    summary_row,
-    upsert_by_id,
+    write_stream_index,
 )
 from .scope import Scope
 
 LEGACY_LOGS = "logs"
-STATE = "tensorlab_state"
 STATE_ID = "log-buckets-migration"
 LEGACY_WRITER = "legacy"
 
@@ -85,7 +84,5 @@ def _write(scope: Scope, head: dict[str, Any], rows: list[dict[str, Any]], total
     identifier = bucket_id(head["study"], head["run"], head["kind"], LEGACY_WRITER, seq)
     scope.collection(BUCKETS).replace_one({"_id": identifier}, bucket_document(
         identifier, head["study"], head["run"], head["kind"], LEGACY_WRITER, seq, rows), upsert=True)
-    prefix = f"streams.{stream_key(head['kind'], LEGACY_WRITER)}"
-    upsert_by_id(scope.collection(INDEX), f"{head['study']}:{run_key(head['run'])}", {"$set": {
-        "study": head["study"], "run": head["run"], f"{prefix}.kind": head["kind"], f"{prefix}.writer": LEGACY_WRITER,
-        f"{prefix}.buckets": seq + 1, f"{prefix}.rows": total, f"last.{head['kind']}": summary_row(rows[-1])}})
+    write_stream_index(scope.collection(INDEX), head["study"], head["run"], head["kind"], LEGACY_WRITER, seq + 1,
+                       total, rows[-1])

@@ -28,14 +28,6 @@ COUNTERS = "counters"
 _TOP_LEVEL_FIELDS = {"_id", "created", "version", "epoch", "step", "run", "study", "architecture"}
 
 
-def _has(doc: Mapping[str, Any], extra: Mapping[str, Any] | None) -> bool:
-    """`extra` is at most one `{"metrics.<name>": {"$exists": True}}` condition."""
-    if not extra:
-        return True
-    (field, _condition), = extra.items()
-    return field.split(".", 1)[1] in (doc.get("metrics") or {})
-
-
 def weights_of(weights: Any) -> tuple[list[str], list[np.ndarray]]:
     """Names and arrays from a Keras model or a list of arrays."""
     if hasattr(weights, "get_weights") and hasattr(weights, "weights"):
@@ -124,16 +116,19 @@ class ParameterStore:
     def _query(self, query: Any) -> dict[str, Any]:
         return {"$and": [self._scope.scoped(check_query(query)), {"complete": True}]}
 
-    def _matching(self, query: Any, sort: Any, extra: Mapping[str, Any] | None = None,
+    def _matching(self, query: Any, sort: Any, with_metric: str | None = None,
                   first: bool = False) -> list[dict[str, Any]]:
-        """Complete versions matching `query` (and `extra`), sorted; through the parameter index when it can."""
+        """Complete versions matching `query` (and holding metric `with_metric`), sorted; through the parameter
+        index when it can."""
         order = resolve_sort(sort)
         found = self.index.lookup(self.collection, self._scope.scoped(check_query(query)))
         if found is None:
-            conditions = [self._query(query), *([extra] if extra else [])]
-            cursor = self.collection.find({"$and": conditions}, sort=order, limit=1 if first else 0)
+            has_metric = [{f"metrics.{with_metric}": {"$exists": True}}] if with_metric else []
+            cursor = self.collection.find({"$and": [self._query(query), *has_metric]}, sort=order,
+                                          limit=1 if first else 0)
             return list(cursor)
-        found = [doc for doc in found if doc.get("complete") and _has(doc, extra)]
+        found = [doc for doc in found if doc.get("complete")
+                 and (with_metric is None or with_metric in (doc.get("metrics") or {}))]
         return sorted_like_mongodb(found, order)
 
     def find_doc(self, query: Any = None, sort: Any = None) -> dict[str, Any]:
@@ -158,8 +153,7 @@ class ParameterStore:
     def best(self, query: Any = None, metric: str = "val_accuracy", mode: str = "max") -> dict[str, Any]:
         if mode not in ("max", "min"):
             raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
-        docs = self._matching(query, [(metric, -1 if mode == "max" else 1)],
-                              extra={f"metrics.{metric}": {"$exists": True}}, first=True)
+        docs = self._matching(query, [(metric, -1 if mode == "max" else 1)], with_metric=metric, first=True)
         if not docs:
             raise NotFound(f"No parameters match {query!r} with metric {metric!r} in study {self._scope.study!r}.")
         return docs[0]

@@ -21,6 +21,7 @@ from ...clock import utc_now
 from ...errors import InvalidInput, JobError, NotFound
 from ...validation import check_query, clean_tags
 from ..batched_delete import delete_matching
+from ..by_id import find_by_ids
 from ..equality_index import EqualityIndex
 from ..query_text import query_to_text
 from ..scope import Scope
@@ -311,7 +312,7 @@ class JobQueue:
     def _unfinished(self, scoped: dict[str, Any]) -> list[dict]:
         self.ready.ensure_built(self.collection)
         entries = self.ready.collection.find(scoped, {"_id": 1})
-        return [job for job in (self.collection.find_one({"_id": e["_id"]}) for e in entries) if job is not None]
+        return find_by_ids(self.collection, (entry["_id"] for entry in entries))
 
     def recent(self, limit: int = 50, query: Any = None, status: str | None = None) -> list[dict]:
         """What a queue panel shows: every queued or running job and the `limit` newest others, oldest first
@@ -321,5 +322,5 @@ class JobQueue:
         self.recent_jobs.ensure_built(self.collection)
         ids = {entry["_id"] for entry in self.ready.collection.find({"study": self._scope.study}, {"_id": 1})}
         ids.update(self.recent_jobs.newest(limit))
-        jobs = [job for job in (self.collection.find_one({"_id": i}) for i in ids) if job is not None]
+        jobs = find_by_ids(self.collection, ids)
         return _oldest_first([job for job in jobs if status is None or job["status"] == status])

@@ -13,10 +13,10 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from ..build_markers import build_once, forget_built
 from ..scope import Scope
 
 RECENT = "job_recent"
-STATE = "tensorlab_state"
 PER_DOC = 100
 
 
@@ -59,21 +59,16 @@ class RecentJobs:
 
     def ensure_built(self, jobs: Any) -> None:
         """A database from before this list gets it once, from its newest jobs (one read of `jobs`)."""
-        if self._checked_built:
-            return
-        marker = f"{RECENT}-built:{self._scope.study}"
-        state = self._scope.collection(STATE)
-        if state.find_one({"_id": marker}) is None:
-            if self.collection.find_one({"_id": self._head_id()}) is None:
-                newest = jobs.find({"study": self._scope.study}, {"_id": 1}, sort=[("created", -1)], limit=PER_DOC)
-                for job in reversed(list(newest)):
-                    self.add(job["_id"])
-            try:
-                state.insert_one({"_id": marker})
-            except DuplicateKeyError:
-                pass
-        self._checked_built = True
+        if not self._checked_built:
+            build_once(self._scope, RECENT, lambda: self._build(jobs))
+            self._checked_built = True
+
+    def _build(self, jobs: Any) -> None:
+        if self.collection.find_one({"_id": self._head_id()}) is None:
+            newest = jobs.find({"study": self._scope.study}, {"_id": 1}, sort=[("created", -1)], limit=PER_DOC)
+            for job in reversed(list(newest)):
+                self.add(job["_id"])
 
     def drop_study(self) -> None:
         self.collection.delete_many({"study": self._scope.study})
-        self._scope.collection(STATE).delete_one({"_id": f"{RECENT}-built:{self._scope.study}"})
+        forget_built(self._scope, RECENT)
