@@ -281,3 +281,22 @@ def test_an_import_killed_at_any_point_is_all_or_nothing_and_its_leftovers_go(td
                                                  {"$set": {"rolled_back": a_while_ago}})
     tdb.import_data(np.zeros((1, 4), np.float32), np.zeros(1), tags={"k": "probe"})  # sweeps late stragglers
     assert tdb.collection("samples").count_documents({}) == tdb.data_count()  # no leftover sample at all
+
+
+def test_an_import_on_another_host_is_collected_only_once_its_heartbeat_is_stale(tdb):
+    from datetime import timedelta
+
+    from tensorlab.clock import utc_now
+    from tensorlab.tensordb.run_liveness import STALE_AFTER_S
+
+    long_ago = utc_now() - timedelta(hours=1)
+    for name, beat in (("busy", utc_now()), ("dead", long_ago - timedelta(seconds=STALE_AFTER_S))):
+        marker = {"_id": name, "study": "test", "committed": False, "samples": 10, "started": long_ago,
+                  "heartbeat": beat, "host": "another-machine", "pid": 1}
+        tdb.collection("sample_imports").insert_one(marker)
+    tdb.import_data(np.zeros((1, 2)), np.zeros(1))  # the next write collects dead imports
+    markers = {m["_id"]: m for m in tdb.collection("sample_imports").find({"_id": {"$in": ["busy", "dead"]}})}
+    assert markers["busy"].get("rolled_back") is None  # started an hour ago, but still beating: left alone
+    assert markers["dead"].get("rolled_back") is not None
+    with pytest.raises(tensorlab.TensorLabError, match="rolled back while it was written"):
+        tdb.data.ledger.commit("dead")

@@ -176,6 +176,7 @@ class DataStore:
                     index_docs.append(doc)
                 if len(index_docs) >= INSERT_BATCH:
                     self.samples.insert_many(index_docs, ordered=False)
+                    self.ledger.beat(import_id)
                     index_docs = []
             if index_docs:
                 self.samples.insert_many(index_docs, ordered=False)

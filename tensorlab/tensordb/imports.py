@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..clock import as_utc, utc_now
+from ..errors import TensorLabError
 from .run_liveness import process_gone, this_process
 from .scope import Scope
 
@@ -32,10 +33,19 @@ class ImportLedger:
         return self._scope.collection(IMPORTS)
 
     def begin(self, import_id: Any, samples: int) -> None:
+        now = utc_now()
         self.collection.insert_one({"_id": import_id, "study": self._scope.study, "committed": False,
-                                    "samples": samples, "started": utc_now(), **this_process()})
+                                    "samples": samples, "started": now, "heartbeat": now, **this_process()})
+
+    def beat(self, import_id: Any) -> None:
+        """The import is still writing: other hosts judge its writer alive by this (run_liveness.py)."""
+        self.collection.update_one({"_id": import_id}, {"$set": {"heartbeat": utc_now()}})
 
     def commit(self, import_id: Any) -> None:
+        marker = self.collection.find_one({"_id": import_id}, {"rolled_back": 1})
+        if marker is None or marker.get("rolled_back") is not None:
+            raise TensorLabError(f"Import {import_id} was rolled back while it was written (its writer looked dead: "
+                              "no heartbeat for a minute); nothing of it is visible. Import the data again.")
         self.collection.update_one({"_id": import_id}, {"$set": {"committed": True, "committed_at": utc_now()}})
         self._committed.add(import_id)
 
@@ -64,7 +74,7 @@ class ImportLedger:
         done = []
         for marker in self.collection.find({"study": self._scope.study, "committed": False, "swept": {"$ne": True}}):
             rolled = marker.get("rolled_back")
-            if rolled is None and process_gone({**marker, "heartbeat": marker.get("started")}):
+            if rolled is None and process_gone(marker):
                 rollback(marker["_id"])
                 done.append(marker["_id"])
             elif rolled is not None and (utc_now() - as_utc(rolled)).total_seconds() > SWEEP_AFTER_S:
