@@ -117,7 +117,17 @@ class Worker:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
+    def warm_up(self) -> None:
+        """Import the training stack before the first claim: a worker killed while starting (Keras takes
+        seconds to import) must not have cost a job one of its attempts."""
+        import keras  # noqa: F401
+
+        from .model import Model  # noqa: F401
+        if self.distribute == "mirrored":
+            import tensorflow  # noqa: F401
+
     def run(self) -> WorkerStats:
+        self.warm_up()
         idle_since = time.monotonic()
         while not self._stop.is_set():
             if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:

@@ -268,3 +268,69 @@ def test_an_old_database_gets_its_recent_jobs_on_first_use(tdb, mongo_uri):
     assert [job["_id"] for job in other.jobs.recent(limit=10)] == pushed
     assert other.jobs.recent_jobs.newest(10) == pushed
     other.close()
+
+
+def test_a_lost_attempt_that_advanced_the_checkpoint_is_refunded(tdb):
+    job = tdb.push_job("a", max_attempts=1)
+    held = tdb.pop_job("w1")
+    tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 2, "step": 40})  # resumed at epoch 2
+    assert tdb.jobs.get(job)["attempts_left"] == 0
+    tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 2, "step": 80})  # same epoch: nothing gained yet
+    assert tdb.jobs.get(job)["attempts_left"] == 0
+    tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 3, "step": 120})  # epoch 2 ended: checkpointed
+    tdb.jobs.heartbeat(held, "w1", 0, progress={"epoch": 4, "step": 160})  # refunded once per attempt; then dies
+    assert tdb.jobs.get(job)["attempts_left"] == 1 and tdb.jobs.get(job)["refunds"] == 1
+    again = tdb.pop_job("w2")  # its only attempt was lost, but it advanced: claimed again, not failed
+    assert again is not None and again["_id"] == job and again["worker"] == "w2"
+    tdb.jobs.heartbeat(again, "w2", 0, progress={"epoch": 4, "step": 170})  # this attempt gains nothing
+    assert tdb.pop_job("w3") is None and tdb.jobs.get(job)["status"] == "failed"
+
+
+def test_an_attempt_that_fails_with_an_error_counts_even_after_progress(tdb):
+    job = tdb.push_job("a", max_attempts=1)
+    held = tdb.pop_job("w1")
+    tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 0, "step": 1})
+    tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 1, "step": 9})
+    doc = tdb.jobs.fail(held, "w1", "ValueError: boom", "Traceback ...")
+    assert doc["status"] == "failed" and doc["attempts_left"] == 0
+    assert tdb.jobs.get(job)["status"] == "failed"
+
+
+def test_pop_keeps_reading_under_contention_until_nothing_is_claimable(tdb, monkeypatch):
+    from datetime import timedelta
+
+    from tensorlab.clock import utc_now
+
+    jobs = [tdb.push_job("a") for _ in range(30)]
+    claimer = tdb.jobs._claimer
+    real_try, stolen = claimer._try_claim, []
+
+    def rival_wins_first(job_id, *args):
+        if len(stolen) < 20:  # a rival worker takes the job just before us, twenty times in a row
+            job = tdb.jobs.get(job_id)
+            number = job.get("claims", 0) + 1
+            tdb.collection("job_claims").insert_one({"_id": f"{job_id}:{number}", "job": job_id, "worker": "rival",
+                                                     "at": utc_now()})
+            tdb.collection("jobs").update_one({"_id": job_id}, {"$set": {
+                "status": "running", "worker": "rival", "claims": number,
+                "lease_expires": utc_now() + timedelta(minutes=5)}})
+            stolen.append(job_id)
+        return real_try(job_id, *args)
+
+    monkeypatch.setattr(claimer, "_try_claim", rival_wins_first)
+    claimed = tdb.pop_job("me")
+    assert claimed is not None and claimed["worker"] == "me" and claimed["_id"] not in stolen
+    assert len(stolen) == 20 and len(jobs) == 30
+    for _ in range(9):
+        assert tdb.pop_job("me") is not None  # every job the rival did not take
+    assert tdb.pop_job("me") is None  # now nothing is claimable
+
+
+def test_a_worker_finishes_starting_before_its_first_claim(tdb, monkeypatch):
+    from tensorlab.worker import Worker
+
+    calls = []
+    monkeypatch.setattr(Worker, "warm_up", lambda self: calls.append("warm_up"))
+    monkeypatch.setattr(tdb.jobs, "pop", lambda *args, **kwargs: calls.append("pop"))
+    Worker(tdb, "starting", max_idle_s=0, poll_interval_s=0.01).run()
+    assert calls[0] == "warm_up" and calls.count("warm_up") == 1 and "pop" in calls

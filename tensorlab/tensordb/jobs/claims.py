@@ -29,7 +29,6 @@ from .ready import UNFINISHED, ReadySet
 
 JOBS = "jobs"
 CLAIMS = "job_claims"
-CLAIM_ROUNDS = 4  # re-reads when every candidate was just taken by someone else
 STALE_CLAIM_S = 30.0  # a claim marker this old whose job never moved: its worker died in between
 STALE_ENTRY_S = 30.0  # a ready entry this old without its job: the pusher died between the two inserts
 CANDIDATES = 64  # read at once and kept between claims; a sorted read costs the same for 1 or 64
@@ -54,6 +53,7 @@ class Claimer:
         self._cache_version: Any = None
         self._cache_loaded = 0.0
         self._version_checked = 0.0
+        self._unblocked: set[ObjectId] = set()
 
     @property
     def collection(self) -> Any:
@@ -64,11 +64,14 @@ class Claimer:
         self._cached.clear()
 
     def pop(self, worker: str, lease_s: float, base: dict[str, Any], query_text: str, allow_code: bool) -> dict | None:
-        """Claim the best job matching `base` (its text form keys the kept list); None when none."""
-        for _round in range(CLAIM_ROUNDS):
+        """Claim the best job matching `base` (its text form keys the kept list); None only when no job is
+        claimable: under contention it reads again until it wins one or every candidate was tried."""
+        tried: set[ObjectId] = set()  # lost in this call: taken by others, or blocked by a dead claimer's marker
+        while True:
             now = utc_now()
             if self._candidates_outdated(query_text):
                 self._load_candidates(base, query_text, now)
+            self._cached = deque(item for item in self._cached if item[1] not in tried)
             if not self._cached:
                 return None
             misses = 0
@@ -77,10 +80,12 @@ class Claimer:
                 claimed = self._try_claim(job_id, worker, lease_s, allow_code, now)
                 if claimed is not None:
                     return claimed
+                if job_id not in self._unblocked:  # a job moved past a dead claimer's marker is worth a retry
+                    tried.add(job_id)
+                self._unblocked.discard(job_id)
                 misses += 1
                 self._step_aside(priority)
             self._cached.clear()  # taken by others since we read them: the rest likely is too, so read again
-        return None  # still contended after a few rounds: the caller polls again later
 
     def _step_aside(self, priority: Any) -> None:
         """A candidate was taken by someone else: other workers are walking down the same list, so go on
@@ -175,6 +180,7 @@ class Claimer:
         if marker is None:
             return
         if now - as_utc(marker["at"]) > timedelta(seconds=STALE_CLAIM_S):
+            self._unblocked.add(job_id)
             self.collection.update_one(
                 {"_id": job_id, "$or": [{"claims": {"$lt": number}}, {"claims": {"$exists": False}}]},
                 {"$set": {"claims": number}},

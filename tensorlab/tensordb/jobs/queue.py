@@ -171,11 +171,25 @@ class JobQueue:
         )
 
     def heartbeat(self, job: Any, worker: str, lease_s: float = 60.0, progress: Any = None) -> dict:
-        """Extend the lease; raises JobError when the job was cancelled or taken over."""
+        """Extend the lease; raises JobError when the job was cancelled or taken over.
+
+        Once `progress` shows an epoch ended during this attempt (a checkpoint was written: the next attempt
+        resumes after it), the attempt is refunded: a job whose workers keep dying still advances, and only
+        attempts that gained nothing count against `max_attempts`. A failure with an error takes the refund
+        back (see `fail`), so a job that raises is still retried at most `max_attempts` times."""
+        current = self._held(job, worker)
         fields: dict[str, Any] = {"lease_expires": utc_now() + timedelta(seconds=lease_s), "heartbeat": utc_now()}
+        extra: dict[str, Any] = {}
+        epoch = progress.get("epoch") if isinstance(progress, dict) else None
         if progress is not None:
             fields["progress"] = progress
-        doc = self._owned_update(job, worker, fields)
+        if isinstance(epoch, int) and current.get("attempt_claim") != current.get("claims"):
+            fields.update(attempt_claim=current.get("claims"), attempt_first_epoch=epoch)  # this attempt's start
+        elif (isinstance(epoch, int) and epoch > (current.get("attempt_first_epoch") or 0)
+              and current.get("refunded_claim") != current.get("claims")):
+            fields["refunded_claim"] = current.get("claims")
+            extra = {"$inc": {"attempts_left": 1, "refunds": 1}}
+        doc = self._owned_update(job, worker, fields, extra, checked=True)
         self.ready.hold(doc["_id"], doc["lease_expires"], doc["attempts_left"])
         return doc
 
@@ -210,7 +224,9 @@ class JobQueue:
     def fail(self, job: Any, worker: str, error: str, traceback: str | None = None) -> dict:
         """Record a failure: back to queued while attempts remain, else failed. Returns the job."""
         current = self._held(job, worker)
-        status = "queued" if current["attempts_left"] > 0 else "failed"
+        refunded = current.get("refunded_claim") is not None and current.get("refunded_claim") == current.get("claims")
+        attempts_left = current["attempts_left"] - (1 if refunded else 0)  # an error counts, progress or not
+        status = "queued" if attempts_left > 0 else "failed"
         doc = self._owned_update(
             job,
             worker,
@@ -220,6 +236,8 @@ class JobQueue:
                 "traceback": traceback,
                 "lease_expires": None,
                 "worker": None if status == "queued" else worker,
+                "attempts_left": attempts_left,
+                "refunded_claim": None,
             },
             {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": utc_now()}}},
             checked=True,
