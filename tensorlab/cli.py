@@ -1,4 +1,4 @@
-"""The `tensorlab` console script: `tensorlab server start|stop|status|install`."""
+"""The `tensorlab` console script: `tensorlab server ...`, `tensorlab worker`, `tensorlab db upgrade|fsck`."""
 
 from __future__ import annotations
 
@@ -58,10 +58,33 @@ def _worker_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fsck_command(args: argparse.Namespace) -> int:
+    from .tensordb import connect
+
+    probe = connect(args.uri, db=args.db)
+    studies = [args.study] if args.study else sorted(
+        {s for name in ("sample_imports", "parameters") for s in probe.collection(name).distinct("study")}
+        or {"default"})
+    probe.close()
+    clean = True
+    for study in studies:
+        db = connect(args.uri, db=args.db, study=study)
+        report = db.fsck(repair=not args.dry_run)
+        db.close()
+        print(f"study {study!r}" + (" (dry run: nothing changed)" if args.dry_run else ""))
+        for line in report.lines():
+            print(f"  {line}")
+        clean = clean and report.clean
+    print("clean" if clean else ("found the above" if args.dry_run else "repaired the above"))
+    return 0 if clean or not args.dry_run else 1
+
+
 def _db_command(args: argparse.Namespace) -> int:
     from .tensordb import connect
     from .tensordb.log_migration import migrate_legacy_logs
 
+    if args.action == "fsck":
+        return _fsck_command(args)
     db = connect(args.uri, db=args.db)
     rows = migrate_legacy_logs(db._scope, progress=True)
     db.close()
@@ -93,8 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train under tf.distribute.MirroredStrategy (all local GPUs)")
     worker.set_defaults(handler=_worker_command)
     database = commands.add_parser("db", help="database maintenance")
-    database.add_argument("action", choices=["upgrade"], help="upgrade: move a database to the current layout "
-                          "(also happens on first use; safe to interrupt and run again)")
+    database.add_argument("action", choices=["upgrade", "fsck"], help="upgrade: move a database to the current "
+                          "layout (also happens on first use; safe to interrupt and run again); fsck: remove what "
+                          "killed writers left and name damaged payloads")
+    database.add_argument("--study", default=None, help="with fsck: one study (default: every study)")
+    database.add_argument("--dry-run", action="store_true", help="with fsck: only report (exit 1 if not clean)")
     database.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
     database.add_argument("--db", default="tensorlab")
     database.set_defaults(handler=_db_command)

@@ -22,10 +22,8 @@ def db_name() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def tdb(mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
-    """A TensorDB on its own database, dropped after the test."""
-    handle = tensorlab.connect(mongo_uri, db=db_name, study="test")
+def _fresh_tdb(mongo_uri: str, db_name: str, **options) -> Iterator[tensorlab.TensorDB]:
+    handle = tensorlab.connect(mongo_uri, db=db_name, study="test", **options)
     try:
         yield handle
     finally:
@@ -33,3 +31,21 @@ def tdb(mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
             handle.flush_logs() if hasattr(handle, "flush_logs") else None
             handle.client.drop_database(db_name)
             handle.close()
+
+
+@pytest.fixture
+def tdb(mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
+    """A TensorDB on its own database, dropped after the test (payloads as files beside the managed server)."""
+    yield from _fresh_tdb(mongo_uri, db_name)
+
+
+@pytest.fixture
+def gridfs_tdb(mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
+    """The same, with payloads in GridFS: what MongoDB and Atlas get."""
+    yield from _fresh_tdb(mongo_uri, db_name, payload_files=False)
+
+
+@pytest.fixture(params=["files", "gridfs"])
+def any_tdb(request, mongo_uri: str, db_name: str) -> Iterator[tensorlab.TensorDB]:
+    """Once with each payload store."""
+    yield from _fresh_tdb(mongo_uri, db_name, payload_files=request.param == "files")

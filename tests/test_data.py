@@ -54,14 +54,16 @@ def test_any_dtype_and_shape_and_unlabeled_data(tdb):
     assert names.tolist() == ["cat", "cat"]
 
 
-def test_samples_past_the_16mb_document_limit(tdb):
+def test_samples_past_the_16mb_document_limit(any_tdb):
+    tdb = any_tdb
     big = np.random.default_rng(3).random((2, 3000, 1000)).astype(np.float32)  # 12 MB a sample, incompressible
     tdb.import_data(big, np.array([0, 1]), tags={"kind": "big"})
     X, y = tdb.find_data({"tags.kind": "big"})
     np.testing.assert_array_equal(X, big)
-    assert tdb.collection("blobs.files").count_documents({}) >= 2  # payloads went to GridFS
+    stored_in = "payload_files" if tdb.blobs.uses_files else "blobs.files"
+    assert tdb.collection(stored_in).count_documents({}) >= 2  # payloads went to files or GridFS
     tdb.delete_data({"tags.kind": "big"})
-    assert tdb.collection("blobs.files").count_documents({}) == 0
+    assert tdb.blobs.count() == 0
     assert _counts(tdb) == (0, 0, 0)
 
 
@@ -170,5 +172,46 @@ def test_label_operators_chunks_cannot_answer_use_the_per_sample_index(tdb):
     tdb.import_data(np.zeros((100, 2), np.float32), y, {"split": "train"})
     assert tdb.data_count({"label": {"$gte": 8}}) == 20
     assert tdb.data_count({"$or": [{"label": 1}, {"tags.split": "none"}]}) == 10
-    tdb.collection(CHUNKS).update_many({}, {"$unset": {"label_counts": ""}})  # chunks of the first layout
+    tdb.collection(CHUNKS).update_many({}, {"$unset": {"label_counts": ""}})  # chunks of the first layout,
+    tdb.data.catalog.drop_study()  # from before the catalog too
+    tdb.data.catalog = type(tdb.data.catalog)(tdb.data._scope)
     assert tdb.data_count({"label": 4}) == 10 and len(tdb.find_data({"label": 4})[0]) == 10
+
+
+def test_tag_and_label_counts_read_only_the_catalog_and_the_matching_import(tdb):
+    rng = np.random.default_rng(4)
+    for part in range(3):
+        tdb.data.import_data(rng.random((300, 4), dtype=np.float32), rng.integers(0, 10, 300),
+                             {"split": "filler", "part": part}, chunk_bytes=2048)
+    y = np.arange(200) % 4
+    probe = tdb.import_data(np.arange(800, dtype=np.float32).reshape(200, 4), y, {"split": "probe"})
+    other = [doc["_id"] for doc in tdb.collection(CHUNKS).find({"import_id": {"$ne": probe.import_id}})]
+    tdb.collection(CHUNKS).delete_many({"_id": {"$in": other}})  # no other import's chunk may be read
+    tdb.collection(SAMPLES).delete_many({})  # nor the per-sample index
+    assert tdb.data_count({"tags.split": "filler"}) == 900  # counted from the catalog alone
+    assert tdb.data_count({"tags.split": "probe"}) == 200
+    assert tdb.data_count({"tags.split": "probe", "label": {"$in": [1, 3]}}) == 100
+    assert tdb.data_count({"tags.part": {"$in": [0, 2]}}) == 600
+    assert tdb.data_count({"tags.part": 1.0, "tags.split": "filler"}) == 300  # numbers match across types
+    assert tdb.data_count({"tags.split": True}) == 0
+    X, labels = tdb.find_data({"tags.split": "probe", "label": 2})
+    assert labels.tolist() == [2] * 50 and X[:, 0].tolist() == [float(4 * i) for i in range(2, 200, 4)]
+    assert [row["samples"] for row in tdb.data_summary().to_dict("records")] == [300, 300, 300, 200]
+
+
+def test_a_database_from_before_the_catalog_gets_it_built_once(tdb, mongo_uri, db_name):
+    from tensorlab import connect
+
+    tdb.import_data(np.zeros((50, 2), np.float32), np.arange(50) % 5, {"split": "train"})
+    tdb.import_data(np.ones((30, 2), np.float32), np.arange(30) % 3, {"split": "valid"})
+    tdb.update_data_tags({"label": 0, "tags.split": "train"}, {"split": "holdout"})
+    tdb.data.catalog.drop_study()  # the layout before the catalog: chunk descriptions only
+    assert tdb.collection("sample_catalog").count_documents({}) == 0
+    reopened = connect(mongo_uri, db=db_name, study="test")
+    try:
+        assert reopened.data_count({"tags.split": "train"}) == 40
+        assert reopened.data_count({"tags.split": "holdout"}) == 10
+        assert reopened.data_count({"label": 1}) == 20
+        assert tdb.collection("sample_catalog").count_documents({}) == 1
+    finally:
+        reopened.close()

@@ -126,9 +126,10 @@ def test_every_flipped_byte_of_an_inline_sample_chunk_is_detected(tdb, part):
         assert len(tdb.find_data()[0]) == 300
 
 
-def test_every_flipped_byte_of_a_gridfs_sample_chunk_is_detected(tdb, monkeypatch):
+def test_every_flipped_byte_of_a_gridfs_sample_chunk_is_detected(gridfs_tdb, monkeypatch):
     from tensorlab.tensordb import datastore
 
+    tdb = gridfs_tdb
     monkeypatch.setattr(datastore, "INLINE_LIMIT_BYTES", 1024)  # force the GridFS path with a small import
     rng = np.random.default_rng(1)
     tdb.import_data(rng.random((500, 8), dtype=np.float32), rng.integers(0, 10, 500))
@@ -142,7 +143,8 @@ def test_every_flipped_byte_of_a_gridfs_sample_chunk_is_detected(tdb, monkeypatc
     assert len(tdb.find_data()[0]) == 500
 
 
-def test_every_flipped_byte_of_a_parameter_blob_is_detected(tdb):
+def test_every_flipped_byte_of_a_parameter_blob_is_detected(gridfs_tdb):
+    tdb = gridfs_tdb
     rng = np.random.default_rng(2)
     weights = [rng.random((40, 40), dtype=np.float32), rng.random(40, dtype=np.float32)]
     tdb.save_parameters(weights)
@@ -298,5 +300,7 @@ def test_an_import_on_another_host_is_collected_only_once_its_heartbeat_is_stale
     markers = {m["_id"]: m for m in tdb.collection("sample_imports").find({"_id": {"$in": ["busy", "dead"]}})}
     assert markers["busy"].get("rolled_back") is None  # started an hour ago, but still beating: left alone
     assert markers["dead"].get("rolled_back") is not None
+    published = []
     with pytest.raises(tensorlab.TensorLabError, match="rolled back while it was written"):
-        tdb.data.ledger.commit("dead")
+        tdb.data.ledger.commit("dead", lambda: published.append("dead"))
+    assert published == []  # a rolled-back import is never listed in the catalog

@@ -14,10 +14,15 @@ DELETE_BATCH = 30_000  # ids per delete: below SQLite's 32,766 variables
 
 
 def delete_matching(collection: Any, query: dict[str, Any], batch: int = DELETE_BATCH) -> int:
-    """Delete every document matching `query`, `batch` at a time; returns how many were deleted."""
+    """Delete every document matching `query`, `batch` at a time; returns how many were deleted.
+
+    Each batch is bounded by an `_id` range, not a list of ids: FerretDB tests `$in` against every
+    document of the collection, so deleting 15,000 ids from 300,000 documents took minutes."""
     deleted = 0
     while True:
-        ids = [doc["_id"] for doc in collection.find(query, {"_id": 1}, limit=batch)]
+        ids = [doc["_id"] for doc in collection.find(query, {"_id": 1}, sort=[("_id", 1)], limit=batch)]
         if not ids:
             return deleted
-        deleted += collection.delete_many({"_id": {"$in": ids}}).deleted_count
+        deleted += collection.delete_many({"$and": [query, {"_id": {"$lte": ids[-1]}}]}).deleted_count
+        if len(ids) < batch:
+            return deleted

@@ -12,10 +12,14 @@ invisible), and the files document also lists its chunks' `_id`s. Reading by `_i
 lookup every MongoDB-protocol server answers without a collection scan (FerretDB 1.x pushes down
 nothing else), so reads cost the file's size, not the bucket's. Files written by other GridFS
 clients have no such list and are read by `files_id`.
+
+Beside the managed server, payloads go to files instead (payload_files.py): a `payload_files` document
+(same fields as a GridFS files document) names the file, and every read looks there first by `_id`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -28,6 +32,9 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import IntegrityError
 from . import codec
+from .payload_files import StoreAdvert
+from .pending_writes import PendingWrites
+from .run_liveness import HEARTBEAT_S
 
 BUCKET = "blobs"
 # Larger than GridFS's 255 KiB default (less per-document overhead), yet small enough that a driver's
@@ -36,21 +43,28 @@ CHUNK_SIZE_BYTES = 384 * 1024
 READ_BATCH = 32  # chunks per reply when we read files ourselves (12 MB), for the same reason
 INSERT_GROUP = 16
 READ_THREADS = 4
+PAYLOAD_FILES = "payload_files"
+PAYLOAD_WRITE = "payload"
 
 
 class BlobStore:
     """Arrays in and out of GridFS, addressed by content hash."""
 
-    def __init__(self, database: Any) -> None:
+    def __init__(self, database: Any, advert: StoreAdvert | None = None, write_files: bool = True) -> None:
         self._bucket = gridfs.GridFSBucket(database, bucket_name=BUCKET, chunk_size_bytes=CHUNK_SIZE_BYTES)
         self._files = database[f"{BUCKET}.files"]
         self._chunks = database[f"{BUCKET}.chunks"]
+        self._payload_docs = database[PAYLOAD_FILES]
+        self._advert = advert  # the managed server's file store, when it has one
+        self.local_files = advert.files if advert is not None else None
+        self.uses_files = write_files and self.local_files is not None  # where new payloads go (else GridFS)
+        self.pending = PendingWrites(database)
         self._indexed = False
 
     def put_array(self, array: np.ndarray, digest: str | None = None) -> str:
         """Store `array` unless identical content is already there; return its hash."""
         digest = digest or codec.content_hash(array)
-        if self._files.find_one({"_id": digest}, {"_id": 1}) is not None:
+        if self._payload_doc(digest) is not None or self._files.find_one({"_id": digest}, {"_id": 1}) is not None:
             return digest
         payload, meta = codec.encode(array)
         metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes),
@@ -61,29 +75,75 @@ class BlobStore:
             pass
         return digest
 
-    def put_bytes(self, name: str, payload: bytes, metadata: dict[str, Any], file_id: Any = None) -> Any:
-        """Write a GridFS file (its `_id` is `file_id`, else a new ObjectId); returns the `_id`."""
-        self._ensure_indexes()
+    def put_bytes(self, name: str, payload: bytes | memoryview, metadata: dict[str, Any],
+                  file_id: Any = None) -> Any:
+        """Write a payload (its `_id` is `file_id`, else a new ObjectId); returns the `_id`.
+
+        What the write creates is recorded first (pending_writes.py), so that leftovers of a writer killed
+        half-way are removed by the next save, or by `fsck`, without reading any payload."""
         file_id = ObjectId() if file_id is None else file_id
-        view = memoryview(payload)
-        chunk_ids = []
+        if self.uses_files:
+            return self._put_file(name, payload, metadata, file_id)
+        self._ensure_indexes()
+        view = memoryview(payload).cast("B")
+        chunk_ids = [ObjectId() for _ in range(max(1, -(-len(view) // CHUNK_SIZE_BYTES)))] if len(view) else []
+        record = self.pending.begin(PAYLOAD_WRITE, file_id=file_id, chunk_ids=chunk_ids)
         try:
-            for group_start in range(0, max(len(payload), 1), CHUNK_SIZE_BYTES * INSERT_GROUP):
-                docs = []
-                for offset in range(group_start, min(len(payload), group_start + CHUNK_SIZE_BYTES * INSERT_GROUP),
-                                    CHUNK_SIZE_BYTES):
-                    chunk_ids.append(ObjectId())
-                    docs.append({"_id": chunk_ids[-1], "files_id": file_id, "n": len(chunk_ids) - 1,
-                                 "data": Binary(bytes(view[offset:offset + CHUNK_SIZE_BYTES]))})
-                if docs:
-                    self._chunks.insert_many(docs, ordered=True)
-            self._files.insert_one({"_id": file_id, "length": len(payload), "chunkSize": CHUNK_SIZE_BYTES,
+            beat_at = time.monotonic() + HEARTBEAT_S
+            for group in range(0, len(chunk_ids), INSERT_GROUP):
+                self._chunks.insert_many([
+                    {"_id": chunk_ids[n], "files_id": file_id, "n": n,
+                     "data": Binary(bytes(view[n * CHUNK_SIZE_BYTES:(n + 1) * CHUNK_SIZE_BYTES]))}
+                    for n in range(group, min(group + INSERT_GROUP, len(chunk_ids)))], ordered=True)
+                if time.monotonic() > beat_at:
+                    self.pending.beat(record)
+                    beat_at = time.monotonic() + HEARTBEAT_S
+            self._files.insert_one({"_id": file_id, "length": len(view), "chunkSize": CHUNK_SIZE_BYTES,
                                     "uploadDate": datetime.now(timezone.utc), "filename": name,
                                     "metadata": {**metadata, "chunk_ids": chunk_ids}})
         except BaseException:
-            self._chunks.delete_many({"files_id": file_id})
+            self._delete_chunks(chunk_ids)  # only this write's chunks: a racing identical save keeps its own
+            self.pending.end(record)
             raise
+        self.pending.end(record)
         return file_id
+
+    def _delete_chunks(self, chunk_ids: Iterable[Any]) -> None:
+        for chunk_id in chunk_ids:
+            self._chunks.delete_one({"_id": chunk_id})
+
+    def _put_file(self, name: str, payload: bytes | memoryview, metadata: dict[str, Any], file_id: Any) -> Any:
+        """The file first, its document last: a crash in between leaves an unnamed file, never a dangling name."""
+        assert self.local_files is not None
+        record = self.pending.begin(PAYLOAD_WRITE, file_id=file_id, in_files=True)
+        try:
+            self.local_files.write(str(file_id), payload)
+            self._payload_docs.insert_one({"_id": file_id, "length": len(payload), "filename": name,
+                                           "uploadDate": datetime.now(timezone.utc), "metadata": metadata})
+        except DuplicateKeyError:  # an identical payload was listed meanwhile: the file is that one's too
+            self.pending.end(record)
+            raise
+        except BaseException:
+            self._clean_dead_write({"_id": record, "file_id": file_id, "in_files": True})
+            self.pending.end(record)
+            raise
+        self.pending.end(record)
+        return file_id
+
+    def collect_dead_writes(self) -> int:
+        """Remove what writers that died half-way left: chunks or a file that no document names."""
+        return self.pending.collect_dead(PAYLOAD_WRITE, self._clean_dead_write)
+
+    def _clean_dead_write(self, record: dict[str, Any]) -> None:
+        file_id = record["file_id"]
+        if self._payload_doc(file_id) is not None or self._files.find_one({"_id": file_id}, {"_id": 1}):
+            return  # the write finished (or a later identical one did): nothing is left over
+        self._delete_chunks(record.get("chunk_ids") or [])
+        writing = [other for other in self.pending.collection.find({"file_id": file_id})
+                   if other["_id"] != record["_id"]]
+        if record.get("in_files") and self.local_files is not None and not writing:
+            self.local_files.delete(str(file_id))  # named but never listed; a live identical write keeps it
+            self.local_files.delete_temporaries(str(file_id))
 
     def _read_chunk(self, chunk_id: ObjectId) -> bytes:
         chunk = self._chunks.find_one({"_id": chunk_id})
@@ -91,10 +151,15 @@ class BlobStore:
             raise IntegrityError(f"GridFS chunk {chunk_id} is missing (bucket {BUCKET!r}).")
         return bytes(chunk["data"])
 
-    def _read(self, file: dict[str, Any]) -> bytes:
+    def _read(self, file: dict[str, Any]) -> bytes | bytearray:
         """A file's bytes, checked against its recorded length."""
         chunk_ids = (file.get("metadata") or {}).get("chunk_ids")
-        if chunk_ids is not None:
+        if file.get("in_files"):
+            if self.local_files is None:
+                assert self._advert is not None
+                raise self._advert.unreachable_error(str(file["_id"]))
+            parts = [self.local_files.read(str(file["_id"]))]
+        elif chunk_ids is not None:
             if len(chunk_ids) <= 2:
                 parts = [self._read_chunk(chunk_id) for chunk_id in chunk_ids]
             else:
@@ -104,15 +169,22 @@ class BlobStore:
             parts = [bytes(chunk["data"]) for chunk in
                      self._chunks.find({"files_id": file["_id"]}, {"data": 1, "_id": 0}, sort=[("n", 1)],
                                        batch_size=READ_BATCH)]
-        payload = b"".join(parts)
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
         if len(payload) != file["length"]:
-            raise IntegrityError(f"GridFS file {file['_id']} has {len(payload)} of {file['length']} "
+            raise IntegrityError(f"Payload {file['_id']} has {len(payload)} of {file['length']} "
                                                 "bytes; it is incomplete or being deleted.")
         return payload
 
+    def _payload_doc(self, file_id: Any) -> dict[str, Any] | None:
+        """The `payload_files` document of a payload stored as a file (only looked for beside a file store)."""
+        if self._advert is None:
+            return None
+        doc = self._payload_docs.find_one({"_id": file_id})
+        return None if doc is None else {**doc, "in_files": True}
+
     def _file(self, digest: str) -> dict[str, Any] | None:
         """The files document of a blob: by `_id`; a blob of the first layout by filename (a scan, once)."""
-        file = self._files.find_one({"_id": digest})
+        file = self._payload_doc(digest) or self._files.find_one({"_id": digest})
         if file is None:
             file = self._files.find_one({"filename": digest}, sort=[("uploadDate", -1)])
         return file
@@ -131,17 +203,30 @@ class BlobStore:
                                  "from a copy or save the parameters again.")
         return array
 
-    def get_bytes(self, file_id: Any) -> bytes:
-        file = self._files.find_one({"_id": file_id})
+    def get_bytes(self, file_id: Any) -> bytes | bytearray:
+        file = self._payload_doc(file_id) or self._files.find_one({"_id": file_id})
         if file is None:
             raise gridfs.errors.NoFile(f"No GridFS file {file_id} in bucket {BUCKET!r}.")
         return self._read(file)
 
     def delete_by_id(self, file_id: Any) -> None:
+        if self._payload_doc(file_id) is not None:  # the name first: a crash in between leaves an unnamed file
+            self._payload_docs.delete_one({"_id": file_id})
+            if self.local_files is not None:
+                self.local_files.delete(str(file_id))
+            return
         try:
             self._bucket.delete(file_id)
         except gridfs.errors.NoFile:
             pass
+
+    def delete_matching(self, query: dict[str, Any]) -> int:
+        """Delete every payload whose document matches `query` (e.g. an import's); reads the payload documents."""
+        ids = [doc["_id"] for doc in self._payload_docs.find(query, {"_id": 1})]
+        ids += [doc["_id"] for doc in self._files.find(query, {"_id": 1})]
+        for file_id in ids:
+            self.delete_by_id(file_id)
+        return len(ids)
 
     def collect_garbage(self, digests: Iterable[str], is_referenced: Callable[[str], bool]) -> int:
         """Delete each blob in `digests` that nothing refers to; return how many files were removed."""
@@ -164,4 +249,4 @@ class BlobStore:
             self._indexed = True
 
     def count(self) -> int:
-        return self._files.count_documents({})
+        return self._files.count_documents({}) + self._payload_docs.count_documents({})

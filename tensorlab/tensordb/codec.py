@@ -1,7 +1,9 @@
 """Raw arrays to lz4-compressed bytes and back: dtype and shape travel beside the bytes, never pickle.
 
 Floating-point data is byte-shuffled first (the Blosc trick: group the k-th byte of every value
-together, so exponents sit next to each other) when a probe shows that it compresses better.
+together, so exponents sit next to each other) when a probe shows that it compresses better. Data that
+lz4 cannot shrink by 10% (trained weights, noise-like features) is stored raw (`codec: "raw"`): the
+attempt would cost more time than the bytes it saves, on every save and every load.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..errors import IntegrityError, InvalidInput
 _PROBE_BYTES = 1 << 16
 _LZ4_MAX_INPUT = 0x7E000000  # lz4 block format limit (~2 GB); larger arrays are split in frames below
 _FRAME_BYTES = 1 << 30
+_WORTH_COMPRESSING = 0.9  # compressed/plain size of the probe below which lz4 is used
+CODECS = ("lz4", "raw")
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,18 @@ class ArrayMeta:
     dtype: str
     shape: tuple[int, ...]
     shuffled: bool
+    codec: str = "lz4"
 
     def to_doc(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "shape": list(self.shape), "shuffled": self.shuffled, "codec": "lz4"}
+        return {"dtype": self.dtype, "shape": list(self.shape), "shuffled": self.shuffled, "codec": self.codec}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ArrayMeta:
-        return cls(doc["dtype"], tuple(doc["shape"]), bool(doc.get("shuffled", False)))
+        codec = doc.get("codec", "lz4")
+        if codec not in CODECS:
+            raise IntegrityError(f"Unknown array codec {codec!r} (known: {', '.join(CODECS)}); the item was written "
+                                 "by a newer TensorLab or is corrupt. Upgrade TensorLab to read it.")
+        return cls(doc["dtype"], tuple(doc["shape"]), bool(doc.get("shuffled", False)), codec)
 
 
 def as_plain_array(value: Any, what: str) -> np.ndarray:
@@ -59,29 +68,43 @@ def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(itemsize, -1).T
 
 
-def _should_shuffle(array: np.ndarray) -> bool:
-    if array.dtype.kind not in "fc" or array.dtype.itemsize < 2 or array.nbytes < 1024:
-        return False
-    probe = np.ascontiguousarray(array.reshape(-1)[: _PROBE_BYTES // array.dtype.itemsize]).view(np.uint8)
-    plain = len(lz4.block.compress(probe.tobytes(), store_size=False))
-    shuffled = len(lz4.block.compress(_shuffle(probe, array.dtype.itemsize), store_size=False))
-    return shuffled < 0.95 * plain
+def _choose_layout(array: np.ndarray) -> tuple[str, bool]:
+    """(codec, shuffled) from compressing a 64 KB probe plain and, for floats, shuffled."""
+    if array.nbytes < 1024:
+        return "lz4", False
+    probe = np.ascontiguousarray(array.reshape(-1)[: max(1, _PROBE_BYTES // array.dtype.itemsize)]).view(np.uint8)
+    plain = len(lz4.block.compress(probe.data, store_size=False))
+    shuffled = plain + 1
+    if array.dtype.kind in "fc" and array.dtype.itemsize >= 2:
+        shuffled = len(lz4.block.compress(_shuffle(probe, array.dtype.itemsize), store_size=False))
+    if min(plain, shuffled) > _WORTH_COMPRESSING * probe.nbytes:
+        return "raw", False
+    return "lz4", shuffled < 0.95 * plain
 
 
-def encode(array: np.ndarray) -> tuple[bytes, ArrayMeta]:
-    """Compress `array` (any shape; numeric, bool or fixed-width string dtype)."""
+def encode(array: np.ndarray) -> tuple[bytes | memoryview, ArrayMeta]:
+    """Compress `array` (any shape; numeric, bool or fixed-width string dtype); raw bytes when lz4 would not
+    help. The payload may be a view of `array`'s memory: write it before changing the array."""
     shape = tuple(np.shape(array))  # before ascontiguousarray, which turns 0-d arrays into 1-d
     array = np.ascontiguousarray(array)
-    shuffled = _should_shuffle(array)
+    codec, shuffled = _choose_layout(array)
     raw = array.reshape(-1).view(np.uint8)
-    data = _shuffle(raw, array.dtype.itemsize) if shuffled else raw.tobytes()
+    if codec == "raw":
+        return raw.data, ArrayMeta(array.dtype.str, shape, False, "raw")
+    data = _shuffle(raw, array.dtype.itemsize) if shuffled else raw.data
     frames = [lz4.block.compress(data[i:i + _FRAME_BYTES]) for i in range(0, max(len(data), 1), _FRAME_BYTES)]
     payload = frames[0] if len(frames) == 1 else b"".join(len(f).to_bytes(8, "little") + f for f in frames)
     return payload, ArrayMeta(array.dtype.str, shape, shuffled)
 
 
-def decode(payload: bytes, meta: ArrayMeta, frames: int = 1) -> np.ndarray:
-    """Inverse of `encode`; the result is writable and owns its memory."""
+def decode(payload: bytes | bytearray, meta: ArrayMeta, frames: int = 1) -> np.ndarray:
+    """Inverse of `encode`; the result is writable and owns its memory (or a bytearray handed in)."""
+    dtype = np.dtype(meta.dtype)
+    if meta.codec == "raw":
+        if len(payload) != dtype.itemsize * int(np.prod(meta.shape, dtype=np.int64)):
+            raise ValueError(f"{len(payload)} raw bytes do not hold {meta.shape} of {meta.dtype}")
+        flat = np.frombuffer(payload, dtype=dtype)
+        return (flat if isinstance(payload, bytearray) else flat.copy()).reshape(meta.shape)
     if frames == 1:
         data = lz4.block.decompress(payload)
     else:
@@ -91,7 +114,6 @@ def decode(payload: bytes, meta: ArrayMeta, frames: int = 1) -> np.ndarray:
             parts.append(lz4.block.decompress(payload[offset + 8:offset + 8 + size]))
             offset += 8 + size
         data = b"".join(parts)
-    dtype = np.dtype(meta.dtype)
     if meta.shuffled:
         flat = _unshuffle(data, dtype.itemsize).copy().view(dtype).reshape(-1)
     else:

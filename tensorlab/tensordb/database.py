@@ -18,10 +18,12 @@ from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
+from .fsck import FsckReport, fsck
 from .indexes import declare_indexes
 from .jobs import JobQueue
 from .logbook import LogBook
 from .parameters import ParameterStore
+from .payload_files import discover
 from .runs import RunStore
 from .scope import Scope
 from .stream import DataStream
@@ -36,6 +38,7 @@ class TensorDB:
 
     Two ways in: `tensorlab.connect(uri, db=..., study=...)`, or the seeds' constructor
     `TensorDB(ip=..., port=..., db_name=..., user_name=..., password=..., studyID=...)`.
+    `payload_files=False` keeps new payloads in GridFS even beside the managed server's file store.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class TensorDB:
         uri: str | None = None,
         client: Any = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        payload_files: bool = True,
         **client_options: Any,
     ) -> None:
         if not isinstance(db_name, str) or not db_name or any(c in db_name for c in '/\\. "$'):
@@ -71,7 +75,8 @@ class TensorDB:
         self.study = study
         self._scope = Scope(self.db, study, repr(self))
         self.index_problems = [] if self.is_memory else declare_indexes(self.db)
-        self.blobs = BlobStore(self.db)
+        advert = None if self.is_memory else discover(client, db_name)
+        self.blobs = BlobStore(self.db, advert, write_files=payload_files)
         self.data = DataStore(self._scope, self.blobs)
         self.architectures = ArchitectureStore(self._scope)
         self.parameters = ParameterStore(self._scope, self.blobs)
@@ -108,11 +113,17 @@ class TensorDB:
             self._scope.closed = True
             self.client.close()
 
+    def fsck(self, repair: bool = True) -> FsckReport:
+        """Remove what killed writers left (this study's imports and versions, the database's payloads) and
+        name damaged items; `repair=False` only counts. Reads every payload document once."""
+        return fsck(self, repair)
+
     def drop_study(self) -> dict[str, int]:
         """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         self.data.ledger.drop_study()
+        self.data.catalog.drop_study()
         removed["logs"] = self.logbook.drop_study()
         removed[ARCHITECTURES] = delete_matching(self._scope.collection(ARCHITECTURES), {"study": self.study})
         removed["runs"] = self.run_store.drop_study()
@@ -235,12 +246,14 @@ def connect(
     user: str | None = None,
     password: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    payload_files: bool = True,
     **client_options: Any,
 ) -> TensorDB:
     """Connect to TensorDB: explicit `uri`, else $TENSORLAB_MONGODB_URI, else the managed local server.
 
     `memory://` gives an ephemeral in-process store (mongomock) for quick tries; it is never chosen
     for you. Auth and TLS keyword options (e.g. `tls=True`, `authSource=...`) go straight to pymongo.
+    Beside the managed server, large payloads are files next to its data (`payload_files=False`: GridFS).
     """
     return TensorDB(db_name=db, user_name=user, password=password, studyID=study, uri=uri,
-                    timeout_s=timeout_s, **client_options)
+                    timeout_s=timeout_s, payload_files=payload_files, **client_options)

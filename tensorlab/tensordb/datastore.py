@@ -29,8 +29,11 @@ from ..validation import check_query, clean_tags
 from . import codec
 from .batched_delete import delete_matching
 from .blobstore import BlobStore
-from .chunk_labels import LABELS, chunk_label_index, selected_count, selected_rows, split_label_condition
+from .by_id import find_by_ids
+from .chunk_labels import LABELS, chunk_label_index, selected_count, split_label_condition
 from .imports import ImportLedger
+from .sample_catalog import SampleCatalog, catalog_equalities, entry_matches, new_entry
+from .sample_plan import ChunkSelection, group_rows, has_label_counts, is_chunk_level, select_in_uniform
 from .scope import Scope
 
 SAMPLES = "samples"
@@ -38,10 +41,9 @@ CHUNKS = "sample_chunks"
 CHUNK_DATA = "sample_chunk_data"
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
 INLINE_LIMIT_BYTES = 8 * 1024 * 1024
+FILE_INLINE_LIMIT_BYTES = 64 * 1024  # beside a file store, anything larger is read faster from a file
 INSERT_BATCH = 5000
 LOAD_THREADS = 4
-CHUNK_LEVEL_FIELDS = ("study", "tags", "import_id")
-_LOGICAL = ("$and", "$or", "$nor")
 
 
 @dataclass(frozen=True)
@@ -49,32 +51,6 @@ class ImportResult:
     import_id: ObjectId
     count: int
     chunks: int
-
-
-@dataclass(frozen=True)
-class ChunkSelection:
-    """Rows of one chunk that a query selects (`rows is None`: all of them)."""
-
-    chunk_id: ObjectId
-    count: int
-    rows: np.ndarray | None
-    selected: int | None = None  # rows chosen, when only counted (plan(need_rows=False)) and rows is None
-
-    @property
-    def size(self) -> int:
-        if self.rows is not None:
-            return len(self.rows)
-        return self.count if self.selected is None else self.selected
-
-
-def _is_chunk_level(query: Mapping[str, Any]) -> bool:
-    for key, value in query.items():
-        if key in _LOGICAL:
-            if not all(isinstance(part, Mapping) and _is_chunk_level(part) for part in value):
-                return False
-        elif key.startswith("$") or not any(key == f or key.startswith(f + ".") for f in CHUNK_LEVEL_FIELDS):
-            return False
-    return True
 
 
 def _scalar_labels(y: np.ndarray) -> list[Any] | None:
@@ -106,7 +82,8 @@ class DataStore:
         self._scope = scope
         self._blobs = blobs
         self._indexed: set[str] = set()
-        self.ledger = ImportLedger(scope)
+        self.catalog = SampleCatalog(scope)
+        self.ledger = ImportLedger(scope, self.catalog.listed)
 
     @property
     def samples(self) -> Any:
@@ -141,14 +118,16 @@ class DataStore:
         X, y = validate_samples(X, y)
         tags = clean_tags(tags)
         self.ensure_indexes(tags)
-        self.ledger.collect_dead(self._rollback)
+        self._ensure_catalog()
+        self.ledger.collect_dead(self.rollback_import)
+        self._blobs.collect_dead_writes()  # payloads half-written by a killed import
         import_id = ObjectId()
         self.ledger.begin(import_id, len(X))
         per_sample = max(1, X[0].nbytes + (y[0].nbytes if y is not None else 0))
         rows_per_chunk = max(1, int(chunk_bytes // per_sample))
         labels = _scalar_labels(y) if y is not None else None
         now = datetime.now(timezone.utc)
-        chunk_count = 0
+        described: list[dict[str, Any]] = []
         try:
             index_docs: list[dict[str, Any]] = []
             for start in range(0, len(X), rows_per_chunk):
@@ -167,7 +146,7 @@ class DataStore:
                     self.chunk_labels.insert_one({"_id": chunk_id, "study": self._scope.study,
                                                   "import_id": import_id, "rows": label_rows})
                 self.chunks.insert_one(chunk)
-                chunk_count += 1
+                described.append(chunk)
                 for row in range(stop - start):
                     doc = {"study": self._scope.study, "chunk": chunk_id, "row": row, "tags": tags,
                            "import_id": import_id, "created": now}
@@ -180,16 +159,17 @@ class DataStore:
                     index_docs = []
             if index_docs:
                 self.samples.insert_many(index_docs, ordered=False)
-            self.ledger.commit(import_id)  # the one write that makes every sample of the import visible
+            # listing the import in the catalog is the one write that makes every sample of it visible
+            self.ledger.commit(import_id, lambda: self.catalog.publish(new_entry(import_id, tags, described)))
         except BaseException:
-            self._rollback(import_id)
+            self.rollback_import(import_id)
             raise
-        return ImportResult(import_id, len(X), chunk_count)
+        return ImportResult(import_id, len(X), len(described))
 
     def _pack(self, array: np.ndarray, import_id: ObjectId, chunk_id: ObjectId, part: str) -> dict[str, Any]:
         payload, meta = codec.encode(array)
         packed = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "crc32": codec.checksum(payload)}
-        if len(payload) <= INLINE_LIMIT_BYTES:
+        if len(payload) <= (FILE_INLINE_LIMIT_BYTES if self._blobs.uses_files else INLINE_LIMIT_BYTES):
             packed["payload"] = Binary(payload)
         else:
             packed["file"] = self._blobs.put_bytes(f"sample-chunk:{chunk_id}:{part}", payload,
@@ -198,18 +178,20 @@ class DataStore:
 
     def _unpack(self, packed: Mapping[str, Any], what: str) -> np.ndarray:
         payload = packed["payload"] if "payload" in packed else self._blobs.get_bytes(packed["file"])
-        return codec.verified_decode(bytes(payload), codec.ArrayMeta.from_doc(packed), packed.get("frames", 1),
+        return codec.verified_decode(payload, codec.ArrayMeta.from_doc(packed), packed.get("frames", 1),
                                      packed.get("crc32"), what)
 
-    def _rollback(self, import_id: ObjectId) -> None:
+    def rollback_import(self, import_id: ObjectId) -> None:
         """Best-effort removal of a failed import, so no partial dataset stays visible."""
         try:
+            self.catalog.unlist(import_id)
             delete_matching(self.samples, {"import_id": import_id})
             self.chunks.delete_many({"import_id": import_id})
             self.chunk_labels.delete_many({"import_id": import_id})
             for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
                 self._delete_chunk_files(data)
             self.chunk_data.delete_many({"import_id": import_id})
+            self._blobs.delete_matching({"metadata.import_id": import_id})  # written before their chunk named them
             self.ledger.rolled_back(import_id)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
@@ -222,43 +204,73 @@ class DataStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def plan(self, query: Any = None, need_rows: bool = True) -> list[ChunkSelection]:
-        """The chunks and rows a query selects, in storage order (`need_rows=False`: counts are enough)."""
+        """The chunks and rows a query selects, in storage order (`need_rows=False`: sizes for counting only;
+        a selection may then stand for a whole import)."""
         scoped = self._scope.scoped(check_query(query))
         split = split_label_condition(scoped)
-        if split is not None and _is_chunk_level(split[0]):
+        selections = None
+        if split is not None and (wanted := catalog_equalities(split[0])) is not None:
+            selections = self._plan_by_catalog(scoped, wanted, split[1], need_rows)
+        elif split is not None and is_chunk_level(split[0]):
             selections = self._plan_by_chunk(scoped, *split, need_rows)
-        else:
-            selections = None
         if selections is None:
             docs = list(self.samples.find(scoped, {"chunk": 1, "row": 1, "_id": 0}))
             chunks = self._visible(self.chunks.find({"_id": {"$in": list({d["chunk"] for d in docs})}},
                                                     {"count": 1, "import_id": 1}))
             counts = {doc["_id"]: doc["count"] for doc in chunks}
-            selections = self._group_rows([d for d in docs if d["chunk"] in counts], counts)
+            selections = group_rows([d for d in docs if d["chunk"] in counts], counts)
         return sorted(selections, key=lambda selection: selection.chunk_id)
+
+    def _ensure_catalog(self) -> None:
+        self.catalog.ensure_built(lambda: self._visible(self.chunks.find({"study": self._scope.study})))
+
+    def _plan_by_catalog(self, scoped: dict[str, Any], wanted: dict[str, list[Any]], allowed: list[Any] | None,
+                         need_rows: bool) -> list[ChunkSelection]:
+        """Answer from the study's catalog: its imports that match, then their chunks by `_id`."""
+        self._ensure_catalog()
+        selections: list[ChunkSelection] = []
+        unsure: list[ObjectId] = []  # chunks of imports the catalog cannot answer for
+        for entry in self.catalog.entries():
+            counted = not entry["labelled"] or entry["label_counts"] is not None
+            if not entry["uniform"] or (allowed is not None and not counted):
+                unsure += [chunk["id"] for chunk in entry["chunks"]]
+            elif not entry_matches(entry, wanted):
+                continue
+            elif allowed is None:
+                selections += [ChunkSelection(chunk["id"], chunk["count"], None) for chunk in entry["chunks"]]
+            elif not need_rows:
+                if chosen := selected_count(entry, allowed):
+                    selections.append(ChunkSelection(entry["chunks"][0]["id"], entry["count"], None, chosen))
+            elif selected_count(entry, allowed):
+                docs = find_by_ids(self.chunks, [chunk["id"] for chunk in entry["chunks"]])
+                selections += select_in_uniform(docs, allowed, need_rows, self._label_rows)
+        if unsure:
+            docs = find_by_ids(self.chunks, unsure)
+            answerable = [d for d in docs if d.get("uniform") and (allowed is None or has_label_counts(d))]
+            selections += select_in_uniform([d for d in answerable if entry_matches(d, wanted)], allowed, need_rows,
+                                            self._label_rows)
+            rest = {d["_id"]: d["count"] for d in docs if d not in answerable}
+            if rest:
+                restrict = {"$and": [scoped, {"chunk": {"$in": list(rest)}}]}
+                selections += group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), rest)
+        return selections
+
+    def _label_rows(self, chunk_id: ObjectId) -> dict[str, Any] | None:
+        return self.chunk_labels.find_one({"_id": chunk_id})
 
     def _plan_by_chunk(self, scoped: dict[str, Any], rest: dict[str, Any], allowed: list[Any] | None,
                        need_rows: bool) -> list[ChunkSelection] | None:
         """Answer from chunk descriptions (tags, label counts); None when a chunk predates label counts."""
         fields = {"_id": 1, "count": 1, "label_counts": 1, "labels": 1, "import_id": 1}
         uniform = self._visible(self.chunks.find({"$and": [rest, {"uniform": True}]}, fields))
-        if allowed is not None and any("label_counts" not in doc for doc in uniform if doc.get("labels")):
+        if allowed is not None and not all(has_label_counts(doc) for doc in uniform):
             return None  # written before label counts existed: the per-sample index answers
-        selections = []
-        for doc in uniform:
-            chosen = doc["count"] if allowed is None else selected_count(doc, allowed)
-            if chosen == doc["count"]:
-                selections.append(ChunkSelection(doc["_id"], doc["count"], None))
-            elif chosen and need_rows:
-                rows = selected_rows(self.chunk_labels.find_one({"_id": doc["_id"]}), allowed)
-                selections.append(ChunkSelection(doc["_id"], doc["count"], rows))
-            elif chosen:
-                selections.append(ChunkSelection(doc["_id"], doc["count"], None, chosen))
+        selections = select_in_uniform(uniform, allowed, need_rows, self._label_rows)
         mixed = {doc["_id"]: doc["count"] for doc in self._visible(
             self.chunks.find({"study": scoped["study"], "uniform": False}, {"_id": 1, "count": 1, "import_id": 1}))}
         if mixed:
             restrict = {"$and": [scoped, {"chunk": {"$in": list(mixed)}}]}
-            selections += self._group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
+            selections += group_rows(self.samples.find(restrict, {"chunk": 1, "row": 1, "_id": 0}), mixed)
         return selections
 
     def _visible(self, chunks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -266,14 +278,6 @@ class DataStore:
         chunks = list(chunks)
         shown = self.ledger.visible(chunk["import_id"] for chunk in chunks)
         return [chunk for chunk in chunks if chunk["import_id"] in shown]
-
-    @staticmethod
-    def _group_rows(docs: Iterable[Mapping[str, Any]], counts: Mapping[ObjectId, int]) -> list[ChunkSelection]:
-        rows: dict[ObjectId, list[int]] = {}
-        for doc in docs:
-            rows.setdefault(doc["chunk"], []).append(doc["row"])
-        return [ChunkSelection(chunk_id, counts.get(chunk_id, len(r)), np.sort(np.asarray(r, dtype=np.int64)))
-                for chunk_id, r in rows.items()]
 
     def load_chunks(self, chunk_ids: list[ObjectId]) -> dict[ObjectId, tuple[np.ndarray, np.ndarray | None]]:
         """Decoded (X, y) of several chunks, fetched with one query."""
@@ -322,17 +326,21 @@ class DataStore:
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per import: tags, sample count, dtype and sample shape."""
-        groups: dict[ObjectId, dict[str, Any]] = {}
-        for chunk in self._visible(self.chunks.find({"study": self._scope.study})):
-            group = groups.setdefault(chunk["import_id"], {
-                "import_id": str(chunk["import_id"]), "tags": chunk["tags"], "samples": 0,
-                "dtype": chunk["dtype"], "sample_shape": tuple(chunk["sample_shape"]), "created": chunk["created"]})
-            group["samples"] += chunk["count"]
-        return list(groups.values())
+        self._ensure_catalog()
+        return [{"import_id": str(entry["import_id"]), "tags": entry["tags"], "samples": entry["count"],
+                 "dtype": entry["dtype"], "sample_shape": tuple(entry["sample_shape"] or ()),
+                 "created": entry["created"]}
+                for entry in sorted(self.catalog.entries(), key=lambda entry: entry["import_id"])]
 
     # -- changing --------------------------------------------------------------------------------
-    def _affected_chunks(self, scoped: Mapping[str, Any]) -> list[ObjectId]:
-        return list({doc["chunk"] for doc in self.samples.find(scoped, {"chunk": 1, "_id": 0})})
+    def _affected(self, scoped: Mapping[str, Any]) -> tuple[list[ObjectId], set[ObjectId]]:
+        """The chunks and imports holding samples that match; marked non-uniform before samples change."""
+        docs = list(self.samples.find(scoped, {"chunk": 1, "import_id": 1, "_id": 0}))
+        chunks, imports = list({doc["chunk"] for doc in docs}), {doc["import_id"] for doc in docs}
+        self._ensure_catalog()
+        self.catalog.mark_mixed(imports)
+        self.chunks.update_many({"_id": {"$in": chunks}}, {"$set": {"uniform": False}})
+        return chunks, imports
 
     def update_tags(self, query: Any, tags: Mapping[str, Any]) -> int:
         """Set tags on the matching samples; returns how many changed."""
@@ -341,8 +349,7 @@ class DataStore:
         if not tags:
             raise InvalidInput("`tags` is empty; pass the tags to set, e.g. {'split': 'valid'}.")
         self.ensure_indexes(tags)
-        affected = self._affected_chunks(scoped)
-        self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
+        self._affected(scoped)
         result = self.samples.update_many(scoped, {"$set": {f"tags.{k}": v for k, v in tags.items()}})
         return result.modified_count
 
@@ -352,8 +359,7 @@ class DataStore:
             raise InvalidInput("delete_data needs a query naming what to delete, e.g. {'tags.split': 'old'}; "
                                "pass {} to delete every sample of the study.")
         scoped = self._scope.scoped(check_query(query, "query"))
-        affected = self._affected_chunks(scoped)
-        self.chunks.update_many({"_id": {"$in": affected}}, {"$set": {"uniform": False}})
+        affected, imports = self._affected(scoped)
         deleted = delete_matching(self.samples, scoped)
         for chunk_id in affected:
             if self.samples.count_documents({"chunk": chunk_id}, limit=1) == 0:
@@ -363,4 +369,8 @@ class DataStore:
                 if data:
                     self._delete_chunk_files(data)
                     self.chunk_data.delete_one({"_id": chunk_id})
+        for entry in self.catalog.entries():
+            if entry["import_id"] in imports:
+                remaining = find_by_ids(self.chunks, [chunk["id"] for chunk in entry["chunks"]])
+                self.catalog.keep_chunks(entry["import_id"], remaining)
         return deleted

@@ -24,8 +24,9 @@ SWEEP_AFTER_S = 60.0  # a second rollback this long after the first catches writ
 
 
 class ImportLedger:
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, listed: Callable[[Any], bool]) -> None:
         self._scope = scope
+        self._listed = listed  # whether the study's catalog lists an import (sample_catalog.py)
         self._committed: set[Any] = set()
 
     @property
@@ -41,11 +42,14 @@ class ImportLedger:
         """The import is still writing: other hosts judge its writer alive by this (run_liveness.py)."""
         self.collection.update_one({"_id": import_id}, {"$set": {"heartbeat": utc_now()}})
 
-    def commit(self, import_id: Any) -> None:
+    def commit(self, import_id: Any, publish: Callable[[], None]) -> None:
+        """`publish` lists the import in the catalog (what readers go by); the marker flips after it, so a
+        process killed between the two leaves a listed import that the next collection marks committed."""
         marker = self.collection.find_one({"_id": import_id}, {"rolled_back": 1})
         if marker is None or marker.get("rolled_back") is not None:
             raise TensorLabError(f"Import {import_id} was rolled back while it was written (its writer looked dead: "
                               "no heartbeat for a minute); nothing of it is visible. Import the data again.")
+        publish()
         self.collection.update_one({"_id": import_id}, {"$set": {"committed": True, "committed_at": utc_now()}})
         self._committed.add(import_id)
 
@@ -62,7 +66,7 @@ class ImportLedger:
                 shown.add(import_id)
                 continue
             marker = self.collection.find_one({"_id": import_id}, {"committed": 1})
-            if marker is None or marker.get("committed"):
+            if marker is None or marker.get("committed") or self._listed(import_id):
                 shown.add(import_id)
                 if marker is not None:
                     self._committed.add(import_id)
@@ -74,7 +78,9 @@ class ImportLedger:
         done = []
         for marker in self.collection.find({"study": self._scope.study, "committed": False, "swept": {"$ne": True}}):
             rolled = marker.get("rolled_back")
-            if rolled is None and process_gone(marker):
+            if rolled is None and self._listed(marker["_id"]):
+                self.collection.update_one({"_id": marker["_id"]}, {"$set": {"committed": True}})
+            elif rolled is None and process_gone(marker):
                 rollback(marker["_id"])
                 done.append(marker["_id"])
             elif rolled is not None and (utc_now() - as_utc(rolled)).total_seconds() > SWEEP_AFTER_S:

@@ -15,13 +15,18 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pymongo
+from pymongo.errors import PyMongoError
+
 from ..errors import ServerError
 from .ferretdb_build import installed_ferretdb
+from .payload_files import advertise
 from .run_liveness import process_start
 
 HOME_ENV_VAR = "TENSORLAB_HOME"
@@ -185,6 +190,7 @@ class LocalServer:
         self.state_file = self.home / "server.json"
         self.log_file = self.home / "server.log"
         self.data_dir = self.home / "data"
+        self.payload_dir = self.home / "payloads"
 
     def __repr__(self) -> str:
         return f"LocalServer(home={str(self.home)!r})"
@@ -219,18 +225,34 @@ class LocalServer:
         A live server that does not answer is left alone (clients keep their address) and reported; a
         state file naming any other process is dropped without signalling that process."""
         with self._lock():
-            info = self._read_state()
-            if info and is_own_server(info):
-                if answers(info.port, START_PATIENCE_S):
-                    return info
-                raise ServerError(
-                    f"The managed server (pid {info.pid}, port {info.port}) is running but has not answered for "
-                    f"{START_PATIENCE_S:g} s; it is left running so connected programs keep their address. See "
-                    f"{self.log_file}, or restart it with `tensorlab server stop` and `tensorlab server start`.")
-            self.state_file.unlink(missing_ok=True)
-            if port is None and info and info.port >= 1024 and _port_free(info.port):
-                port = info.port  # clients of the previous server reconnect to the same address
-            return self._launch(extra_args or [], port)
+            info = self._running_or_launched(extra_args, port)
+            self._advertise_payload_files(info)
+            return info
+
+    def _advertise_payload_files(self, info: ServerInfo) -> None:
+        """Tell the server where its payload files live (payload_files.py); its clients read it at connect."""
+        client = pymongo.MongoClient(info.uri, serverSelectionTimeoutMS=int(START_PATIENCE_S * 1000))
+        try:
+            advertise(client, self.payload_dir)
+        except (PyMongoError, OSError) as error:  # payloads then stay in GridFS: slower, never wrong
+            warnings.warn(f"TensorLab: the managed server's payload file store is not available ({error}); "
+                          "payloads go to GridFS.", RuntimeWarning, stacklevel=3)
+        finally:
+            client.close()
+
+    def _running_or_launched(self, extra_args: list[str] | None, port: int | None) -> ServerInfo:
+        info = self._read_state()
+        if info and is_own_server(info):
+            if answers(info.port, START_PATIENCE_S):
+                return info
+            raise ServerError(
+                f"The managed server (pid {info.pid}, port {info.port}) is running but has not answered for "
+                f"{START_PATIENCE_S:g} s; it is left running so connected programs keep their address. See "
+                f"{self.log_file}, or restart it with `tensorlab server stop` and `tensorlab server start`.")
+        self.state_file.unlink(missing_ok=True)
+        if port is None and info and info.port >= 1024 and _port_free(info.port):
+            port = info.port  # clients of the previous server reconnect to the same address
+        return self._launch(extra_args or [], port)
 
     def _launch(self, extra_args: list[str], port: int | None) -> ServerInfo:
         kind, binary = find_server_binary()

@@ -68,6 +68,9 @@ def sorted_like_mongodb(docs: list[dict[str, Any]], sort: list[tuple[str, int]])
     return docs
 
 
+SAVE_WRITE = "parameters"
+
+
 class ParameterStore:
     def __init__(self, scope: Scope, blobs: BlobStore) -> None:
         self._scope = scope
@@ -102,16 +105,41 @@ class ParameterStore:
                        for n, a, d in zip(names, arrays, digests, strict=False)],
         }
         self.index.ensure_built(self.collection)
+        self.collect_dead_saves()
+        record = self._blobs.pending.begin(SAVE_WRITE, version=doc["_id"], blobs=digests)  # found if we are killed
         self.index.add(doc["_id"], self.index.entries_of(doc))  # first: a stale entry is harmless, a missing one not
         parameter_id = self.collection.insert_one(doc).inserted_id
         try:
             for array, digest in zip(arrays, digests, strict=False):
                 self._blobs.put_array(array, digest)
+            self.collection.update_one({"_id": parameter_id}, {"$set": {"complete": True}})
         except BaseException:
-            self.collection.delete_one({"_id": parameter_id})
+            self.discard_incomplete(parameter_id, digests)
             raise
-        self.collection.update_one({"_id": parameter_id}, {"$set": {"complete": True}})
+        finally:
+            self._blobs.pending.end(record)
         return parameter_id
+
+    def collect_dead_saves(self) -> int:
+        """Remove what saves killed half-way left (an incomplete version, its payloads); returns how many."""
+        removed = self._blobs.collect_dead_writes()
+        return removed + self._blobs.pending.collect_dead(SAVE_WRITE, lambda record: self.discard_incomplete(
+            record["version"], record.get("blobs") or []))
+
+    def discard_incomplete(self, version_id: Any, digests: list[str] | None = None) -> None:
+        """Remove a version that never completed and every payload of it nothing else names. Safe to repeat:
+        a cleaner killed half-way leaves the record, and the payloads are collected on the next pass."""
+        doc = self.collection.find_one({"_id": version_id})
+        if doc is not None and doc.get("complete"):
+            return
+        if doc is not None:
+            digests = [entry["blob"] for entry in doc["arrays"]]
+            self.collection.delete_one({"_id": version_id})
+            self.index.remove(version_id, self.index.entries_of(doc))
+        self._blobs.collect_garbage(digests or [], self._is_referenced)
+
+    def _is_referenced(self, digest: str) -> bool:
+        return self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0
 
     def _query(self, query: Any) -> dict[str, Any]:
         return {"$and": [self._scope.scoped(check_query(query)), {"complete": True}]}
@@ -180,7 +208,5 @@ class ParameterStore:
         delete_matching(self.collection, {"_id": {"$in": [doc["_id"] for doc in docs]}})
         for doc in docs:
             self.index.remove(doc["_id"], self.index.entries_of(doc))
-        digests = [entry["blob"] for doc in docs for entry in doc["arrays"]]
-        self._blobs.collect_garbage(
-            digests, lambda digest: self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0)
+        self._blobs.collect_garbage([entry["blob"] for doc in docs for entry in doc["arrays"]], self._is_referenced)
         return len(docs)

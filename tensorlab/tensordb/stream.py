@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
-from .datastore import ChunkSelection, DataStore
+from .datastore import DataStore
+from .sample_plan import ChunkSelection
 
 _END_OF_EPOCH = object()
 _FETCH_GROUP = 8
