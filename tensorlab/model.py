@@ -41,6 +41,12 @@ class StopFlag(keras.callbacks.Callback):
             self.stopped = True
 
 
+def _check_same_length(x: Any, y: Any, x_name: str, y_name: str) -> None:
+    """Keras reports unequal lengths deep inside fit (a cardinality error); say it plainly, before training."""
+    if hasattr(x, "shape") and hasattr(y, "shape") and len(x.shape) and len(y.shape) and len(x) != len(y):
+        raise InvalidInput(f"`{x_name}` has {len(x)} samples but `{y_name}` has {len(y)}; pass one label per sample.")
+
+
 class Model:
     """Wraps a `keras.Model`: build it from a model, a builder function, or an architecture in TensorDB."""
 
@@ -145,6 +151,9 @@ class Model:
         x, y = self._resolve_data(db, x, y, data)
         if isinstance(validation_data, dict):
             validation_data = db.find_data(validation_data)
+        _check_same_length(x, y, "x", "y")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            _check_same_length(validation_data[0], validation_data[1], "validation x", "validation y")
         if mixed_precision:
             set_mixed_precision(True)
         run_id, initial_epoch, step_offset = (None, 0, 0)

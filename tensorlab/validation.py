@@ -11,6 +11,7 @@ import numpy as np
 from .errors import InvalidInput
 
 _SCALARS = (str, bool, int, float, type(None))
+MAX_TAG_BYTES = 64 * 1024  # tags are copied into every sample's index document: keep them small
 
 
 def _clean_value(value: Any, where: str) -> Any:
@@ -47,11 +48,53 @@ def clean_tags(tags: Mapping[str, Any] | None, where: str = "tags") -> dict[str,
                 f"(MongoDB reads them as operators/paths). Rename it, e.g. {key.replace('.', '_').lstrip('$')!r}."
             )
         cleaned[key] = _clean_value(value, f"{where}.{key}")
+    if where == "tags" and (size := _approximate_bytes(cleaned)) > MAX_TAG_BYTES:
+        raise InvalidInput(
+            f"`tags` take about {size / 1024:,.0f} KB; tags are limited to {MAX_TAG_BYTES // 1024} KB (they are "
+            "copied into every sample's index document, and a MongoDB document holds at most 16 MB). Keep tags to "
+            "short labels; store large values with import_data or save_parameters.")
     return cleaned
 
 
+def _approximate_bytes(value: Any) -> int:
+    """About the BSON size of a cleaned tag value: enough to refuse what no server would store."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 8
+    if isinstance(value, Mapping):
+        return sum(len(key) + 2 + _approximate_bytes(item) for key, item in value.items()) + 8
+    if isinstance(value, list):
+        return sum(_approximate_bytes(item) + 4 for item in value) + 8
+    return 9
+
+
+QUERY_OPERATORS = frozenset({
+    "$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists",
+    "$type", "$all", "$elemMatch", "$size", "$regex", "$options", "$mod"})
+_SERVER_CODE = frozenset({"$where", "$function", "$accumulator", "$expr"})
+
+
+def _check_operators(value: Any, path: str, what: str) -> None:
+    """Every `$` key is a query operator all MongoDB-protocol servers run; server-side code never is."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and key.startswith("$"):
+                if key in _SERVER_CODE:
+                    raise InvalidInput(
+                        f"`{what}` uses {key} at {path or 'the top level'}: TensorLab does not send server-side "
+                        "code or expressions (not every server runs them, and they can run anything). Write the "
+                        "condition with comparison operators, e.g. {'metrics.loss': {'$lt': 0.5}}.")
+                if key not in QUERY_OPERATORS:
+                    raise InvalidInput(
+                        f"`{what}` uses unknown operator {key} at {path or 'the top level'}. Known operators: "
+                        f"{', '.join(sorted(QUERY_OPERATORS))}.")
+            _check_operators(item, f"{path}.{key}" if path else str(key), what)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_operators(item, f"{path}[{index}]", what)
+
+
 def check_query(query: Any, what: str = "query") -> dict[str, Any]:
-    """A query must be a dict (a MongoDB filter); None means everything."""
+    """A query must be a dict (a MongoDB filter) of operators every server runs; None means everything."""
     if query is None:
         return {}
     if not isinstance(query, Mapping):
@@ -59,6 +102,7 @@ def check_query(query: Any, what: str = "query") -> dict[str, Any]:
             f"`{what}` must be a MongoDB filter dict such as {{'tags.split': 'train'}}; got {type(query).__name__} "
             f"{query!r:.60}."
         )
+    _check_operators(query, "", what)
     return dict(query)
 
 

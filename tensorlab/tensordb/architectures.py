@@ -58,12 +58,28 @@ class ArchitectureStore:
         """A Keras model rebuilt from config; for source, the text (or, with trust=True, the model it builds)."""
         doc = self.find(query)
         if doc["kind"] == KERAS_JSON:
-            import keras
-
-            return keras.models.model_from_json(doc["config"])
+            return model_from_config(doc)
         if not trust:
             return doc["source"]
         return build_from_source(doc["source"], trust=True)
+
+
+def model_from_config(doc: Mapping[str, Any]) -> Any:
+    """Rebuild a stored Keras config, or InvalidInput saying why it cannot be (bad JSON, unknown layer)."""
+    what = f"Architecture {doc.get('_id')} ({doc.get('name')!r})"
+    try:
+        json.loads(doc["config"])
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"{what} holds a config that is not valid JSON ({error}). Save it again from the "
+                           "model: db.save_model_architecture(model).") from None
+    import keras
+
+    try:
+        return keras.models.model_from_json(doc["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise InvalidInput(f"{what} cannot be rebuilt by Keras: {str(error)[:300]}. A custom layer must be "
+                           "importable and registered (keras.saving.register_keras_serializable) before loading; "
+                           "or store the architecture as Python source.") from None
 
 
 def build_from_source(source: str, trust: bool = False) -> Any:

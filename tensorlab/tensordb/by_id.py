@@ -4,9 +4,13 @@ index (FerretDB 1.x pushes down nothing else), so these cost the documents touch
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
+
+PARALLEL_FROM = 8  # fewer lookups than this run one after another (a thread pool costs about 0.3 ms)
+LOOKUP_THREADS = 4
 
 
 def upsert_by_id(collection: Any, identifier: Any, change: dict[str, Any]) -> None:
@@ -18,5 +22,17 @@ def upsert_by_id(collection: Any, identifier: Any, change: dict[str, Any]) -> No
 
 
 def find_by_ids(collection: Any, ids: Iterable[Any]) -> list[dict[str, Any]]:
-    """The documents with these ids, one lookup each, in the order given; ids with no document are skipped."""
-    return [doc for doc in (collection.find_one({"_id": identifier}) for identifier in ids) if doc is not None]
+    """The documents with these ids, one lookup each, in the order given; ids with no document are skipped.
+    Many lookups run a few at a time: each waits mostly on the server's reply, so the panel polling 50
+    jobs costs about a quarter of 50 round trips."""
+    ids = list(ids)
+
+    def lookup(identifier: Any) -> dict[str, Any] | None:
+        return collection.find_one({"_id": identifier})
+
+    if len(ids) < PARALLEL_FROM:
+        found = [lookup(identifier) for identifier in ids]
+    else:
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            found = list(pool.map(lookup, ids))
+    return [doc for doc in found if doc is not None]

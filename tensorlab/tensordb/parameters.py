@@ -71,6 +71,21 @@ def sorted_like_mongodb(docs: list[dict[str, Any]], sort: list[tuple[str, int]])
 SAVE_WRITE = "parameters"
 
 
+def _check_reference(value: Any, name: str) -> None:
+    """`run` and `architecture` name other documents: an id, a name, or nothing."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, ObjectId))):
+        raise InvalidInput(f"Invalid value for argument `{name}`: a {type(value).__name__}. Pass the {name}'s id "
+                           f"(ObjectId) or name (str), or None.")
+
+
+def _whole_or_none(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected a whole number >= 0 or None.")
+    return int(value)
+
+
 class ParameterStore:
     def __init__(self, scope: Scope, blobs: BlobStore) -> None:
         self._scope = scope
@@ -91,6 +106,9 @@ class ParameterStore:
              epoch: int | None = None, step: int | None = None, metrics: Mapping[str, Any] | None = None,
              architecture: Any = None) -> Any:
         """Store one parameter version; numeric tags double as metrics for `sort`. Returns its id."""
+        _check_reference(run, "run")
+        _check_reference(architecture, "architecture")
+        epoch, step = _whole_or_none(epoch, "epoch"), _whole_or_none(step, "step")
         names, arrays = weights_of(weights)
         tags = dict(tags) if isinstance(tags, Mapping) else clean_tags(tags)  # clean_tags rejects non-dicts
         numeric_tags = {k: v for k, v in tags.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -6,6 +6,8 @@ import os
 import re
 from urllib.parse import quote_plus
 
+from ..errors import InvalidInput
+
 URI_ENV_VAR = "TENSORLAB_MONGODB_URI"
 MEMORY_SCHEME = "memory://"
 MASK = "****"
@@ -59,6 +61,12 @@ def uri_from_environment() -> str | None:
 
 def seed_style_uri(ip: str, port: int, user_name: str | None, password: str | None) -> str:
     """Build a mongodb:// URI from the seed constructor's separate arguments."""
+    if isinstance(port, bool) or not isinstance(port, (int, str)) or not str(port).isdigit() \
+            or not 0 < int(port) < 65536:
+        raise InvalidInput(f"Invalid value for argument `port`: {port!r}. Expected a TCP port number such as 27017.")
+    if not isinstance(ip, str) or not ip.strip() or any(c in ip for c in "/@?# "):
+        raise InvalidInput(f"Invalid value for argument `ip`: {ip!r}. Expected a host name or address such as "
+                           "'127.0.0.1'.")
     credentials = ""
     if user_name:
         credentials = quote_plus(user_name)
