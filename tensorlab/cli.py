@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from .errors import TensorLabError
 from .tensordb.ferretdb_build import install_ferretdb
@@ -20,7 +21,7 @@ def _server_command(args: argparse.Namespace) -> int:
         started = time.monotonic()
         info = server.start()
         print(f"{info.kind} running at {info.uri} (pid {info.pid}, data {info.data_dir}) "
-              f"[{time.monotonic() - started:.2f} s]")
+              f"[{time.monotonic() - started:.2f} s]{_reach(info)}")
         return 0
     if args.action == "stop":
         print("stopped" if server.stop() else "no server was running")
@@ -29,8 +30,14 @@ def _server_command(args: argparse.Namespace) -> int:
     if info is None:
         print(f"not running (home {server.home})")
         return 3
-    print(f"{info.kind} running at {info.uri} (pid {info.pid}, data {info.data_dir})")
+    print(f"{info.kind} running at {info.uri} (pid {info.pid}, data {info.data_dir}){_reach(info)}")
     return 0
+
+
+def _reach(info: Any) -> str:
+    if info.socket and info.port is None:
+        return f"\n  private socket {info.socket} (only this user; TENSORLAB_SERVER_TCP=1 adds 127.0.0.1 TCP)"
+    return f"\n  TCP 127.0.0.1:{info.port}" + (f" and private socket {info.socket}" if info.socket else "")
 
 
 def _worker_command(args: argparse.Namespace) -> int:

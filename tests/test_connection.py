@@ -63,7 +63,7 @@ def test_unreachable_server_fails_fast_and_names_the_address():
 
 
 def test_wrong_password_is_a_clear_error_without_the_password(tmp_path):
-    server = LocalServer(tmp_path)
+    server = LocalServer(tmp_path, tcp=True)
     info = server.start(["--test-enable-new-auth", "--setup-database=admin",
                          "--setup-username=alice", "--setup-password=right-pw"])
     try:
@@ -82,8 +82,9 @@ def test_wrong_password_is_a_clear_error_without_the_password(tmp_path):
         server.stop()
 
 
-def test_seed_style_constructor(mongo_uri, db_name):
-    port = int(mongo_uri.rsplit(":", 1)[1].strip("/"))
+def test_seed_style_constructor(tmp_path, db_name):
+    server = LocalServer(tmp_path, tcp=True)  # the seeds' ip/port need TCP, opened on request
+    port = server.start().port
     db = TensorDB(ip="127.0.0.1", port=port, db_name=db_name, studyID="seed-study")
     try:
         assert db.study == "seed-study" and db.db_name == db_name
@@ -92,6 +93,7 @@ def test_seed_style_constructor(mongo_uri, db_name):
     finally:
         db.client.drop_database(db_name)
         db.close()
+        server.stop()
 
 
 def test_seed_style_constructor_masks_password_when_unreachable():

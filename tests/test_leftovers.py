@@ -43,7 +43,7 @@ def _invariants(tdb) -> None:
 
 
 def test_saves_killed_at_any_point_leave_nothing_after_the_next_save(any_tdb, mongo_uri):
-    tdb, rng, kills = any_tdb, random.Random(11), 0
+    tdb, rng, kills = any_tdb, random.Random(11), 0  # kills that landed inside a save
     store = "files" if tdb.blobs.uses_files else "gridfs"
     for attempt in range(10):
         process = subprocess.Popen([sys.executable, "-c", SAVER, mongo_uri, tdb.db_name, store, str(attempt)],
@@ -55,13 +55,12 @@ def test_saves_killed_at_any_point_leave_nothing_after_the_next_save(any_tdb, mo
                 assert len(tdb.parameters.load(doc)) == 4
         process.kill()
         process.wait()  # reaped: its pid is gone, as after any real crash
-        kills += 1
-    leftovers = tdb.blobs.pending.count()
+        kills += tdb.blobs.pending.count() > 0  # it died inside a save (the next one collects what it left)
     tdb.save_parameters([np.ones(10)], {"kind": "next"})  # the next save collects what the dead left
     _invariants(tdb)
     report = tdb.fsck(repair=False)
     assert report.clean, report.lines()
-    assert kills == 10 and leftovers >= 1  # kills did land mid-save
+    assert kills >= 3  # kills did land mid-save
 
 
 def _plant_leftovers(tdb) -> dict:
@@ -79,7 +78,8 @@ def _plant_leftovers(tdb) -> dict:
         temporary.parent.mkdir(parents=True, exist_ok=True)
         temporary.write_bytes(b"half")
         os.utime(temporary, (time.time() - 7200, time.time() - 7200))
-        kept = tdb.save_parameters([np.arange(7, dtype=np.int64)], {"kind": "damaged"})
+        big = np.random.default_rng(3).random(20_000)  # 160 KB: large enough to be a file
+        kept = tdb.save_parameters([big], {"kind": "damaged"})
         digest = tdb.parameters.find_doc({"_id": kept})["arrays"][0]["blob"]
         store.path(digest).unlink()
         planted.update(missing=digest, temporary=temporary)

@@ -57,7 +57,7 @@ def test_log_writer_survives_a_server_outage_without_losing_rows(tmp_path):
                 server.stop()  # the server goes away mid-stream
             if step == 2000:
                 assert db.logbook.writer.pending > 0  # rows are being held, not dropped
-                server.start(port=info.port)  # and comes back on the same address
+                server.start()  # as `tensorlab server start` would: back at the same address
         assert db.flush_logs(timeout_s=60)
         writer = db.logbook.writer
         assert writer.dropped == 0 and writer.retries > 0

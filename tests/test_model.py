@@ -119,7 +119,7 @@ def test_server_stopped_mid_fit_training_completes_and_every_batch_row_arrives(t
         def on_train_batch_end(self, batch, logs=None):
             if self.params and batch == 5 and not restarted.is_set() and server.status():
                 server.stop()
-                threading.Timer(2.0, lambda: (server.start(port=info.port), restarted.set())).start()
+                threading.Timer(2.0, lambda: (server.start(), restarted.set())).start()
 
     try:
         model = tensorlab.Model(_mlp(), db=db)

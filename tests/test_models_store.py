@@ -68,10 +68,11 @@ def test_parameter_versions_round_trip_and_best(tdb):
 
 
 def _stored_files(tdb) -> int:
-    """Payloads held: files on disk beside the managed server, else GridFS files."""
-    if tdb.blobs.uses_files:
-        return sum(1 for path in tdb.blobs.local_files.folder.rglob("*") if path.is_file())
-    return tdb.collection("blobs.files").count_documents({})
+    """Payloads held: files on disk beside the managed server, plus GridFS files."""
+    on_disk = 0
+    if tdb.blobs.uses_files and tdb.blobs.local_files.folder.exists():
+        on_disk = sum(1 for path in tdb.blobs.local_files.folder.rglob("*") if path.is_file())
+    return on_disk + tdb.collection("blobs.files").count_documents({})
 
 
 def test_identical_blobs_are_stored_once_and_deletes_leave_no_orphans(any_tdb):

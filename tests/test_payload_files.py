@@ -33,7 +33,7 @@ def test_the_managed_server_advertises_a_file_store_its_clients_use(tdb):
     advert = tdb.client[SERVER_DB][ADVERT].find_one({"_id": ADVERT_ID})
     assert (tdb.blobs.local_files.root / TOKEN_FILE).read_text() == advert["token"]
     weights = [np.random.default_rng(0).normal(size=(300, 200)).astype(np.float32),  # incompressible: raw
-               np.linspace(0, 1, 60_000, dtype=np.float32).reshape(300, 200)]  # compressible: lz4, shuffled
+               np.linspace(0, 1, 600_000, dtype=np.float32).reshape(3000, 200)]  # compressible: lz4, shuffled
     version = tdb.parameters.find_doc({"_id": tdb.save_parameters(weights)})
     assert tdb.collection("blobs.files").count_documents({}) == 0  # nothing went to GridFS
     codecs = []
@@ -64,7 +64,7 @@ def test_sample_chunks_stream_from_files_and_deletes_remove_them(tdb):
 
 
 def test_a_damaged_file_is_detected_and_a_missing_one_is_named(tdb):
-    weights = [np.random.default_rng(2).random((64, 64), dtype=np.float32)]
+    weights = [np.random.default_rng(2).random((200, 200), dtype=np.float32)]
     version = tdb.parameters.find_doc({"_id": tdb.save_parameters(weights)})
     path = _file_of(tdb, version["arrays"][0]["blob"])
     original = path.read_bytes()
@@ -92,7 +92,7 @@ def test_a_failed_write_leaves_no_file_and_no_name(tdb, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="No space"):
-        tdb.save_parameters([np.arange(5000, dtype=np.float64)])
+        tdb.save_parameters([np.random.default_rng(4).random(20_000)])
     monkeypatch.setattr(os, "fsync", real_fsync)
     folder = tdb.blobs.local_files.folder
     assert not folder.exists() or not any(path.is_file() for path in folder.rglob("*"))  # no temporary left
@@ -102,7 +102,7 @@ def test_a_failed_write_leaves_no_file_and_no_name(tdb, monkeypatch):
 
 
 def test_a_store_this_process_cannot_reach_is_never_written_and_reads_say_why(tdb):
-    weights = np.arange(4096, dtype=np.float32)
+    weights = np.random.default_rng(5).random(40_000, dtype=np.float32)
     tdb.save_parameters([weights])
     digest = codec.content_hash(weights)
     elsewhere = StoreAdvert(str(tdb.blobs.local_files.root), "another-machine", None)
@@ -110,7 +110,7 @@ def test_a_store_this_process_cannot_reach_is_never_written_and_reads_say_why(td
     assert not blobs.uses_files
     with pytest.raises(TensorLabError, match="another-machine.*cannot read"):
         blobs.get_array(digest)
-    other = np.ones(4096, np.float32)
+    other = np.random.default_rng(6).random(40_000, dtype=np.float32)
     blobs.put_array(other)  # a process that cannot reach the files writes to GridFS instead
     assert tdb.collection("blobs.files").count_documents({"_id": codec.content_hash(other)}) == 1
     np.testing.assert_array_equal(tdb.blobs.get_array(codec.content_hash(other)), other)  # and both read it
@@ -136,8 +136,15 @@ def test_names_from_documents_cannot_leave_the_store(tdb):
         tdb.blobs.local_files.path("../../etc/passwd")
 
 
+def test_small_payloads_stay_in_gridfs_beside_the_file_store(tdb):
+    tdb.save_parameters([np.zeros(10), np.random.default_rng(7).random(20_000)])
+    assert tdb.collection("blobs.files").count_documents({}) == 1  # 80 bytes: one document, no file and fsync
+    assert tdb.collection("payload_files").count_documents({}) == 1  # 160 KB: a file
+    assert len(tdb.find_parameters()[1]) == 20_000
+
+
 def test_payload_files_can_be_turned_off(gridfs_tdb):
     assert not gridfs_tdb.blobs.uses_files and gridfs_tdb.blobs.local_files is not None
-    gridfs_tdb.save_parameters([np.zeros(10)])
+    gridfs_tdb.save_parameters([np.random.default_rng(8).random(20_000)])
     assert gridfs_tdb.collection("blobs.files").count_documents({}) == 1
     assert gridfs_tdb.collection("payload_files").count_documents({}) == 0

@@ -45,6 +45,7 @@ INSERT_GROUP = 16
 READ_THREADS = 4
 PAYLOAD_FILES = "payload_files"
 PAYLOAD_WRITE = "payload"
+FILE_MIN_BYTES = 64 * 1024  # beside a file store, payloads larger than this become files
 
 
 class BlobStore:
@@ -61,8 +62,9 @@ class BlobStore:
         self.pending = PendingWrites(database)
         self._indexed = False
 
-    def put_array(self, array: np.ndarray, digest: str | None = None) -> str:
-        """Store `array` unless identical content is already there; return its hash."""
+    def put_array(self, array: np.ndarray, digest: str | None = None, covered: bool = False) -> str:
+        """Store `array` unless identical content is already there; return its hash. `covered`: the caller's own
+        pending record names this digest, so leftovers are found by it (see `remove_leftovers`)."""
         digest = digest or codec.content_hash(array)
         if self._payload_doc(digest) is not None or self._files.find_one({"_id": digest}, {"_id": 1}) is not None:
             return digest
@@ -70,22 +72,27 @@ class BlobStore:
         metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes),
                     "crc32": codec.checksum(payload)}
         try:
-            self.put_bytes(digest, payload, metadata, file_id=digest)
+            self.put_bytes(digest, payload, metadata, file_id=digest, covered=covered)
         except DuplicateKeyError:  # another process stored the same content at the same moment
             pass
         return digest
 
     def put_bytes(self, name: str, payload: bytes | memoryview, metadata: dict[str, Any],
-                  file_id: Any = None) -> Any:
+                  file_id: Any = None, covered: bool = False) -> Any:
         """Write a payload (its `_id` is `file_id`, else a new ObjectId); returns the `_id`.
 
         What the write creates is recorded first (pending_writes.py), so that leftovers of a writer killed
-        half-way are removed by the next save, or by `fsck`, without reading any payload."""
+        half-way are removed by the next save, or by `fsck`, without reading any payload. A `covered` write
+        (its name is in the caller's record) that lands in one file or one GridFS chunk needs no record of its
+        own: its leftovers have names derived from `file_id`. Small payloads go to GridFS even beside a file
+        store: one document costs less than a file and two fsyncs."""
         file_id = ObjectId() if file_id is None else file_id
-        if self.uses_files:
-            return self._put_file(name, payload, metadata, file_id)
+        if self.uses_files and len(payload) > FILE_MIN_BYTES:
+            return self._put_file(name, payload, metadata, file_id, covered)
         self._ensure_indexes()
         view = memoryview(payload).cast("B")
+        if covered and len(view) <= CHUNK_SIZE_BYTES:
+            return self._put_single_chunk(name, view, metadata, file_id)
         chunk_ids = [ObjectId() for _ in range(max(1, -(-len(view) // CHUNK_SIZE_BYTES)))] if len(view) else []
         record = self.pending.begin(PAYLOAD_WRITE, file_id=file_id, chunk_ids=chunk_ids)
         try:
@@ -108,13 +115,42 @@ class BlobStore:
         self.pending.end(record)
         return file_id
 
+    def _put_single_chunk(self, name: str, view: memoryview, metadata: dict[str, Any], file_id: Any) -> Any:
+        """One chunk named `<file_id>:0`: rewriting it is harmless (same name, same content), so a retry after a
+        killed attempt, or a racing identical save, just writes it again."""
+        chunk_id = f"{file_id}:0"
+        chunk = {"_id": chunk_id, "files_id": file_id, "n": 0, "data": Binary(bytes(view))}
+        try:
+            self._chunks.replace_one({"_id": chunk_id}, chunk, upsert=True)
+        except DuplicateKeyError:  # a racing first upsert: the chunk exists now
+            self._chunks.replace_one({"_id": chunk_id}, chunk)
+        self._files.insert_one({"_id": file_id, "length": len(view), "chunkSize": CHUNK_SIZE_BYTES,
+                                "uploadDate": datetime.now(timezone.utc), "filename": name,
+                                "metadata": {**metadata, "chunk_ids": [chunk_id] if len(view) else []}})
+        return file_id
+
+    def remove_leftovers(self, file_id: Any) -> None:
+        """What a killed `covered` write of `file_id` left (an unlisted file or chunk), unless it completed."""
+        if self._payload_doc(file_id) is not None or self._files.find_one({"_id": file_id}, {"_id": 1}):
+            return
+        self._chunks.delete_one({"_id": f"{file_id}:0"})
+        if self.local_files is not None:
+            self.local_files.delete(str(file_id))
+            self.local_files.delete_temporaries(str(file_id))
+
     def _delete_chunks(self, chunk_ids: Iterable[Any]) -> None:
         for chunk_id in chunk_ids:
             self._chunks.delete_one({"_id": chunk_id})
 
-    def _put_file(self, name: str, payload: bytes | memoryview, metadata: dict[str, Any], file_id: Any) -> Any:
+    def _put_file(self, name: str, payload: bytes | memoryview, metadata: dict[str, Any], file_id: Any,
+                  covered: bool) -> Any:
         """The file first, its document last: a crash in between leaves an unnamed file, never a dangling name."""
         assert self.local_files is not None
+        if covered:
+            self.local_files.write(str(file_id), payload)
+            self._payload_docs.insert_one({"_id": file_id, "length": len(payload), "filename": name,
+                                           "uploadDate": datetime.now(timezone.utc), "metadata": metadata})
+            return file_id
         record = self.pending.begin(PAYLOAD_WRITE, file_id=file_id, in_files=True)
         try:
             self.local_files.write(str(file_id), payload)

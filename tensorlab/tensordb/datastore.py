@@ -28,7 +28,7 @@ from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags
 from . import codec
 from .batched_delete import delete_matching
-from .blobstore import BlobStore
+from .blobstore import FILE_MIN_BYTES, BlobStore
 from .by_id import find_by_ids
 from .chunk_labels import LABELS, chunk_label_index, selected_count, split_label_condition
 from .imports import ImportLedger
@@ -41,7 +41,6 @@ CHUNKS = "sample_chunks"
 CHUNK_DATA = "sample_chunk_data"
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
 INLINE_LIMIT_BYTES = 8 * 1024 * 1024
-FILE_INLINE_LIMIT_BYTES = 64 * 1024  # beside a file store, anything larger is read faster from a file
 INSERT_BATCH = 5000
 LOAD_THREADS = 4
 
@@ -169,7 +168,7 @@ class DataStore:
     def _pack(self, array: np.ndarray, import_id: ObjectId, chunk_id: ObjectId, part: str) -> dict[str, Any]:
         payload, meta = codec.encode(array)
         packed = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "crc32": codec.checksum(payload)}
-        if len(payload) <= (FILE_INLINE_LIMIT_BYTES if self._blobs.uses_files else INLINE_LIMIT_BYTES):
+        if len(payload) <= (FILE_MIN_BYTES if self._blobs.uses_files else INLINE_LIMIT_BYTES):
             packed["payload"] = Binary(payload)
         else:
             packed["file"] = self._blobs.put_bytes(f"sample-chunk:{chunk_id}:{part}", payload,

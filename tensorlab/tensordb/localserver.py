@@ -1,5 +1,11 @@
 """The managed local MongoDB-protocol server: one per machine (per home folder), shared by every kernel.
 
+Private by default: the home folder is 0700, the server writes its files 0600, and FerretDB listens
+only on a Unix socket inside the home (`mongodb://%2F...%2Fserver.sock`), so on a shared machine no other
+user can connect or read the data; the socket's path never changes, so clients reconnect to a restarted
+server by themselves. TCP on 127.0.0.1 is opened only on request (`TENSORLAB_SERVER_TCP=1`, or
+`LocalServer(tcp=True)`), e.g. for the seeds' `TensorDB(ip=..., port=...)`; mongod always uses TCP.
+
 A JSON state file records pid, port and binary so that a second process reuses the running server
 instead of starting another; a file lock makes concurrent starts safe; a state file left by a crashed
 server is detected (dead pid, or a port that does not answer) and replaced.
@@ -8,18 +14,21 @@ server is detected (dead pid, or a port that does not answer) and replaced.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pymongo
 from pymongo.errors import PyMongoError
@@ -32,6 +41,9 @@ from .run_liveness import process_start
 HOME_ENV_VAR = "TENSORLAB_HOME"
 SERVER_BIN_ENV_VAR = "TENSORLAB_SERVER_BIN"
 SYNCHRONOUS_ENV_VAR = "TENSORLAB_SQLITE_SYNCHRONOUS"
+TCP_ENV_VAR = "TENSORLAB_SERVER_TCP"
+SOCKET_NAME = "server.sock"
+_MAX_SOCKET_PATH = 100  # Linux refuses Unix socket paths over 107 bytes
 # WAL with synchronous=NORMAL: a crash of the server or of any program loses nothing; an OS crash or power
 # loss may lose the last commits, like MongoDB's default {w: 1} writes (journal flushed every 100 ms).
 # FULL fsyncs every commit: about 30% slower claims and log writes here. See sqlite.org/pragma.html#pragma_synchronous
@@ -44,16 +56,32 @@ STATUS_PATIENCE_S = 2.0
 @dataclass
 class ServerInfo:
     pid: int
-    port: int
+    port: int | None  # None: no TCP listener, only the Unix socket
     binary: str
     kind: str
     data_dir: str
     started_at: float
     pid_started: int | None = None  # the process's start time: tells our server from a recycled pid
+    socket: str | None = None
+
+    @property
+    def address(self) -> int | str:
+        """Where clients connect: the socket path, else the TCP port on 127.0.0.1."""
+        return self.socket if self.socket else int(self.port or 0)
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
+        return address_uri(self.address)
+
+
+def address_uri(address: int | str) -> str:
+    if isinstance(address, str):
+        return f"mongodb://{quote(address, safe='')}/"
+    return f"mongodb://127.0.0.1:{address}/"
+
+
+def tcp_requested() -> bool:
+    return os.environ.get(TCP_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def default_home() -> Path:
@@ -98,14 +126,16 @@ def sqlite_synchronous() -> str:
     return level
 
 
-def _server_command(kind: str, binary: Path, port: int, data_dir: Path, extra_args: list[str]) -> list[str]:
+def _server_command(kind: str, binary: Path, port: int | None, socket_path: Path, data_dir: Path,
+                    extra_args: list[str]) -> list[str]:
     if kind == "mongod":
         return [str(binary), "--dbpath", str(data_dir), "--bind_ip", "127.0.0.1", "--port", str(port), *extra_args]
     return [
         str(binary),
         "--handler=sqlite",
         f"--sqlite-url=file:{data_dir}/?_pragma=synchronous({sqlite_synchronous().upper()})",
-        f"--listen-addr=127.0.0.1:{port}",
+        f"--listen-addr=127.0.0.1:{port}" if port else "--listen-addr=",
+        f"--listen-unix={socket_path}",
         "--debug-addr=-",
         "--telemetry=disable",
         f"--state-dir={data_dir.parent}",
@@ -114,12 +144,10 @@ def _server_command(kind: str, binary: Path, port: int, data_dir: Path, extra_ar
     ]
 
 
-def ping(port: int, timeout_s: float = 1.0) -> bool:
-    """True when a MongoDB-protocol server answers `ping` on 127.0.0.1:port."""
-    import pymongo
-
+def ping(address: int | str, timeout_s: float = 1.0) -> bool:
+    """True when a MongoDB-protocol server answers `ping` on 127.0.0.1:port or the Unix socket at a path."""
     client = pymongo.MongoClient(
-        "127.0.0.1", port, serverSelectionTimeoutMS=int(timeout_s * 1000), connectTimeoutMS=int(timeout_s * 1000)
+        address_uri(address), serverSelectionTimeoutMS=int(timeout_s * 1000), connectTimeoutMS=int(timeout_s * 1000)
     )
     try:
         client.admin.command("ping")
@@ -163,11 +191,11 @@ def is_own_server(info: ServerInfo) -> bool:
     return info.pid_started is not None or executable is not None
 
 
-def answers(port: int, patience_s: float) -> bool:
+def answers(address: int | str, patience_s: float) -> bool:
     """Whether the server answers `ping` within `patience_s` (one missed ping is not a dead server)."""
     deadline = time.monotonic() + patience_s
     while True:
-        if ping(port, timeout_s=min(1.0, max(0.1, deadline - time.monotonic()))):
+        if ping(address, timeout_s=min(1.0, max(0.1, deadline - time.monotonic()))):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -185,8 +213,9 @@ def _port_free(port: int) -> bool:
 class LocalServer:
     """Start, stop and query the managed server whose state lives in `home`."""
 
-    def __init__(self, home: str | Path | None = None) -> None:
+    def __init__(self, home: str | Path | None = None, tcp: bool | None = None) -> None:
         self.home = Path(home) if home else default_home()
+        self.tcp = tcp_requested() if tcp is None else tcp
         self.state_file = self.home / "server.json"
         self.log_file = self.home / "server.log"
         self.data_dir = self.home / "data"
@@ -198,6 +227,7 @@ class LocalServer:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)  # private: no other user may reach the socket, the data or the payloads
         with open(self.home / "server.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -214,7 +244,7 @@ class LocalServer:
     def status(self) -> ServerInfo | None:
         """The running server, or None when none runs (a stale state file counts as none)."""
         info = self._read_state()
-        if info and is_own_server(info) and answers(info.port, STATUS_PATIENCE_S):
+        if info and is_own_server(info) and answers(info.address, STATUS_PATIENCE_S):
             return info
         return None
 
@@ -243,33 +273,63 @@ class LocalServer:
     def _running_or_launched(self, extra_args: list[str] | None, port: int | None) -> ServerInfo:
         info = self._read_state()
         if info and is_own_server(info):
-            if answers(info.port, START_PATIENCE_S):
+            if answers(info.address, START_PATIENCE_S):
+                if self.tcp and info.port is None:
+                    raise ServerError(f"The managed server (pid {info.pid}) listens only on its private socket "
+                                      f"{info.socket}; for TCP, run `tensorlab server stop`, then start it again "
+                                      f"with {TCP_ENV_VAR}=1.")
                 return info
             raise ServerError(
-                f"The managed server (pid {info.pid}, port {info.port}) is running but has not answered for "
+                f"The managed server (pid {info.pid}, at {info.uri}) is running but has not answered for "
                 f"{START_PATIENCE_S:g} s; it is left running so connected programs keep their address. See "
                 f"{self.log_file}, or restart it with `tensorlab server stop` and `tensorlab server start`.")
         self.state_file.unlink(missing_ok=True)
-        if port is None and info and info.port >= 1024 and _port_free(info.port):
+        if port is None and self.tcp and info and info.port and info.port >= 1024 and _port_free(info.port):
             port = info.port  # clients of the previous server reconnect to the same address
         return self._launch(extra_args or [], port)
 
+    @property
+    def socket_path(self) -> Path:
+        """The server's socket, in its private home (or, where that path is too long for a socket, in a private
+        folder of this user under /tmp named after the home)."""
+        path = self.home / SOCKET_NAME
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / f"tensorlab-{os.getuid()}-{digest}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+            raise ServerError(f"{folder} is not a private folder of this user; remove it, or use a shorter "
+                              f"{HOME_ENV_VAR}.")
+        return folder / SOCKET_NAME
+
+    def _make_private(self) -> None:
+        """Data written before the server was private: the data folder 0700, its files 0600."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        for path in [*self.data_dir.iterdir(), self.log_file, self.state_file]:
+            if path.is_file():
+                os.chmod(path, 0o600)
+
     def _launch(self, extra_args: list[str], port: int | None) -> ServerInfo:
         kind, binary = find_server_binary()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        port = port or _free_port()
-        command = _server_command(kind, binary, port, self.data_dir, extra_args)
+        self._make_private()
+        tcp = self.tcp or kind == "mongod" or port is not None  # an explicit port asks for TCP
+        port = (port or _free_port()) if tcp else None
+        socket_path = self.socket_path
+        socket_path.unlink(missing_ok=True)  # left by a server that died; ours is not running (we hold the lock)
+        command = _server_command(kind, binary, port, socket_path, self.data_dir, extra_args)
+        address: int | str = int(port or 0) if kind == "mongod" else str(socket_path)
         with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, umask=0o077)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ServerError(f"{kind} exited at start (code {process.returncode}); see {self.log_file}")
-            if ping(port, timeout_s=0.3):
+            if ping(address, timeout_s=0.3):
                 info = ServerInfo(process.pid, port, str(binary), kind, str(self.data_dir), time.time(),
-                                  process_start(process.pid))
+                                  process_start(process.pid), None if kind == "mongod" else str(socket_path))
                 tmp = self.state_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps(asdict(info)))
                 tmp.replace(self.state_file)
@@ -277,7 +337,7 @@ class LocalServer:
             time.sleep(0.05)
         process.kill()
         raise ServerError(
-            f"{kind} did not answer on 127.0.0.1:{port} within {START_TIMEOUT_S:.0f} s; see {self.log_file}"
+            f"{kind} did not answer at {address_uri(address)} within {START_TIMEOUT_S:.0f} s; see {self.log_file}"
         )
 
     def stop(self) -> bool:

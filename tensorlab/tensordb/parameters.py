@@ -6,6 +6,7 @@ are uploaded, so a concurrent delete's garbage collection sees the reference and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -69,6 +70,7 @@ def sorted_like_mongodb(docs: list[dict[str, Any]], sort: list[tuple[str, int]])
 
 
 SAVE_WRITE = "parameters"
+COLLECT_EVERY_S = 30.0
 
 
 def _check_reference(value: Any, name: str) -> None:
@@ -91,6 +93,7 @@ class ParameterStore:
         self._scope = scope
         self._blobs = blobs
         self.index = EqualityIndex(scope, PARAMETER_INDEX, ("run", "architecture"), ("tags.",))
+        self._collect_at = 0.0
 
     @property
     def collection(self) -> Any:
@@ -123,16 +126,18 @@ class ParameterStore:
                        for n, a, d in zip(names, arrays, digests, strict=False)],
         }
         self.index.ensure_built(self.collection)
-        self.collect_dead_saves()
+        if time.monotonic() >= self._collect_at:  # what killed saves left: at once, then every so often
+            self.collect_dead_saves()
+            self._collect_at = time.monotonic() + COLLECT_EVERY_S
         record = self._blobs.pending.begin(SAVE_WRITE, version=doc["_id"], blobs=digests)  # found if we are killed
         self.index.add(doc["_id"], self.index.entries_of(doc))  # first: a stale entry is harmless, a missing one not
         parameter_id = self.collection.insert_one(doc).inserted_id
         try:
             for array, digest in zip(arrays, digests, strict=False):
-                self._blobs.put_array(array, digest)
+                self._blobs.put_array(array, digest, covered=True)
             self.collection.update_one({"_id": parameter_id}, {"$set": {"complete": True}})
         except BaseException:
-            self.discard_incomplete(parameter_id, digests)
+            self.discard_incomplete(parameter_id, digests, record)
             raise
         finally:
             self._blobs.pending.end(record)
@@ -142,11 +147,11 @@ class ParameterStore:
         """Remove what saves killed half-way left (an incomplete version, its payloads); returns how many."""
         removed = self._blobs.collect_dead_writes()
         return removed + self._blobs.pending.collect_dead(SAVE_WRITE, lambda record: self.discard_incomplete(
-            record["version"], record.get("blobs") or []))
+            record["version"], record.get("blobs") or [], record["_id"]))
 
-    def discard_incomplete(self, version_id: Any, digests: list[str] | None = None) -> None:
-        """Remove a version that never completed and every payload of it nothing else names. Safe to repeat:
-        a cleaner killed half-way leaves the record, and the payloads are collected on the next pass."""
+    def discard_incomplete(self, version_id: Any, digests: list[str] | None = None, record: Any = None) -> None:
+        """Remove a version that never completed and every payload of it nothing else names, whole or half
+        written. Safe to repeat: a cleaner killed half-way leaves the record for the next pass."""
         doc = self.collection.find_one({"_id": version_id})
         if doc is not None and doc.get("complete"):
             return
@@ -154,7 +159,13 @@ class ParameterStore:
             digests = [entry["blob"] for entry in doc["arrays"]]
             self.collection.delete_one({"_id": version_id})
             self.index.remove(version_id, self.index.entries_of(doc))
-        self._blobs.collect_garbage(digests or [], self._is_referenced)
+        digests = list(set(digests or []))
+        self._blobs.collect_garbage(digests, self._is_referenced)
+        writing = {digest for other in self._blobs.pending.collection.find({"kind": SAVE_WRITE, "blobs": {
+            "$in": digests}}) if other["_id"] != record for digest in other.get("blobs") or []}
+        for digest in digests:  # a payload killed mid-write has no document, so collect_garbage cannot see it
+            if digest not in writing and not self._is_referenced(digest):
+                self._blobs.remove_leftovers(digest)
 
     def _is_referenced(self, digest: str) -> bool:
         return self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0
