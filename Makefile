@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_widgets.py
 	$(BIN)/python benchmarks/bench_workers.py
+	$(BIN)/python benchmarks/bench_logging.py
 	$(BIN)/python benchmarks/bench_history.py
 
 clean:
