@@ -227,7 +227,11 @@ class LocalServer:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         self.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o700)  # private: no other user may reach the socket, the data or the payloads
+        try:
+            os.chmod(self.home, 0o700)  # private: no other user may reach the socket, the data or the payloads
+        except PermissionError:
+            warnings.warn(f"TensorLab: cannot make the server home {self.home} private (it belongs to another user); "
+                          "other users may be able to reach the server's data.", RuntimeWarning, stacklevel=3)
         with open(self.home / "server.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
