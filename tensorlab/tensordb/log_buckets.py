@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .by_id import upsert_by_id
-from .log_columns import encode_rows, row_cells
+from .log_columns import ColumnBuffer, encode_rows, row_cells
+from .log_rows import LogRow, row_fields
 from .scope import Scope
 
 BUCKETS = "log_buckets"
@@ -56,12 +57,12 @@ def new_writer_token() -> str:
 
 @dataclass
 class _Stream:
-    """One (run, kind) of this writer: the open bucket's rows, and what the index should say."""
+    """One (run, kind) of this writer: the open bucket's rows (as columns), and what the index should say."""
 
     run: Any
     kind: str
     seq: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: ColumnBuffer = field(default_factory=ColumnBuffer)
     nbytes: int = 0
     total: int = 0
     last: dict[str, Any] | None = None
@@ -75,15 +76,17 @@ class BucketSink:
         self.writer = writer or new_writer_token()
         self.bucket_rows = bucket_rows
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._dirty_buckets: dict[str, tuple[_Stream, int, list[dict[str, Any]]]] = {}
+        self._dirty_buckets: dict[str, tuple[_Stream, int, ColumnBuffer]] = {}
         self._dirty_streams: dict[tuple[str, str], _Stream] = {}
         self.unsaved = 0  # rows staged but not yet confirmed by the server
 
-    def stage(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    def stage(self, rows: list[LogRow | dict[str, Any]]) -> list[tuple[Any, str]]:
         """Add rows to their open buckets; returns (row, reason) for rows that can never be stored."""
         rejected = []
-        for row in rows:
+        for queued in rows:
+            row = queued
             try:
+                row = row_fields(queued)
                 stored = storable_row(row)
             except Exception as error:  # noqa: BLE001 - any bad row is rejected; the writer thread must live on
                 rejected.append((row, f"{type(error).__name__}: {error}"))
@@ -102,7 +105,8 @@ class BucketSink:
         if stream is None:
             stream = self._streams[key] = _Stream(run, kind)
         if stream.rows and (len(stream.rows) >= self.bucket_rows or stream.nbytes + size > BUCKET_BYTES):
-            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, [], 0  # the full bucket stays dirty until sent
+            # the full bucket stays dirty until sent
+            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, ColumnBuffer(), 0
         stream.rows.append(stored)
         stream.nbytes += size
         stream.total += 1
@@ -123,7 +127,7 @@ class BucketSink:
             del self._dirty_streams[key]
         self.unsaved = 0
 
-    def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: list[dict]) -> dict[str, Any]:
+    def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: ColumnBuffer) -> dict[str, Any]:
         return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
 
     def _update_index(self, stream: _Stream) -> None:
@@ -157,10 +161,11 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def bucket_document(identifier: str, study: str, run: Any, kind: str, writer: str, seq: int,
-                    rows: list[dict[str, Any]]) -> dict[str, Any]:
+                    rows: ColumnBuffer | list[dict[str, Any]]) -> dict[str, Any]:
+    steps = rows.steps if isinstance(rows, ColumnBuffer) else [row["step"] for row in rows]
+    packed = rows.encode() if isinstance(rows, ColumnBuffer) else encode_rows(rows)
     return {"_id": identifier, "format": FORMAT, "study": study, "run": run, "kind": kind, "writer": writer,
-            "seq": seq, "count": len(rows), "first_step": rows[0]["step"], "last_step": rows[-1]["step"],
-            **encode_rows(rows)}
+            "seq": seq, "count": len(steps), "first_step": steps[0], "last_step": steps[-1], **packed}
 
 
 def write_stream_index(index: Any, study: str, run: Any, kind: str, writer: str, buckets: int, rows: int,

@@ -34,19 +34,57 @@ def row_cells(row: Mapping[str, Any]) -> int:
     return 8 * (4 + len(row.get("metrics") or {}))
 
 
+class ColumnBuffer:
+    """A bucket's rows while they are written: a few growing lists, not a dict per row.
+
+    Why: staged rows live until their bucket fills, long enough to reach Python's oldest GC generation,
+    and every full collection walked each row dict while holding the GIL (15-30 ms stalls in the
+    training loop). Floats in lists are nothing the collector visits.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.times: list[float] = []
+        self.optional: dict[str, list[float]] = {name: [] for name in OPTIONAL_COLUMNS}
+        self.metrics: dict[str, list[float | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add a stored row (step, time, epoch, batch, metrics); a metric a row lacks is recorded as absent."""
+        count = len(self.steps)
+        values = row.get("metrics") or {}
+        for name in values:
+            if name not in self.metrics:
+                self.metrics[name] = [None] * count
+        for name, column in self.metrics.items():
+            column.append(values.get(name))
+        self.steps.append(row["step"])
+        self.times.append(row["time"])
+        for name, column in self.optional.items():
+            value = row.get(name)
+            column.append(math.nan if value is None else value)
+
+    def encode(self) -> dict[str, Any]:
+        """The `columns`, `metrics` and `absent` fields of a bucket holding these rows (in order)."""
+        columns = {"step": _pack(self.steps, "<i8"), "time": _pack(self.times, "<f8")}
+        columns.update({name: _pack(values, "<f8") for name, values in self.optional.items()})
+        metrics, absent = {}, {}
+        for name in sorted(self.metrics):
+            values = self.metrics[name]
+            metrics[name] = _pack([math.nan if value is None else value for value in values], "<f8")
+            if None in values:
+                absent[name] = _pack([value is None for value in values], "u1")
+        return {"columns": columns, "metrics": metrics, "absent": absent}
+
+
 def encode_rows(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The `columns`, `metrics` and `absent` fields of a bucket holding `rows` (in order)."""
-    names = sorted({name for row in rows for name in row.get("metrics") or {}})
-    columns = {"step": _pack([row["step"] for row in rows], "<i8"), "time": _pack([row["time"] for row in rows], "<f8")}
-    for name in OPTIONAL_COLUMNS:
-        columns[name] = _pack([math.nan if row.get(name) is None else row[name] for row in rows], "<f8")
-    metrics, absent = {}, {}
-    for name in names:
-        values = [(row.get("metrics") or {}).get(name) for row in rows]
-        metrics[name] = _pack([math.nan if value is None else value for value in values], "<f8")
-        if any(value is None for value in values):
-            absent[name] = _pack([value is None for value in values], "u1")
-    return {"columns": columns, "metrics": metrics, "absent": absent}
+    """The packed fields of a bucket holding `rows` (in order)."""
+    buffer = ColumnBuffer()
+    for row in rows:
+        buffer.append(row)
+    return buffer.encode()
 
 
 def decode_rows(bucket: Mapping[str, Any], start: int = 0) -> list[dict[str, Any]]:

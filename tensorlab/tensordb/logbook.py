@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidInput
-from ..validation import check_query, split_metrics
+from ..validation import check_query, restore_metrics, split_metrics
 from .batched_delete import delete_matching
 from .log_buckets import BUCKETS, INDEX, BucketSink
 from .log_migration import LEGACY_LOGS, migrate_legacy_logs
 from .log_reader import LogCursor, LogReader
+from .log_rows import make_row
 from .logwriter import AsyncLogWriter
 from .scope import Scope
 
@@ -50,26 +51,25 @@ class LogBook:
         self._warned_non_finite: set[str] = set()
 
     def log(self, kind: str, metrics: Mapping[str, Any], *, run: Any = None, step: int | None = None,
-            epoch: int | None = None, **fields: Any) -> bool:
+            epoch: int | None = None, batch: int | None = None) -> bool:
         """Queue one row; returns False only when the writer had to drop it (reported loudly)."""
         if kind not in KINDS:
             raise InvalidInput(f"Invalid log kind {kind!r}. Expected one of {KINDS}.")
         values, non_finite = split_metrics(metrics)
         step, epoch = _whole_number(step, "step"), _whole_number(epoch, "epoch")
+        batch = _whole_number(batch, "batch")
         key = (run, kind)
         if step is None:
             step = self._steps.get(key, -1) + 1
         self._steps[key] = step
-        doc = {"study": self._scope.study, "run": run, "kind": kind, "step": step, "epoch": epoch,
-               "time": time.time(), "metrics": values, **fields}
         if non_finite:
-            doc["non_finite"] = non_finite
+            values = restore_metrics(values, non_finite)  # buckets hold NaN and ±inf as they are
             fresh = [f"{name}={text}" for name, text in non_finite.items() if name not in self._warned_non_finite]
             if fresh:
                 self._warned_non_finite.update(non_finite)
                 warnings.warn(f"TensorLab: non-finite value logged for {fresh} (stored and flagged in "
                               "`non_finite`).", RuntimeWarning, stacklevel=3)
-        return self.writer.write(doc)
+        return self.writer.write(make_row(run, kind, step, epoch, batch, time.time(), values))
 
     def cursor(self, run: Any, kinds: Any = None) -> LogCursor:
         """Follow a run: each `poll()` returns only the rows stored since the last one (what panels use)."""
