@@ -20,7 +20,8 @@ server: $(STAMP)
 	else echo "using TENSORLAB_MONGODB_URI; FerretDB not needed"; fi
 
 NOTEBOOKS := demo_notebooks
-EXECUTED  := $(NOTEBOOKS)/executed
+# Outside demo_notebooks/, which `make test` runs under nbval.
+EXECUTED  := executed
 # Notebook kernels use this profile: C++ log lines stay out of the cells' saved outputs.
 export IPYTHONDIR := $(CURDIR)/$(NOTEBOOKS)/ipython
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import os
 from typing import Any
 
@@ -16,7 +15,6 @@ from tensorlab import TensorLabError, connect
 from .arguments import parse_grid, parse_pairs, parse_query, require_positive
 
 CONNECTION_VAR = "_tdb"
-RUN_VAR = "_tdb_run"
 WORKER_VAR = "_tdb_worker"
 
 
@@ -39,18 +37,6 @@ class TensorLabMagics(Magics):
         if name not in self.shell.user_ns:
             raise UsageError(f"{what}: no variable named {name!r} in the notebook.")
         return self.shell.user_ns[name]
-
-    def _run_cell_for_model(self, cell: str) -> Any:
-        """Run the cell in the user namespace; the model is its last expression, else a variable `model`."""
-        tree = ast.parse(cell)
-        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        body = ast.Module(body=tree.body[:-1] if last else tree.body, type_ignores=[])
-        exec(compile(body, "<tdb_train cell>", "exec"), self.shell.user_ns)  # noqa: S102 - the user's own cell
-        if last is not None:
-            return eval(compile(ast.Expression(last.value), "<tdb_train cell>", "eval"), self.shell.user_ns)  # noqa: S307
-        if "model" in self.shell.user_ns:
-            return self.shell.user_ns["model"]
-        raise UsageError("%%tdb_train: the cell must end with a Keras model expression or define `model`.")
 
     # -- connection ------------------------------------------------------------------------------
     @magic_arguments()
@@ -95,6 +81,8 @@ class TensorLabMagics(Magics):
     @argument("--validation-vars", nargs=2, default=None, metavar=("XV", "YV"), help="validation variables")
     @argument("--checkpoint", choices=["every", "best", "none"], default="every")
     @argument("--monitor", default="val_loss")
+    @argument("--mode", choices=["auto", "min", "max"], default="auto",
+              help="whether a higher or lower --monitor is better (auto: ask the metric)")
     @argument("--resume", nargs="?", const=True, default=False, help="resume the run (or the named run)")
     @argument("--background", action="store_true", help="return at once; training continues")
     @argument("--device", default=None)
@@ -112,11 +100,10 @@ class TensorLabMagics(Magics):
         data = parse_query(args.data)
         if data is None and args.x is None:
             raise UsageError("%%tdb_train needs data: --data QUERY or --x VAR --y VAR.")
-        keras_model = self._run_cell_for_model(cell)
-        fit: dict[str, Any] = {"db": db, "epochs": args.epochs, "batch_size": args.batch_size,
+        fit: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size,
                                "checkpoint": {"every": "epoch", "best": "best", "none": None}[args.checkpoint],
-                               "monitor": args.monitor, "resume": args.resume, "device": args.device,
-                               "hyper_parameters": parse_pairs(args.tag, "--tag")}
+                               "monitor": args.monitor, "mode": args.mode, "resume": args.resume,
+                               "device": args.device, "hyper_parameters": parse_pairs(args.tag, "--tag")}
         if data is not None:
             fit["data"] = data
         else:
@@ -127,14 +114,9 @@ class TensorLabMagics(Magics):
         elif args.validation_vars:
             fit["validation_data"] = tuple(self._variable(v, "--validation-vars") for v in args.validation_vars)
         try:
-            model = tensorlab.Model(keras_model, name=args.name, db=db)
+            handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, **fit)
         except TensorLabError as error:
             raise _usage(error) from None
-        fit["run_name"] = args.name or model.name
-        handle = tensorlab.train_in_background(model, **fit)
-        self.shell.user_ns[RUN_VAR] = handle
-        if fit["run_name"].isidentifier():
-            self.shell.user_ns[fit["run_name"]] = handle
         display(LivePanel(handle))
         if args.background:
             return None

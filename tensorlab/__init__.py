@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 # Training classes import Keras, so they load on first use; they are public all the same.
 _LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
-         "TrainingHandle": ".background"}
+         "TrainingHandle": ".background", "train_cell": ".cell_training"}
 _LAZY_MODULES = ("continuous", "datasets", "devices", "sweeps", "worker", "widgets", "magics")
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "connect",
     "dblogger",
     "load_ipython_extension",
+    "train_cell",
     "train_in_background",
 ]
 

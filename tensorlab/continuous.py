@@ -38,13 +38,13 @@ def evaluate_new_versions(db: Any, query: dict | None, validation: dict, metric:
     return scored
 
 
-def find_best_model(db: Any, query: dict | None = None, metric: str = "eval_accuracy", mode: str = "max") -> dict:
+def find_best_model(db: Any, query: dict | None = None, metric: str = "eval_accuracy", mode: str = "auto") -> dict:
     """The best parameter version by `metric` (a metrics field), e.g. the evaluator's eval_accuracy."""
     return db.parameters.best(query, metric, mode)
 
 
 def deploy_best(db: Any, name: str, query: dict | None = None, metric: str = "eval_accuracy",
-                mode: str = "max") -> dict:
+                mode: str = "auto") -> dict:
     """Point deployment `name` at the best version; returns the pointer document."""
     best = find_best_model(db, query, metric, mode)
     return db.deployments.point(name, best["_id"], metric, best["metrics"].get(metric))

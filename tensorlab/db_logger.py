@@ -13,11 +13,13 @@ import math
 import platform
 import threading
 import time
+import warnings
 from typing import Any
 
 import keras
 
 from .errors import InvalidInput
+from .metric_direction import MODES, known_direction, metric_direction
 from .run_heartbeat import RunHeartbeat
 from .validation import clean_tags
 
@@ -44,6 +46,17 @@ def _device_name() -> str:
         return "unknown"
 
 
+def _run_name(run_name: Any) -> str | None:
+    """A run name; TensorLayer's order, `DBLogger(db, model)`, names the run after the model."""
+    if run_name is None or (isinstance(run_name, str) and run_name):
+        return run_name
+    name = getattr(run_name, "name", None)
+    if isinstance(run_name, keras.Model) or (hasattr(run_name, "keras_model") and isinstance(name, str)):
+        return name
+    raise InvalidInput(f"DBLogger's second argument is the run name (a non-empty string) or the model whose name "
+                       f"the run takes; got {type(run_name).__name__} {run_name!r:.60}.")
+
+
 class DBLogger(keras.callbacks.Callback):
     """Log a Keras `fit` into TensorDB: run document, per-batch rows, per-epoch rows and checkpoints.
 
@@ -60,21 +73,22 @@ class DBLogger(keras.callbacks.Callback):
                  tags: dict[str, Any] | None = None, resume_run: Any = None, batch_size: int | None = None,
                  architecture: Any = None, step_offset: int = 0, run_details: dict[str, Any] | None = None) -> None:
         super().__init__()
+        run_name = _run_name(run_name)
         if not isinstance(every_n_batches, int) or every_n_batches < 1:
             raise InvalidInput(f"Invalid value for argument `every_n_batches`: {every_n_batches!r}. "
                              "Expected an int >= 1.")
         if checkpoint not in CHECKPOINT_POLICIES:
             raise InvalidInput(f"Invalid value for argument `checkpoint`: {checkpoint!r}. "
                              "Expected 'epoch', 'best' or None.")
-        if mode not in ("auto", "min", "max"):
-            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'auto', 'min' or 'max'.")
+        if mode not in MODES:
+            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected one of {MODES}.")
         self.db = db
         self.run_name = run_name
         self.every_n_batches = every_n_batches
         self.checkpoint = checkpoint
         self.checkpoint_every = max(1, checkpoint_every)
         self.monitor = monitor
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor or "auc" in monitor else "min")
+        self.mode = mode  # 'auto' is resolved at the first epoch end, asking the compiled metric (as Keras does)
         self.hyper_parameters = clean_tags(hyper_parameters, "hyper_parameters")
         self.data_query = data_query
         self.tags = clean_tags(tags)
@@ -88,6 +102,8 @@ class DBLogger(keras.callbacks.Callback):
         self._step = 0
         self._epoch = 0
         self._epochs_in_fit = 0
+        self._batches_in_epoch = 0
+        self.empty_epochs = 0
         self._last_begin: float | None = None
         self._last_step_time: float | None = None
         self._counter_lock = threading.Lock()
@@ -110,11 +126,17 @@ class DBLogger(keras.callbacks.Callback):
                              what, type(error).__name__, error)
             return None
 
-    def _improved(self, value: float) -> bool:
-        previous = self.best.get(self.monitor)
+    def _direction(self, name: str) -> str | None:
+        """'max'/'min' for a metric of this fit: the monitor's `mode`, else what the metric says."""
+        if name == self.monitor and self.mode != "auto":
+            return self.mode
+        return known_direction(name, self.model)
+
+    def _is_better(self, name: str, value: float) -> bool:
+        previous = self.best.get(name)
         if previous is None or math.isnan(previous):
             return True
-        return value > previous if self.mode == "max" else value < previous
+        return value > previous if self._direction(name) == "max" else value < previous
 
     def _batch_size(self) -> int | None:
         return self.batch_size or (self.params or {}).get("batch_size")
@@ -160,6 +182,8 @@ class DBLogger(keras.callbacks.Callback):
         self._last_begin = now
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        with self._counter_lock:
+            self._batches_in_epoch += 1  # counted at the end: with TensorFlow, a batch begins before data runs out
         step = self._global_step(batch)
         if self._steps_per_epoch():
             self._step = max(self._step, step)
@@ -178,21 +202,29 @@ class DBLogger(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
+        self._batches_in_epoch = 0
         self._last_begin = None  # validation time between epochs is not a training step
         steps = self._steps_per_epoch()
         if steps:
             self._step = self.step_offset + self._epochs_in_fit * steps
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._batches_in_epoch == 0:  # the data ran out: Keras reports zeroed metrics for an epoch never trained
+            self.empty_epochs += 1
+            warnings.warn(f"TensorLab: epoch {epoch} received no batches (the data ran out), so it is neither logged "
+                          "nor checkpointed. Give the generator steps_per_epoch * epochs batches, or pass a "
+                          "db.data_generator(...) stream, which repeats.", RuntimeWarning, stacklevel=2)
+            return
         self._epochs_in_fit += 1
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         self._safely("log an epoch", lambda: self.db.logbook.log(
             "valid", metrics, run=self.run_id, step=self._step, epoch=epoch))
+        if self.checkpoint == "best" and self.mode == "auto":
+            self.mode = metric_direction(self.monitor, model=self.model)  # raises, as Keras does, when unknown
         value = metrics.get(self.monitor)
-        improved = value is not None and not math.isnan(value) and self._improved(value)
+        improved = value is not None and not math.isnan(value) and self._is_better(self.monitor, value)
         for name, number in metrics.items():
-            better_high = "acc" in name or "auc" in name
-            if name not in self.best or (number > self.best[name] if better_high else number < self.best[name]):
+            if self._direction(name) is not None and self._is_better(name, number):
                 self.best[name] = number
         save = (self.checkpoint == "epoch" and (epoch + 1) % self.checkpoint_every == 0) or \
             (self.checkpoint == "best" and improved)
@@ -221,7 +253,7 @@ class DBLogger(keras.callbacks.Callback):
         """Close the run with its best metrics; `fit`'s own end calls this, and `Model` on errors."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        summary = {"best": self.best, "epochs": self._epoch + 1, "steps": self._step}
+        summary = {"best": self.best, "epochs": self._epoch + 1 - self.empty_epochs, "steps": self._step}
         self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary,
                                                                        error=error))
         self._safely("flush logs", lambda: self.db.flush_logs(timeout_s=5.0))

@@ -19,6 +19,8 @@ from .db_logger import DBLogger
 from .devices import on_device, set_mixed_precision
 from .errors import InvalidInput, NotFound
 from .keras_weights import apply_weights
+from .tensordb.stream import DataStream
+from .training_input import TrainingInput, training_input
 
 PARAMS_CHOICES = ("best", "latest")
 
@@ -51,6 +53,9 @@ class Model:
     """Wraps a `keras.Model`: build it from a model, a builder function, or an architecture in TensorDB."""
 
     def __init__(self, model: Any, name: str | None = None, db: Any = None) -> None:
+        if isinstance(model, str):
+            raise InvalidInput(f"Model({model!r}): the first argument is a Keras model (or a function building one) "
+                               f"and the name comes second, e.g. Model(keras_model, name={model!r}).")
         if callable(model) and not isinstance(model, keras.Model):
             model = model()
         if not isinstance(model, keras.Model):
@@ -68,7 +73,7 @@ class Model:
     # -- construction from the database ------------------------------------------------------------
     @classmethod
     def from_db(cls, db: Any, query: dict | None = None, params: str | dict | None = "best",
-                metric: str = "val_accuracy", mode: str = "max", trust: bool = False) -> Model:
+                metric: str = "val_accuracy", mode: str = "auto", trust: bool = False) -> Model:
         """Rebuild an architecture and load a parameter version: 'best' (by `metric`), 'latest', or a query."""
         arch = db.architectures.find(query)
         keras_model = db.architectures.load({"_id": arch["_id"]}, trust=trust)
@@ -110,15 +115,6 @@ class Model:
             raise InvalidInput("No TensorDB given: pass db=... (from tensorlab.connect()) or Model(..., db=db).")
         return db
 
-    def _resolve_data(self, db: Any, x: Any, y: Any, data: dict | None) -> tuple[Any, Any]:
-        if data is not None:
-            if x is not None:
-                raise InvalidInput("Pass either arrays/generator `x` or a TensorDB query `data`, not both.")
-            return db.find_data(data)
-        if x is None:
-            raise InvalidInput("Nothing to train on: pass x (arrays or a generator) or data={...} (a TensorDB query).")
-        return x, y
-
     def _resume_point(self, db: Any, resume: Any, run_name: str | None) -> tuple[Any, int, int]:
         """(run id, first epoch, step offset) to continue, after loading that run's last parameters."""
         target = run_name if resume is True else resume
@@ -137,21 +133,40 @@ class Model:
         return run["_id"], int(doc["epoch"]) + 1, int(progress.get("step", doc.get("step") or 0))
 
     def fit(self, x: Any = None, y: Any = None, *, db: Any = None, data: dict | None = None,
-            validation_data: Any = None, epochs: int = 1, batch_size: int = 32, run_name: str | None = None,
-            resume: Any = False, checkpoint: str | None = "epoch", checkpoint_every: int = 1,
-            monitor: str = "val_loss", every_n_batches: int = 1, hyper_parameters: dict | None = None,
-            callbacks: Sequence[Any] = (), device: str | None = None, mixed_precision: bool = False,
-            stop_event: threading.Event | None = None, verbose: int = 0, data_query: dict | None = None,
-            run_details: dict | None = None, **fit_kwargs: Any) -> Any:
-        """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed."""
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected an int >= 1.")
-        db = self._db(db)
-        x, y = self._resolve_data(db, x, y, data)
+            validation_data: Any = None, epochs: int = 1, batch_size: int | None = None,
+            run_name: str | None = None, resume: Any = False, checkpoint: str | None = "epoch",
+            checkpoint_every: int = 1, monitor: str = "val_loss", mode: str = "auto", every_n_batches: int = 1,
+            hyper_parameters: dict | None = None, callbacks: Sequence[Any] = (), device: str | None = None,
+            mixed_precision: bool = False, stop_event: threading.Event | None = None, verbose: int = 0,
+            data_query: dict | None = None, run_details: dict | None = None, logger: DBLogger | None = None,
+            **fit_kwargs: Any) -> Any:
+        """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed.
+
+        `data` (a TensorDB query) or a stream as `x` is streamed at `batch_size` samples a batch (default 32),
+        never loaded whole. `logger` uses the caller's DBLogger (the seeds' `dblogger(db, m)`) instead of a new one.
+        """
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
+        db = self._db(db or (logger.db if logger is not None else None))
         if isinstance(validation_data, dict):
             validation_data = db.find_data(validation_data)
-        _check_same_length(x, y, "x", "y")
+        inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),
+                                steps_per_epoch=fit_kwargs.pop("steps_per_epoch", None))
+        try:
+            return self._fit_inputs(db, inputs, validation_data, epochs, run_name, resume, checkpoint,
+                                    checkpoint_every, monitor, mode, every_n_batches, hyper_parameters, callbacks,
+                                    device, mixed_precision, stop_event, verbose,
+                                    data if data is not None else data_query, run_details, logger, fit_kwargs)
+        finally:
+            inputs.close()
+
+    def _fit_inputs(self, db: Any, inputs: TrainingInput, validation_data: Any, epochs: int, run_name: str | None,
+                    resume: Any, checkpoint: str | None, checkpoint_every: int, monitor: str, mode: str,
+                    every_n_batches: int, hyper_parameters: dict | None, callbacks: Sequence[Any],
+                    device: str | None, mixed_precision: bool, stop_event: threading.Event | None, verbose: int,
+                    data_query: Any, run_details: dict | None, logger: DBLogger | None,
+                    fit_kwargs: dict[str, Any]) -> Any:
+        _check_same_length(inputs.x, inputs.y, "x", "y")
         if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
             _check_same_length(validation_data[0], validation_data[1], "validation x", "validation y")
         if mixed_precision:
@@ -161,23 +176,24 @@ class Model:
             run_id, initial_epoch, step_offset = self._resume_point(db, resume, run_name or self.name)
         if self.architecture_id is None:
             self.architecture_id = db.save_model_architecture(self.keras_model, name=self.name)
-        logger = DBLogger(db, run_name or self.name, every_n_batches=every_n_batches, checkpoint=checkpoint,
-                          checkpoint_every=checkpoint_every, monitor=monitor,
-                          hyper_parameters={"epochs": epochs, "batch_size": batch_size, **(hyper_parameters or {})},
-                          data_query=data if data is not None else data_query, resume_run=run_id,
-                          batch_size=batch_size, architecture=self.architecture_id, step_offset=step_offset,
-                          run_details=run_details)
-        arrays = hasattr(x, "shape") or isinstance(x, (list, tuple, dict))
-        if not arrays:
-            fit_kwargs.setdefault("shuffle", False)  # a stream shuffles itself; Keras would only warn
+        batch_size = inputs.batch_size or (inputs.stream.batch_size if inputs.stream is not None else None)
+        if logger is None:
+            logger = DBLogger(db, run_name or self.name, every_n_batches=every_n_batches, checkpoint=checkpoint,
+                              checkpoint_every=checkpoint_every, monitor=monitor, mode=mode,
+                              hyper_parameters={"epochs": epochs, "batch_size": batch_size, **(hyper_parameters or {})},
+                              data_query=data_query, resume_run=run_id, batch_size=batch_size,
+                              architecture=self.architecture_id, step_offset=step_offset, run_details=run_details)
+        else:
+            logger.architecture = logger.architecture or self.architecture_id
+            logger.batch_size = logger.batch_size or batch_size
         stopper = StopFlag(stop_event or threading.Event())
         self.last_run = logger
         try:
             with on_device(device):
                 history = self.keras_model.fit(
-                    x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size if arrays else None,
-                    initial_epoch=initial_epoch, callbacks=[logger, stopper, *callbacks], verbose=verbose,
-                    **fit_kwargs)
+                    inputs.x, inputs.y, validation_data=validation_data, epochs=epochs, batch_size=inputs.batch_size,
+                    steps_per_epoch=inputs.steps_per_epoch, initial_epoch=initial_epoch,
+                    shuffle=inputs.shuffle, callbacks=[logger, stopper, *callbacks], verbose=verbose, **fit_kwargs)
         except BaseException as error:
             status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
             logger.end_run(status, error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
@@ -187,17 +203,21 @@ class Model:
             logger.end_run("stopped")
         return history
 
-    def fit_generator(self, generator: Any, logger: DBLogger | None = None, batch_size: int = 32,
+    def fit_generator(self, generator: Any, logger: DBLogger | None = None, batch_size: int | None = None,
                       epochs: int = 1, steps_per_epoch: int | None = None, **fit_kwargs: Any) -> Any:
-        """The seeds' form: `m.fit_generator(g, dblogger(tensordb, m), batch_size, epochs)`."""
-        if steps_per_epoch is None:
-            if hasattr(generator, "store") and hasattr(generator, "query"):
-                steps_per_epoch = max(1, -(-generator.store.count(generator.query) // generator.batch_size))
-            else:
-                raise InvalidInput("steps_per_epoch is needed for a generator whose length TensorDB cannot count.")
-        callbacks = [logger] if logger is not None else []
-        return self.keras_model.fit(iter(generator), epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                    callbacks=callbacks, verbose=fit_kwargs.pop("verbose", 0), **fit_kwargs)
+        """The seeds' form: `m.fit_generator(g, dblogger(tensordb, m), batch_size, epochs)`.
+
+        A TensorDB stream is re-batched to `batch_size` and repeats every epoch; any other generator yields its
+        own batches and needs `steps_per_epoch`.
+        """
+        if not isinstance(generator, DataStream) and steps_per_epoch is None:
+            raise InvalidInput("steps_per_epoch is needed for a generator whose length TensorDB cannot count "
+                               "(db.data_generator(...) streams are counted).")
+        if logger is None and self.db is None:
+            raise InvalidInput("fit_generator needs a DBLogger to know where to log: "
+                               "m.fit_generator(g, tensorlab.dblogger(db, m), batch_size, epochs).")
+        return self.fit(generator, logger=logger, batch_size=batch_size, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, **fit_kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *, db: Any = None, data: dict | None = None,
                  **kwargs: Any) -> Any:

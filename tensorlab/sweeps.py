@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import InvalidInput
+from .metric_direction import metric_direction
 from .table_rows import flat_row
 
 
@@ -41,10 +42,11 @@ def push_sweep(db: Any, architecture: Any = None, *, grid_space: Mapping[str, Se
     return sweep, ids
 
 
-def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str = "max") -> Any:
+def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str = "auto") -> Any:
     """One row per job of the sweep: status, hyper-parameters and final metrics, best first."""
     import pandas as pd
 
+    mode = metric_direction(metric, mode)
     rows = []
     for job in db.jobs.find({"sweep": sweep}):
         final = (job.get("result") or {}).get("final", {})

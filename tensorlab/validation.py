@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,8 +93,33 @@ def _check_operators(value: Any, path: str, what: str) -> None:
             _check_operators(item, f"{path}[{index}]", what)
 
 
-def check_query(query: Any, what: str = "query") -> dict[str, Any]:
-    """A query must be a dict (a MongoDB filter) of operators every server runs; None means everything."""
+def _check_fields(query: Mapping[str, Any], fields: Sequence[str], what: str, nested: Sequence[str]) -> None:
+    """Top-level names (also inside $and/$or/$nor) must be fields the documents have.
+
+    Why: the seeds write {'type': 'train'} for a tag; MongoDB matches a missing field with nothing, so
+    reads came back empty and deletes removed nothing, silently.
+    """
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor"):
+            for part in value if isinstance(value, (list, tuple)) else []:
+                if isinstance(part, Mapping):
+                    _check_fields(part, fields, what, nested)
+            continue
+        if key.startswith("$") or any(key == field or key.startswith(field + ".") for field in fields):
+            continue
+        fixes = " or ".join(f"{{'{prefix}.{key}': {value!r:.40}}}" for prefix in nested)
+        raise InvalidInput(f"`{what}` names field {key!r}, which these documents do not have (their fields: "
+                           f"{', '.join(fields)}). {' and '.join(nested).capitalize()} live under their own "
+                           f"field: did you mean {fixes}?")
+
+
+def check_query(query: Any, what: str = "query", *, fields: Sequence[str] | None = None,
+                nested: Sequence[str] = ("tags",)) -> dict[str, Any]:
+    """A query must be a dict (a MongoDB filter) of operators every server runs; None means everything.
+
+    With `fields`, every top-level name must be one of them (or a path inside one), and the error for a
+    bare name suggests it under `nested` (e.g. 'tags.type').
+    """
     if query is None:
         return {}
     if not isinstance(query, Mapping):
@@ -103,6 +128,8 @@ def check_query(query: Any, what: str = "query") -> dict[str, Any]:
             f"{query!r:.60}."
         )
     _check_operators(query, "", what)
+    if fields is not None:
+        _check_fields(query, fields, what, nested)
     return dict(query)
 
 

@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidInput, JobError, NotFound
+from .errors import InvalidInput, JobError, UnsafeOperation
 from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
@@ -56,15 +56,15 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
     from .tensordb.architectures import build_from_source
 
     hp = dict(job.get("hyper_parameters") or {})
-    if job.get("code"):
-        if not allow_code:
-            raise JobError("This job carries Python source; only a worker started with --allow-code runs it.")
-        model = build_from_source(job["code"], trust=True) if "build_model" not in job["code"] else \
-            _build_with_hp(job["code"], hp)
-    else:
+    source = job.get("code")
+    if not source:
         model = db.architectures.load({"_id": job_architecture_id(db, job)})
-        if isinstance(model, str):
-            raise JobError("The job's architecture is Python source; push it as code=... for --allow-code workers.")
+        source = model if isinstance(model, str) else None  # an architecture stored as source (the seeds' flow)
+    if source is not None:
+        if not allow_code:
+            raise UnsafeOperation("This job's model is Python source from the database; only a worker started with "
+                                  "--allow-code (Worker(allow_code=True)) runs it.")
+        model = _build_with_hp(source, hp) if "build_model" in source else build_from_source(source, trust=True)
     if not getattr(model, "compiled", False) or hp.get("recompile", True):
         optimizer = keras.optimizers.get({"class_name": hp.get("optimizer", COMPILE_DEFAULTS["optimizer"]),
                                           "config": {"learning_rate": float(hp.get("learning_rate",
@@ -192,7 +192,7 @@ class Worker:
             logger.warning("job %s: %s", job_id, error)
             self.stats.lost += 1
             return "lost"
-        except Exception as error:  # noqa: BLE001 - every failure is stored with its traceback
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - every failure is stored with its traceback
             try:
                 self.db.jobs.fail(job, self.name, f"{type(error).__name__}: {error}", traceback.format_exc())
             except JobError:
@@ -213,21 +213,13 @@ class Worker:
         return build_job_model(self.db, job, self.allow_code)
 
     def _fit(self, model: Any, job: dict) -> Any:
+        """The same `Model.fit` a notebook calls: the job's query streamed at the job's batch size."""
         data = query_from_text(job["data_query"]) if job.get("data_query") else None
         if data is None:
             raise InvalidInput("The job has no data query; push it with data={...}.")
         validation = query_from_text(job["validation_query"]) if job.get("validation_query") else None
-        batch_size = int(job["batch_size"])
-        count = self.db.data_count(data)
-        if count == 0:
-            raise NotFound(f"The job's data query {data!r} matches no samples.")
-        stream = self.db.data_generator(data, batch_size, epochs=None, shuffle=True)
-        try:
-            return model.fit(
-                iter(stream), db=self.db, epochs=int(job["epochs"]), batch_size=batch_size,
-                steps_per_epoch=math.ceil(count / batch_size), validation_data=validation,
-                run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch", device=self.device,
-                hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
-                data_query=data, run_details={"job": job["_id"]})
-        finally:
-            stream.close()
+        return model.fit(
+            data=data, db=self.db, epochs=int(job["epochs"]), batch_size=int(job["batch_size"]),
+            validation_data=validation, run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch",
+            device=self.device, hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
+            run_details={"job": job["_id"]})

@@ -75,7 +75,7 @@ def test_import_train_runs_and_errors(connected, capsys):
     ip.user_ns["keras"] = keras
     ip.run_cell_magic("tdb_train", "--name tiny_run --epochs 2 --data tags.split=train", cell)
     handle = ip.user_ns["_tdb_run"]
-    assert handle.status == "finished" and ip.user_ns["tiny_run"] is handle
+    assert handle.status == "finished" and "tiny_run" not in ip.user_ns  # only `_tdb_run` is written
     runs = ip.run_line_magic("tdb_runs", "name=tiny_run")
     assert runs.loc[0, "status"] == "finished"
     with pytest.raises(UsageError, match="needs data"):

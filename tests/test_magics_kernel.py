@@ -82,3 +82,39 @@ def test_usage_errors_are_short_messages_not_tracebacks(mongo_uri):
     assert first.startswith("UsageError: Not connected") and "Traceback" not in first
     assert "UsageError: argument --epochs: invalid int value: 'nope'" in second and "Traceback" not in second
     assert not any(o.output_type == "error" for cell in notebook.cells for o in cell.outputs)
+
+
+def test_tdb_train_runs_the_cell_as_a_cell_and_writes_only_tdb_run(mongo_uri, db_name):
+    """The cell ends with model.compile(...), uses a magic, and a variable shares the run's name (#13)."""
+    notebook = _run([
+        f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study cells",
+        "import keras, numpy as np\nX = np.random.default_rng(0).normal(size=(64, 8)).astype('float32')\n"
+        "Y = (X[:, 0] > 0).astype('int64')\n%tdb_import X Y --tag split=train\nmine = 'my own variable'",
+        "%%tdb_train --name mine --epochs 1 --data tags.split=train\nunits = 3\n%time width = units + 1\n"
+        "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(width), keras.layers.Dense(2)])\n"
+        "model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
+        "%%tdb_train --name ends_with_model --epochs 1 --data tags.split=train\nmodel",
+        "print(mine, '|', type(_tdb_run).__name__, _tdb_run.status, '|', width)",
+    ])
+    cells = notebook.cells
+    assert not any(o.output_type == "error" for cell in cells for o in cell.outputs)
+    assert "Wall time" in _text(cells[2])  # the magic inside the cell ran
+    assert "<Sequential" not in _text(cells[3])  # the model is taken, not printed
+    assert _text(cells[4]).strip() == "my own variable | TrainingHandle finished | 4"
+    db = tensorlab.connect(mongo_uri, db=db_name, study="cells")
+    try:
+        assert db.run_store.resolve("mine")["status"] == "finished"
+        assert db.run_store.resolve("ends_with_model")["status"] == "finished"
+    finally:
+        db.client.drop_database(db_name)
+        db.close()
+
+
+def test_job_panel_in_a_fresh_kernel_imports_neither_keras_nor_tensorflow(mongo_uri, db_name):
+    notebook = _run([
+        f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study fresh\n%tdb_jobs",
+        "import sys\nprint(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n"
+        "_tdb.client.drop_database(_tdb.db_name)",
+    ])
+    assert "application/vnd.jupyter.widget-view+json" in notebook.cells[0].outputs[-1]["data"]
+    assert _text(notebook.cells[1]).strip() == "[]"

@@ -14,6 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from tensorlab.errors import InvalidInput
+from tensorlab.metric_direction import known_direction, metric_direction
 from tensorlab.table_rows import flat_row
 
 from .refreshing import RefreshingPanel
@@ -30,15 +31,14 @@ class ComparisonPanel(RefreshingPanel):
         runs: list[Any] | None = None,
         *,
         metric: str = "val_accuracy",
-        mode: str = "max",
+        mode: str = "auto",
         x: str = "epoch",
         refresh_s: float = 2.0,
         auto_refresh: bool = True,
     ) -> None:
         if x not in X_AXES:
             raise InvalidInput(f"Invalid value for argument `x`: {x!r}. Expected one of {X_AXES}.")
-        if mode not in ("max", "min"):
-            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
+        mode = metric_direction(metric, mode)  # val_loss sorts lowest first; an unknown metric asks for mode=
         self.db, self.query, self.mode = db, query, mode
         self._explicit_runs = runs
         self._refreshing = threading.Lock()
@@ -132,11 +132,8 @@ class ComparisonPanel(RefreshingPanel):
             best = (doc.get("summary") or {}).get("best", {})
             frame = self._curves.get(str(doc["_id"]))
             if not best and frame is not None and len(frame):  # a run still training: best so far from its logs
-                best = {
-                    c: (frame[c].max() if "acc" in c or "auc" in c else frame[c].min())
-                    for c in frame.columns
-                    if c.startswith("val_")
-                }
+                best = {c: frame[c].max() if known_direction(c) == "max" else frame[c].min()
+                        for c in frame.columns if c.startswith("val_") and known_direction(c) is not None}
             columns = {"run": doc["name"], "id": str(doc["_id"]), "status": doc["status"]}
             rows.append(flat_row(columns, doc.get("hyper_parameters"), {k: best[k] for k in sorted(best)}))
         frame = pd.DataFrame(rows)

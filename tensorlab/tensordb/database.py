@@ -12,7 +12,7 @@ from bson import ObjectId
 
 from ..errors import InvalidInput
 from ..table_rows import flat_row
-from .architectures import ARCHITECTURES, ArchitectureStore
+from .architectures import ARCHITECTURES, PYTHON_SOURCE, ArchitectureStore
 from .batched_delete import delete_matching
 from .blobstore import BlobStore
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
@@ -180,7 +180,7 @@ class TensorDB:
         return self.parameters.find_all(query, sort)
 
     def find_best_parameters(self, query: dict[str, Any] | None = None, metric: str = "val_accuracy",
-                             mode: str = "max") -> dict[str, Any]:
+                             mode: str = "auto") -> dict[str, Any]:
         return self.parameters.best(query, metric, mode)
 
     def delete_parameters(self, query: dict[str, Any]) -> int:
@@ -193,14 +193,33 @@ class TensorDB:
             self._logbook = LogBook(self._scope)
         return self._logbook
 
-    def train_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
-        return self.logbook.log("train", metrics, run=run or self.current_run, step=step, epoch=epoch)
+    def _log(self, kind: str, positional: tuple[Any, ...], named: dict[str, Any]) -> bool:
+        """`(step, epoch, run)` by position or name, other names are metrics; a leading dict is metrics too
+        (the seeds' `db.train_log({'accuracy': ac})`)."""
+        metrics = dict(named)
+        if positional and isinstance(positional[0], Mapping):
+            metrics = {**positional[0], **metrics}
+            positional = positional[1:]
+        if len(positional) > 3:
+            raise InvalidInput(f"{kind}_log takes at most step, epoch and run by position; pass metrics by name, "
+                               "e.g. train_log(loss=0.3, step=10).")
+        fields = dict(zip(("step", "epoch", "run"), positional, strict=False))
+        for name in fields:
+            if name in metrics:
+                raise InvalidInput(f"{kind}_log got `{name}` twice (by position and by name).")
+        fields.update({name: metrics.pop(name) for name in ("step", "epoch", "run") if name in metrics})
+        return self.logbook.log(kind, metrics, run=fields.get("run") or self.current_run, step=fields.get("step"),
+                                epoch=fields.get("epoch"))
 
-    def valid_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
-        return self.logbook.log("valid", metrics, run=run or self.current_run, step=step, epoch=epoch)
+    def train_log(self, *step_epoch_run: Any, **metrics: Any) -> bool:
+        """Log training metrics: `train_log(loss=0.3, step=10)`, or the seeds' `train_log({'loss': 0.3})`."""
+        return self._log("train", step_epoch_run, metrics)
 
-    def test_log(self, step: int | None = None, epoch: int | None = None, run: Any = None, **metrics: Any) -> bool:
-        return self.logbook.log("test", metrics, run=run or self.current_run, step=step, epoch=epoch)
+    def valid_log(self, *step_epoch_run: Any, **metrics: Any) -> bool:
+        return self._log("valid", step_epoch_run, metrics)
+
+    def test_log(self, *step_epoch_run: Any, **metrics: Any) -> bool:
+        return self._log("test", step_epoch_run, metrics)
 
     def flush_logs(self, timeout_s: float | None = 30.0) -> bool:
         return self._logbook.writer.flush(timeout_s) if self._logbook is not None else True
@@ -221,14 +240,31 @@ class TensorDB:
         return pd.DataFrame(rows)
 
     # -- jobs ------------------------------------------------------------------------------------
-    def push_job(self, architecture: Any = None, **job: Any) -> Any:
-        """Queue a training job. A stored architecture named by id or query must exist now, not fail later."""
+    def push_job(self, architecture: Any = None, *positional: Any, **job: Any) -> Any:
+        """Queue a training job. A stored architecture named by id or query must exist now, not fail later;
+        one stored as Python source makes the job one only `--allow-code` workers claim."""
+        if positional:
+            raise InvalidInput("push_job takes the data and settings by name, e.g. db.push_job({'name': 'mlp'}, "
+                               "data={'tags.type': 'train'}, batch_size=1000, epochs=100) (the seeds' positional "
+                               "dicts are not accepted: their order is ambiguous).")
+        if isinstance(architecture, str):
+            if not ObjectId.is_valid(architecture):
+                raise InvalidInput("push_job's first argument names a stored architecture (its id, or a query such "
+                                   "as {'name': 'mlp'}); to queue Python source pass code=source (workers run it "
+                                   "only when started with --allow-code).")
+            architecture = ObjectId(architecture)
         if isinstance(architecture, (Mapping, ObjectId)):
-            self.architectures.find(architecture if isinstance(architecture, Mapping) else {"_id": architecture})
+            doc = self.architectures.find(architecture if isinstance(architecture, Mapping) else {"_id": architecture})
+            job.setdefault("source_architecture", doc.get("kind") == PYTHON_SOURCE)
         return self.jobs.push(architecture, **job)
 
-    def pop_job(self, worker: str, lease_s: float = 60.0, query: dict[str, Any] | None = None,
+    def pop_job(self, worker: str | None = None, lease_s: float = 60.0, query: dict[str, Any] | None = None,
                 allow_code: bool = False) -> dict[str, Any] | None:
+        """Claim the next job (as `worker`, default host:pid) under a lease; None when nothing is claimable."""
+        if worker is None:
+            from ..worker import default_worker_name
+
+            worker = default_worker_name()
         return self.jobs.pop(worker, lease_s, query, allow_code)
 
     def __enter__(self) -> TensorDB:

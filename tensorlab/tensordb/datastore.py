@@ -37,6 +37,7 @@ from .sample_plan import ChunkSelection, group_rows, has_label_counts, is_chunk_
 from .scope import Scope
 
 SAMPLES = "samples"
+SAMPLE_FIELDS = ("_id", "study", "tags", "label", "import_id", "chunk", "row", "created")  # what queries may name
 CHUNKS = "sample_chunks"
 CHUNK_DATA = "sample_chunk_data"
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
@@ -205,7 +206,7 @@ class DataStore:
     def plan(self, query: Any = None, need_rows: bool = True) -> list[ChunkSelection]:
         """The chunks and rows a query selects, in storage order (`need_rows=False`: sizes for counting only;
         a selection may then stand for a whole import)."""
-        scoped = self._scope.scoped(check_query(query))
+        scoped = self._scope.scoped(check_query(query, fields=SAMPLE_FIELDS))
         split = split_label_condition(scoped)
         selections = None
         if split is not None and (wanted := catalog_equalities(split[0])) is not None:
@@ -304,7 +305,7 @@ class DataStore:
         """All samples matching `query` as (X, y); y is None when they were imported without labels."""
         selections = self.plan(query)
         if not selections:
-            raise NotFound(f"No samples match {check_query(query)!r} in study {self._scope.study!r}. "
+            raise NotFound(f"No samples match {query!r} in study {self._scope.study!r}. "
                            "List what is there with db.data_summary().")
         xs, ys = [], []
         remaining = limit if limit is not None else float("inf")
@@ -343,7 +344,7 @@ class DataStore:
 
     def update_tags(self, query: Any, tags: Mapping[str, Any]) -> int:
         """Set tags on the matching samples; returns how many changed."""
-        scoped = self._scope.scoped(check_query(query))
+        scoped = self._scope.scoped(check_query(query, fields=SAMPLE_FIELDS))
         tags = clean_tags(tags)
         if not tags:
             raise InvalidInput("`tags` is empty; pass the tags to set, e.g. {'split': 'valid'}.")
@@ -357,7 +358,7 @@ class DataStore:
         if query is None:
             raise InvalidInput("delete_data needs a query naming what to delete, e.g. {'tags.split': 'old'}; "
                                "pass {} to delete every sample of the study.")
-        scoped = self._scope.scoped(check_query(query, "query"))
+        scoped = self._scope.scoped(check_query(query, fields=SAMPLE_FIELDS))
         affected, imports = self._affected(scoped)
         deleted = delete_matching(self.samples, scoped)
         for chunk_id in affected:

@@ -16,6 +16,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from ..errors import InvalidInput, NotFound
+from ..metric_direction import metric_direction
 from ..validation import check_query, clean_tags, split_metrics
 from . import codec
 from .batched_delete import delete_matching
@@ -24,9 +25,16 @@ from .equality_index import EqualityIndex
 from .scope import Scope
 
 PARAMETERS = "parameters"
+PARAMETER_FIELDS = ("_id", "study", "tags", "metrics", "run", "architecture", "epoch", "step", "version", "created",
+                    "complete", "arrays", "non_finite")
 PARAMETER_INDEX = "parameter_index"
 COUNTERS = "counters"
 _TOP_LEVEL_FIELDS = {"_id", "created", "version", "epoch", "step", "run", "study", "architecture"}
+
+
+def _checked(query: Any) -> dict[str, Any]:
+    """A parameter query; a bare name such as {'acc': ...} is refused with 'tags.acc'/'metrics.acc' as the fix."""
+    return check_query(query, fields=PARAMETER_FIELDS, nested=("tags", "metrics"))
 
 
 def weights_of(weights: Any) -> tuple[list[str], list[np.ndarray]]:
@@ -171,14 +179,14 @@ class ParameterStore:
         return self.collection.count_documents({"arrays.blob": digest}, limit=1) > 0
 
     def _query(self, query: Any) -> dict[str, Any]:
-        return {"$and": [self._scope.scoped(check_query(query)), {"complete": True}]}
+        return {"$and": [self._scope.scoped(_checked(query)), {"complete": True}]}
 
     def _matching(self, query: Any, sort: Any, with_metric: str | None = None,
                   first: bool = False) -> list[dict[str, Any]]:
         """Complete versions matching `query` (and holding metric `with_metric`), sorted; through the parameter
         index when it can."""
         order = resolve_sort(sort)
-        found = self.index.lookup(self.collection, self._scope.scoped(check_query(query)))
+        found = self.index.lookup(self.collection, self._scope.scoped(_checked(query)))
         if found is None:
             has_metric = [{f"metrics.{with_metric}": {"$exists": True}}] if with_metric else []
             cursor = self.collection.find({"$and": [self._query(query), *has_metric]}, sort=order,
@@ -207,9 +215,9 @@ class ParameterStore:
     def find_all(self, query: Any = None, sort: Any = None) -> list[list[np.ndarray]]:
         return [self.load(doc) for doc in self.find_docs(query, sort)]
 
-    def best(self, query: Any = None, metric: str = "val_accuracy", mode: str = "max") -> dict[str, Any]:
-        if mode not in ("max", "min"):
-            raise InvalidInput(f"Invalid value for argument `mode`: {mode!r}. Expected 'max' or 'min'.")
+    def best(self, query: Any = None, metric: str = "val_accuracy", mode: str = "auto") -> dict[str, Any]:
+        """The version with the best `metric`; 'auto' asks the metric which way is better (val_loss: lowest)."""
+        mode = metric_direction(metric, mode)
         docs = self._matching(query, [(metric, -1 if mode == "max" else 1)], with_metric=metric, first=True)
         if not docs:
             raise NotFound(f"No parameters match {query!r} with metric {metric!r} in study {self._scope.study!r}.")
@@ -230,7 +238,7 @@ class ParameterStore:
         if query is None:
             raise InvalidInput("delete_parameters needs a query naming what to delete, e.g. {'run': 'r1'}; "
                                "pass {} to delete every parameter version of the study.")
-        scoped = self._scope.scoped(check_query(query))
+        scoped = self._scope.scoped(_checked(query))
         docs = list(self.collection.find(scoped, {"arrays.blob": 1, "run": 1, "architecture": 1, "tags": 1}))
         if not docs:
             return 0

@@ -96,6 +96,12 @@ class DataStream:
     def close(self) -> None:
         self._stop.set()
 
+    def rebatched(self, batch_size: int, epochs: int | None) -> DataStream:
+        """The same query and options with another batch size or epoch count (a stream is iterated once)."""
+        return DataStream(self.store, self.query, batch_size, shuffle=self.shuffle, epochs=epochs,
+                          cache_bytes=self.cache.max_bytes, prefetch_chunks=self.prefetch_chunks,
+                          shuffle_window=self.shuffle_window, poll_interval_s=self.poll_interval_s)
+
     # -- producer (background thread) -------------------------------------------------------------
     def _epoch_plan(self) -> list[ChunkSelection]:
         while not self._stop.is_set():

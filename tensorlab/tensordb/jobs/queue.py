@@ -57,12 +57,13 @@ def _check_job_numbers(epochs: Any, batch_size: Any, max_attempts: Any, priority
         raise InvalidInput(f"Invalid value for argument `priority`: {priority!r}. Expected a finite number.")
 
 
-def _what_to_train(architecture: Any, code: str | None, data: Any, validation_data: Any) -> dict[str, Any]:
+def _what_to_train(architecture: Any, code: str | None, data: Any, validation_data: Any,
+                   source_architecture: bool) -> dict[str, Any]:
     """The model and data fields of a job; queries are kept as JSON text (`$` keys are not valid field names)."""
     return {
         "architecture": query_to_text(architecture) if isinstance(architecture, Mapping) else architecture,
         "code": code,
-        "requires_code": code is not None,
+        "requires_code": code is not None or source_architecture,
         "data_query": query_to_text(check_query(data, "data")) if data is not None else None,
         "validation_query": None if validation_data is None
         else query_to_text(check_query(validation_data, "validation_data")),
@@ -97,6 +98,7 @@ class JobQueue:
         warm_start: Any = None,
         queue: str = "default",
         sweep: Any = None,
+        source_architecture: bool = False,
     ) -> ObjectId:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
@@ -114,7 +116,7 @@ class JobQueue:
             "priority": priority,
             "created": now,
             "updated": now,
-            **_what_to_train(architecture, code, data, validation_data),
+            **_what_to_train(architecture, code, data, validation_data, source_architecture),
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"),
             "epochs": epochs,
             "batch_size": batch_size,
