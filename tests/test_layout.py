@@ -25,11 +25,12 @@ BASE, STORAGE, TRAINING, INTERFACE = range(4)
 LAYER_NAMES = ("base", "storage", "training", "interface")
 LAYERS = {
     "tensorlab.errors": BASE, "tensorlab.clock": BASE, "tensorlab.validation": BASE, "tensorlab.table_rows": BASE,
+    "tensorlab.metric_direction": BASE,
     "tensorlab.tensordb": STORAGE,
     "tensorlab.model": TRAINING, "tensorlab.db_logger": TRAINING, "tensorlab.background": TRAINING,
     "tensorlab.worker": TRAINING, "tensorlab.sweeps": TRAINING, "tensorlab.continuous": TRAINING,
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
-    "tensorlab.run_heartbeat": TRAINING,
+    "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
 }
 ROOT_PACKAGE = "tensorlab"

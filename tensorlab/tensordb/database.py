@@ -5,6 +5,8 @@ It owns the client and builds each store on a `Scope` (database + study); the st
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -248,11 +250,12 @@ class TensorDB:
                                "data={'tags.type': 'train'}, batch_size=1000, epochs=100) (the seeds' positional "
                                "dicts are not accepted: their order is ambiguous).")
         if isinstance(architecture, str):
-            if not ObjectId.is_valid(architecture):
+            if ObjectId.is_valid(architecture):
+                architecture = ObjectId(architecture)
+            elif not architecture.replace("-", "_").replace(":", "_").isidentifier():  # source, as the seeds pass it
                 raise InvalidInput("push_job's first argument names a stored architecture (its id, or a query such "
                                    "as {'name': 'mlp'}); to queue Python source pass code=source (workers run it "
                                    "only when started with --allow-code).")
-            architecture = ObjectId(architecture)
         if isinstance(architecture, (Mapping, ObjectId)):
             doc = self.architectures.find(architecture if isinstance(architecture, Mapping) else {"_id": architecture})
             job.setdefault("source_architecture", doc.get("kind") == PYTHON_SOURCE)
@@ -262,9 +265,7 @@ class TensorDB:
                 allow_code: bool = False) -> dict[str, Any] | None:
         """Claim the next job (as `worker`, default host:pid) under a lease; None when nothing is claimable."""
         if worker is None:
-            from ..worker import default_worker_name
-
-            worker = default_worker_name()
+            worker = f"{socket.gethostname()}:{os.getpid()}"  # as tensorlab.worker names its workers
         return self.jobs.pop(worker, lease_s, query, allow_code)
 
     def __enter__(self) -> TensorDB:

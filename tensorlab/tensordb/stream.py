@@ -43,6 +43,15 @@ class ChunkCache:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Any, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         self._bytes = 0
+        self.enabled = True
+
+    def fit_or_disable(self, epoch_bytes: int) -> None:
+        """Keep caching only when an epoch fits: an LRU smaller than the scan it serves never hits, it only
+        holds `max_bytes` of memory (what made 1 GB epochs grow the trainer by the whole cache)."""
+        if epoch_bytes > self.max_bytes:
+            self.enabled = False
+            self._items.clear()
+            self._bytes = 0
 
     @staticmethod
     def _size(item: tuple[np.ndarray, np.ndarray | None]) -> int:
@@ -56,7 +65,7 @@ class ChunkCache:
 
     def put(self, key: Any, item: tuple[np.ndarray, np.ndarray | None]) -> None:
         size = self._size(item)
-        if size > self.max_bytes or key in self._items:
+        if not self.enabled or size > self.max_bytes or key in self._items:
             return
         self._items[key] = item
         self._bytes += size
@@ -130,6 +139,7 @@ class DataStream:
             epoch = 0
             while not self._stop.is_set() and (self.epochs is None or epoch < self.epochs):
                 plan = self._epoch_plan()
+                epoch_samples = sum(selection.size for selection in plan)
                 for start in range(0, len(plan), _FETCH_GROUP):
                     group = plan[start:start + _FETCH_GROUP]
                     missing = [s.chunk_id for s in group if self.cache.get(s.chunk_id) is None]
@@ -144,8 +154,11 @@ class DataStream:
                         item = fetched.get(selection.chunk_id) or self.cache.get(selection.chunk_id)
                         if item is None:
                             continue  # deleted since the plan was made
-                        self.cache.put(selection.chunk_id, item)
                         x, y = item
+                        if self.cache.enabled and len(x):
+                            self.cache.fit_or_disable(epoch_samples * (x.nbytes + (0 if y is None else y.nbytes))
+                                                      // len(x))
+                        self.cache.put(selection.chunk_id, item)
                         if selection.rows is not None:
                             x, y = x[selection.rows], (None if y is None else y[selection.rows])
                         self.stats.bytes_decoded += x.nbytes
