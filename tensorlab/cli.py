@@ -99,6 +99,34 @@ def _db_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _studies(db: Any) -> list[str]:
+    """Every study a database holds documents of (default: 'default' for an empty one)."""
+    names = ("sample_imports", "parameters", "runs", "jobs", "architectures", "log_index")
+    return sorted({s for name in names for s in db.collection(name).distinct("study")} or {"default"})
+
+
+def _copy_command(args: argparse.Namespace) -> int:
+    from .tensordb import connect
+    from .tensordb.study_copy import copy_study
+
+    source_uri, target_uri = (None if uri == "local" else uri for uri in (args.source, args.target))
+    probe = connect(source_uri, db=args.db)
+    studies = [args.study] if args.study else _studies(probe)
+    probe.close()
+    verified = True
+    for study in studies:
+        source = connect(source_uri, db=args.db, study=study)
+        target = connect(target_uri, db=args.to_db or args.db, study=study)
+        print(f"copying study {study!r}: {source.uri} -> {target.uri}", flush=True)
+        report = copy_study(source, target, progress=True, verify=not args.no_verify)
+        source.close()
+        target.close()
+        for line in report.lines():
+            print(f"  {line}")
+        verified = verified and report.ok
+    return 0 if verified or args.no_verify else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
     database.add_argument("--db", default="tensorlab")
     database.set_defaults(handler=_db_command)
+    copy = commands.add_parser("copy", help="copy studies between servers (resumable; verifies every document "
+                               "and payload)")
+    copy.add_argument("--from", dest="source", required=True, help="source mongodb:// URI ('local': the managed "
+                      "server)")
+    copy.add_argument("--to", dest="target", required=True, help="target mongodb:// URI ('local': the managed server)")
+    copy.add_argument("--study", default=None, help="one study (default: every study)")
+    copy.add_argument("--db", default="tensorlab", help="source database")
+    copy.add_argument("--to-db", default=None, help="target database (default: the source's name)")
+    copy.add_argument("--no-verify", action="store_true", help="skip the final comparison of every document")
+    copy.set_defaults(handler=_copy_command)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-import lz4.block
+import lz4.frame
 import numpy as np
 import pytest
 
@@ -22,7 +22,7 @@ def _file_of(tdb, name: str):
 def _read_with_standard_tools(path, meta) -> np.ndarray:
     """What any program can do with a payload file and its document: lz4 (or nothing), then numpy."""
     data = path.read_bytes()
-    raw = np.frombuffer(lz4.block.decompress(data) if meta["codec"] == "lz4" else data, np.uint8)
+    raw = np.frombuffer(lz4.frame.decompress(data) if meta["codec"] == "lz4frame" else data, np.uint8)
     if meta["shuffled"]:
         raw = raw.reshape(np.dtype(meta["dtype"]).itemsize, -1).T.copy()
     return raw.view(meta["dtype"]).reshape(meta["shape"])
@@ -44,7 +44,7 @@ def test_the_managed_server_advertises_a_file_store_its_clients_use(tdb):
         assert path.stat().st_size == doc["length"]
         np.testing.assert_array_equal(_read_with_standard_tools(path, doc["metadata"]), array)
         codecs.append(doc["metadata"]["codec"])
-    assert codecs == ["raw", "lz4"]
+    assert codecs == ["raw", "lz4frame"]
     for stored, array in zip(tdb.find_parameters(), weights, strict=True):
         np.testing.assert_array_equal(stored, array)
 

@@ -118,6 +118,10 @@ def test_the_seeds_job_calls_work_or_name_their_replacement(tdb):
     with pytest.raises(InvalidInput, match=r"Model\(keras_model, name='mytes'\)"):
         tensorlab.Model("mytes")
     assert tdb.pop_job() is None  # the seeds' `db.pop_job()`: no worker name needed
+    with pytest.raises(AttributeError, match=r"save_parameters\(weights, tags\)"):
+        tdb.save_parameter([np.zeros(2)], {"acc": 0.5})
+    with pytest.raises(AttributeError, match="load_model_architecture"):
+        tdb.find_model_architecutre({"name": "print"})
 
 
 def test_worker_with_allow_code_trains_a_job_whose_architecture_is_stored_source(tdb):

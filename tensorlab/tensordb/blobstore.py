@@ -196,20 +196,29 @@ class BlobStore:
                 raise self._advert.unreachable_error(str(file["_id"]))
             parts = [self.local_files.read(str(file["_id"]))]
         elif chunk_ids is not None:
-            if len(chunk_ids) <= 2:
-                parts = [self._read_chunk(chunk_id) for chunk_id in chunk_ids]
-            else:
-                with ThreadPoolExecutor(READ_THREADS) as pool:
-                    parts = list(pool.map(self._read_chunk, chunk_ids))
+            try:
+                parts = self._read_listed(chunk_ids)
+            except IntegrityError:  # re-uploaded by a standard GridFS client, which kept our metadata: its
+                parts = self._read_standard(file["_id"])  # chunks have new ids, found by `files_id` as any reader does
         else:
-            parts = [bytes(chunk["data"]) for chunk in
-                     self._chunks.find({"files_id": file["_id"]}, {"data": 1, "_id": 0}, sort=[("n", 1)],
-                                       batch_size=READ_BATCH)]
+            parts = self._read_standard(file["_id"])
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         if len(payload) != file["length"]:
             raise IntegrityError(f"Payload {file['_id']} has {len(payload)} of {file['length']} "
                                                 "bytes; it is incomplete or being deleted.")
         return payload
+
+    def _read_listed(self, chunk_ids: list[Any]) -> list[bytes]:
+        """The fast path: chunks by the `_id`s the files document lists (one `_id` lookup each)."""
+        if len(chunk_ids) <= 2:
+            return [self._read_chunk(chunk_id) for chunk_id in chunk_ids]
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            return list(pool.map(self._read_chunk, chunk_ids))
+
+    def _read_standard(self, file_id: Any) -> list[bytes]:
+        """What every GridFS reader does: chunks by `files_id`, in `n` order (a scan on FerretDB 1.x)."""
+        return [bytes(chunk["data"]) for chunk in self._chunks.find(
+            {"files_id": file_id}, {"data": 1, "_id": 0}, sort=[("n", 1)], batch_size=READ_BATCH)]
 
     def _listed(self, file_id: Any) -> bool:
         """Whether a document names this payload (a payload file's or a GridFS file's): its write completed."""
@@ -242,6 +251,14 @@ class BlobStore:
             raise IntegrityError(f"{what} is corrupt: its content no longer matches its SHA-256 name. Restore it "
                                  "from a copy or save the parameters again.")
         return array
+
+    def stored(self, file_id: Any) -> tuple[dict[str, Any], bytes | bytearray] | None:
+        """A payload's files document and bytes, whatever layout wrote it; None when it is not stored."""
+        file = self._file(file_id)
+        return None if file is None else (file, self._read(file))
+
+    def is_stored(self, file_id: Any) -> bool:
+        return self._listed(file_id)
 
     def get_bytes(self, file_id: Any) -> bytes | bytearray:
         file = self._payload_doc(file_id) or self._files.find_one({"_id": file_id})

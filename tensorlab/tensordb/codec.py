@@ -1,5 +1,10 @@
 """Raw arrays to lz4-compressed bytes and back: dtype and shape travel beside the bytes, never pickle.
 
+Written as the standard LZ4 *frame* format (`codec: "lz4frame"`), which `lz4.frame`, the `lz4` command
+line and every language's LZ4 library read; docs/FORMAT.md describes every field. Payloads written
+before 2026-12 used python-lz4's *block* format with a 4-byte size prefix (`codec: "lz4"`, split every
+1 GiB into size-prefixed frames when `frames` > 1); they are still read.
+
 Floating-point data is byte-shuffled first (the Blosc trick: group the k-th byte of every value
 together, so exponents sit next to each other) when a probe shows that it compresses better. Data that
 lz4 cannot shrink by 10% (trained weights, noise-like features) is stored raw (`codec: "raw"`): the
@@ -14,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import lz4.block
+import lz4.frame
 import numpy as np
 
 from ..errors import IntegrityError, InvalidInput
 
 _PROBE_BYTES = 1 << 16
-_LZ4_MAX_INPUT = 0x7E000000  # lz4 block format limit (~2 GB); larger arrays are split in frames below
-_FRAME_BYTES = 1 << 30
 _WORTH_COMPRESSING = 0.9  # compressed/plain size of the probe below which lz4 is used
-CODECS = ("lz4", "raw")
+CODECS = ("lz4frame", "raw", "lz4")  # what encode writes first; "lz4" (block) is read only
+LZ4_FRAME, RAW, LZ4_BLOCK = CODECS
 
 
 @dataclass(frozen=True)
@@ -30,14 +35,14 @@ class ArrayMeta:
     dtype: str
     shape: tuple[int, ...]
     shuffled: bool
-    codec: str = "lz4"
+    codec: str = LZ4_BLOCK  # what a document without `codec` was written with
 
     def to_doc(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "shape": list(self.shape), "shuffled": self.shuffled, "codec": self.codec}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ArrayMeta:
-        codec = doc.get("codec", "lz4")
+        codec = doc.get("codec", LZ4_BLOCK)
         if codec not in CODECS:
             raise IntegrityError(f"Unknown array codec {codec!r} (known: {', '.join(CODECS)}); the item was written "
                                  "by a newer TensorLab or is corrupt. Upgrade TensorLab to read it.")
@@ -71,15 +76,15 @@ def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
 def _choose_layout(array: np.ndarray) -> tuple[str, bool]:
     """(codec, shuffled) from compressing a 64 KB probe plain and, for floats, shuffled."""
     if array.nbytes < 1024:
-        return "lz4", False
+        return LZ4_FRAME, False
     probe = np.ascontiguousarray(array.reshape(-1)[: max(1, _PROBE_BYTES // array.dtype.itemsize)]).view(np.uint8)
     plain = len(lz4.block.compress(probe.data, store_size=False))
     shuffled = plain + 1
     if array.dtype.kind in "fc" and array.dtype.itemsize >= 2:
         shuffled = len(lz4.block.compress(_shuffle(probe, array.dtype.itemsize), store_size=False))
     if min(plain, shuffled) > _WORTH_COMPRESSING * probe.nbytes:
-        return "raw", False
-    return "lz4", shuffled < 0.95 * plain
+        return RAW, False
+    return LZ4_FRAME, shuffled < 0.95 * plain
 
 
 def encode(array: np.ndarray) -> tuple[bytes | memoryview, ArrayMeta]:
@@ -89,23 +94,23 @@ def encode(array: np.ndarray) -> tuple[bytes | memoryview, ArrayMeta]:
     array = np.ascontiguousarray(array)
     codec, shuffled = _choose_layout(array)
     raw = array.reshape(-1).view(np.uint8)
-    if codec == "raw":
-        return raw.data, ArrayMeta(array.dtype.str, shape, False, "raw")
+    if codec == RAW:
+        return raw.data, ArrayMeta(array.dtype.str, shape, False, RAW)
     data = _shuffle(raw, array.dtype.itemsize) if shuffled else raw.data
-    frames = [lz4.block.compress(data[i:i + _FRAME_BYTES]) for i in range(0, max(len(data), 1), _FRAME_BYTES)]
-    payload = frames[0] if len(frames) == 1 else b"".join(len(f).to_bytes(8, "little") + f for f in frames)
-    return payload, ArrayMeta(array.dtype.str, shape, shuffled)
+    return lz4.frame.compress(data), ArrayMeta(array.dtype.str, shape, shuffled, LZ4_FRAME)
 
 
 def decode(payload: bytes | bytearray, meta: ArrayMeta, frames: int = 1) -> np.ndarray:
     """Inverse of `encode`; the result is writable and owns its memory (or a bytearray handed in)."""
     dtype = np.dtype(meta.dtype)
-    if meta.codec == "raw":
+    if meta.codec == RAW:
         if len(payload) != dtype.itemsize * int(np.prod(meta.shape, dtype=np.int64)):
             raise ValueError(f"{len(payload)} raw bytes do not hold {meta.shape} of {meta.dtype}")
         flat = np.frombuffer(payload, dtype=dtype)
         return (flat if isinstance(payload, bytearray) else flat.copy()).reshape(meta.shape)
-    if frames == 1:
+    if meta.codec == LZ4_FRAME:
+        data = lz4.frame.decompress(payload)
+    elif frames == 1:
         data = lz4.block.decompress(payload)
     else:
         parts, offset = [], 0
@@ -134,12 +139,13 @@ def verified_decode(payload: bytes, meta: ArrayMeta, frames: int, expected_crc: 
                              "restore it from a copy.")
     try:
         return decode(payload, meta, frames)
-    except (lz4.block.LZ4BlockError, ValueError) as error:
+    except (lz4.block.LZ4BlockError, RuntimeError, ValueError) as error:
         raise IntegrityError(f"{what} is corrupt: it does not decode ({error}).") from None
 
 
 def frame_count(nbytes: int) -> int:
-    return max(1, -(-nbytes // _FRAME_BYTES))
+    """The `frames` field: 1 for what encode writes now (one LZ4 frame holds any size); kept for old readers."""
+    return 1
 
 
 def content_hash(array: np.ndarray) -> str:

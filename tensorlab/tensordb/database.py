@@ -35,6 +35,18 @@ DEFAULT_DB = "tensorlab"
 DEFAULT_STUDY = "default"
 
 
+SEED_SPELLINGS = {
+    "save_parameter": "save_parameters(weights, tags)",
+    "save_params": "save_parameters(weights, tags)",
+    "find_params": "find_parameters(query)",
+    "del_params": "delete_parameters(query)",
+    "save_model_architecutre": "save_model_architecture(model_or_source, tags)",
+    "find_model_architecutre": "load_model_architecture(query) (source comes back as text; trust=True runs it)",
+    "find_model_architecture": "load_model_architecture(query) (source comes back as text; trust=True runs it)",
+    "load_model_architecutre": "load_model_architecture(query)",
+}
+
+
 class TensorDB:
     """A study inside one MongoDB database: every document TensorDB writes carries `study`.
 
@@ -87,6 +99,13 @@ class TensorDB:
         self.deployments = DeploymentStore(self._scope)
         self._logbook: LogBook | None = None
         self.current_run: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        """The seeds' spellings name their TensorLab call instead of a bare AttributeError."""
+        if name in SEED_SPELLINGS:
+            raise AttributeError(f"TensorDB has no {name!r} (a TensorLayer/seed spelling); use "
+                                 f"db.{SEED_SPELLINGS[name]}.")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"TensorDB(uri={self.uri!r}, db={self.db_name!r}, study={self.study!r})"
