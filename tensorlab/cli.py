@@ -127,6 +127,49 @@ def _copy_command(args: argparse.Namespace) -> int:
     return 0 if verified or args.no_verify else 1
 
 
+def _export_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .tensordb import connect
+    from .tensordb.study_export import export_study
+
+    probe = connect(args.uri, db=args.db)
+    studies = [args.study] if args.study else _studies(probe)
+    probe.close()
+    for study in studies:
+        db = connect(args.uri, db=args.db, study=study)
+        manifest = export_study(db, Path(args.to) / study)
+        db.close()
+        print(f"exported study {study!r}: {sum(manifest['counts'].values()):,} documents, "
+              f"{manifest['payloads']:,} payloads -> {Path(args.to) / study}")
+    return 0
+
+
+def _import_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .tensordb import connect
+    from .tensordb.study_export import MANIFEST, import_study
+
+    root = Path(args.folder)
+    folders = [root] if (root / MANIFEST).exists() else sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+    if not folders:
+        print(f"tensorlab: error: {root} holds no export ({MANIFEST} not found)", file=sys.stderr)
+        return 2
+    verified = True
+    for folder in folders:
+        study = json.loads((folder / MANIFEST).read_text())["study"]
+        db = connect(args.uri, db=args.db, study=study)
+        report = import_study(folder, db)
+        db.close()
+        print(f"imported study {study!r} from {folder}")
+        for line in report.lines():
+            print(f"  {line}")
+        verified = verified and report.ok
+    return 0 if verified else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--to-db", default=None, help="target database (default: the source's name)")
     copy.add_argument("--no-verify", action="store_true", help="skip the final comparison of every document")
     copy.set_defaults(handler=_copy_command)
+    export = commands.add_parser("export", help="write studies to a folder (mongodump-style BSON files)")
+    export.add_argument("--to", required=True, help="folder to create; one subfolder per study")
+    import_ = commands.add_parser("import", help="load studies written by `tensorlab export` (resumable)")
+    import_.add_argument("folder", help="an export folder (or one study's subfolder)")
+    for command in (export, import_):
+        command.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, "
+                             "else local)")
+        command.add_argument("--db", default="tensorlab")
+    export.add_argument("--study", default=None, help="one study (default: every study)")
+    export.set_defaults(handler=_export_command)
+    import_.set_defaults(handler=_import_command)
     return parser
 
 

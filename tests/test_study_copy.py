@@ -97,3 +97,38 @@ def test_copy_killed_half_way_then_rerun_arrives_once_verified_and_usable(two_se
     assert len(target.jobs.find({"tags.queue": "cpu"})) == 1 and target.pop_job() is not None
     source.close()
     target.close()
+
+
+def test_export_to_a_folder_and_import_elsewhere_is_exact_and_idempotent(tdb, mongo_uri, db_name, tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 300)).astype("float32")  # 3.6 MB of noise: a payload file beside the server
+    tdb.import_data(X, np.arange(3000) % 7, {"split": "train"})
+    weights = [np.linspace(0, 1, 100_000, dtype="float32"), rng.normal(size=(200, 200)).astype("float32")]
+    tdb.save_parameters(weights, {"kind": "exported"})
+    run = tdb.run_store.start("exported-run")
+    for step in range(700):
+        tdb.train_log(step=step, run=run, loss=1.0 / (step + 1))
+    tdb.flush_logs()
+    out = subprocess.run([sys.executable, "-m", "tensorlab.cli", "export", "--to", str(tmp_path / "dump"), "--uri",
+                          mongo_uri, "--db", tdb.db_name, "--study", tdb.study], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / "dump" / tdb.study
+    assert (folder / "blobs.files.bson").exists() and (folder / "samples.bson").exists()
+    target_db = f"{db_name}_imported"
+    for _ in range(2):  # the second import finds everything there and inserts nothing
+        out = subprocess.run([sys.executable, "-m", "tensorlab.cli", "import", str(tmp_path / "dump"), "--uri",
+                              mongo_uri, "--db", target_db], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "verified: every document and payload matches" in out.stdout
+    assert "payloads: 0 copied now" in out.stdout and "copied now)" not in out.stdout.replace("(0 copied now)", "")
+    target = tensorlab.connect(mongo_uri, db=target_db, study=tdb.study, payload_files=False)
+    try:
+        found_x, found_y = target.find_data({"tags.split": "train"})
+        np.testing.assert_array_equal(found_x, X)
+        np.testing.assert_array_equal(found_y, np.arange(3000) % 7)
+        for stored, array in zip(target.find_parameters({"tags.kind": "exported"}), weights, strict=True):
+            np.testing.assert_array_equal(stored, array)
+        assert target.logs(run="exported-run")["step"].tolist() == list(range(700))
+    finally:
+        target.client.drop_database(target_db)
+        target.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -65,7 +65,32 @@ def document_hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _payload_ids(source_db: Any, study: str) -> Iterator[Any]:
+def insert_missing(target: Any, docs: Iterable[dict[str, Any]], query: dict[str, Any], bar: Any = None) -> int:
+    """Insert the documents whose `_id` the target's `query` lacks; returns how many were inserted."""
+    present = {doc["_id"] for doc in target.find(query, {"_id": 1})}
+    inserted, batch = 0, []
+    for doc in docs:
+        if bar is not None:
+            bar.update()
+        if doc["_id"] not in present:
+            batch.append(doc)
+        if len(batch) >= INSERT_BATCH:
+            inserted, batch = inserted + _insert(target, batch), []
+    return inserted + _insert(target, batch)
+
+
+def _insert(target: Any, docs: list[dict[str, Any]]) -> int:
+    if not docs:
+        return 0
+    try:
+        return len(target.insert_many(docs, ordered=False).inserted_ids)
+    except BulkWriteError as error:  # another copy inserted some at the same moment: keep theirs
+        if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
+            raise
+        return error.details.get("nInserted", 0)
+
+
+def payload_ids(source_db: Any, study: str) -> Iterator[Any]:
     """Every payload the study's documents name: parameter arrays (by digest) and large sample chunks."""
     for doc in source_db["parameters"].find({"study": study}, {"arrays.blob": 1}):
         for entry in doc.get("arrays") or []:
@@ -77,7 +102,16 @@ def _payload_ids(source_db: Any, study: str) -> Iterator[Any]:
                 yield file_id
 
 
-def _bar(total: int, desc: str, progress: bool) -> Any:
+def counters_and_markers(database: Any, study: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(collection, document) of the study's version counters (`parameters:<study>:<run>`) and build markers."""
+    for name, mine in (("counters", lambda key: key.startswith(f"parameters:{study}:")),
+                       (STATE, lambda key: key.endswith(f"-built:{study}"))):
+        for doc in database[name].find({}):
+            if mine(str(doc["_id"])):
+                yield name, doc
+
+
+def progress_bar(total: int, desc: str, progress: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, disable=not progress, leave=False)
@@ -114,8 +148,8 @@ class StudyCopy:
 
     # -- payloads --------------------------------------------------------------------------------
     def _copy_payloads(self, progress: bool) -> None:
-        ids = list(dict.fromkeys(_payload_ids(self.source.db, self.study)))
-        with _bar(len(ids), "payloads", progress) as bar:
+        ids = list(dict.fromkeys(payload_ids(self.source.db, self.study)))
+        with progress_bar(len(ids), "payloads", progress) as bar:
             for file_id in ids:
                 if not self.target.blobs.is_stored(file_id):
                     self._copy_payload(file_id)
@@ -136,42 +170,14 @@ class StudyCopy:
     # -- documents -------------------------------------------------------------------------------
     def _copy_collection(self, name: str, progress: bool) -> None:
         query = {"study": self.study}
-        source, target = self.source.db[name], self.target.db[name]
-        present = {doc["_id"] for doc in target.find(query, {"_id": 1})}
-        total = source.count_documents(query)
-        inserted = 0
-        with _bar(total, name, progress) as bar:
-            batch: list[dict[str, Any]] = []
-            for doc in source.find(query, batch_size=INSERT_BATCH):
-                bar.update()
-                if doc["_id"] in present:
-                    continue
-                batch.append(doc)
-                if len(batch) >= INSERT_BATCH:
-                    inserted += self._insert(target, batch)
-                    batch = []
-            inserted += self._insert(target, batch)
+        source = self.source.db[name]
+        with progress_bar(source.count_documents(query), name, progress) as bar:
+            inserted = insert_missing(self.target.db[name], source.find(query, batch_size=INSERT_BATCH), query, bar)
         self.report.inserted[name] = self.report.inserted.get(name, 0) + inserted
 
-    @staticmethod
-    def _insert(target: Any, docs: list[dict[str, Any]]) -> int:
-        if not docs:
-            return 0
-        try:
-            return len(target.insert_many(docs, ordered=False).inserted_ids)
-        except BulkWriteError as error:  # another copy inserted some at the same moment: keep theirs
-            if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
-                raise
-            return error.details.get("nInserted", 0)
-
     def _copy_counters_and_markers(self) -> None:
-        """Version counters (`parameters:<study>:<run>`) and this study's build markers, by `_id`."""
-        for name, suffix in (("counters", None), (STATE, f"-built:{self.study}")):
-            for doc in self.source.db[name].find({}):
-                key = str(doc["_id"])
-                mine = key.startswith(f"parameters:{self.study}:") if suffix is None else key.endswith(suffix)
-                if mine:
-                    self.target.db[name].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        for name, doc in counters_and_markers(self.source.db, self.study):
+            self.target.db[name].replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
     # -- verification ----------------------------------------------------------------------------
     def verify(self, progress: bool = True) -> CopyReport:
@@ -179,8 +185,8 @@ class StudyCopy:
         are rewritten from the source (and counted as repaired)."""
         for name in (*PRIMARY, *DERIVED):
             self._verify_collection(name, progress)
-        ids = list(dict.fromkeys(_payload_ids(self.source.db, self.study)))
-        with _bar(len(ids), "verify payloads", progress) as bar:
+        ids = list(dict.fromkeys(payload_ids(self.source.db, self.study)))
+        with progress_bar(len(ids), "verify payloads", progress) as bar:
             for file_id in ids:
                 self._verify_payload(file_id)
                 bar.update()
