@@ -1,5 +1,6 @@
 """Widget costs: kernel-side time per live-panel update (SVG) vs a matplotlib PNG redraw of the same
-curves, and the slowdown of a background fit with the live panel attached vs without.
+curves, chart cost at 1k/10k/100k points per series (SVG vs a plotly FigureWidget when plotly is
+installed), and the slowdown of a background fit with the live panel attached vs without.
 
 Prints a table and writes benchmarks/results/widgets.json. Outside a kernel no comm messages are
 sent, so the update cost here is the panel's own work (draining rows, formatting the charts).
@@ -58,6 +59,44 @@ def update_costs(db, steps: int = 20_000, updates: int = 200) -> dict:
     }
 
 
+def _plotly_update_ms(series: dict, repeats: int = 5) -> float | None:
+    """A plotly FigureWidget's kernel-side cost for the same update: new data for every trace, serialized as
+    the comm message would carry it (the whole arrays: plotly resends a changed trace)."""
+    try:
+        import plotly.graph_objects as go
+        import plotly.io
+    except ImportError:
+        return None
+    figure = go.FigureWidget(data=[go.Scattergl(x=[0], y=[0], name=name) for name in series])
+    costs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with figure.batch_update():
+            for trace, (xs, ys) in zip(figure.data, series.values(), strict=True):
+                trace.x, trace.y = xs, ys
+        plotly.io.to_json({"data": [trace.to_plotly_json() for trace in figure.data]})
+        costs.append((time.perf_counter() - started) * 1000)
+    return statistics.median(costs)
+
+
+def chart_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), series_count: int = 3) -> dict:
+    """Cost of one chart update at N points per series: the SVG chart (downsampled for display, data exact)
+    against a plotly FigureWidget holding every point."""
+    from tensorlab.widgets import line_chart
+
+    rows = {}
+    for size in sizes:
+        xs = list(range(size))
+        series = {f"series {i}": (xs, [1 / (1 + x) + i for x in xs]) for i in range(series_count)}
+        costs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            line_chart(series, title="loss", y_label="loss")
+            costs.append((time.perf_counter() - started) * 1000)
+        rows[size] = {"svg_ms": statistics.median(costs), "plotly_ms": _plotly_update_ms(series)}
+    return rows
+
+
 def fit_slowdown(db, repeats: int = 3) -> dict:
     import keras
     from tensorlab.widgets import LivePanel
@@ -107,13 +146,17 @@ def main() -> None:
 
     db = tensorlab.connect(db="tensorlab_bench_widgets", study="bench")
     db.client.drop_database("tensorlab_bench_widgets")
-    results = {"update": update_costs(db), "fit": fit_slowdown(db)}
+    results = {"update": update_costs(db), "scaling": chart_scaling(), "fit": fit_slowdown(db)}
     db.client.drop_database("tensorlab_bench_widgets")
     u, f = results["update"], results["fit"]
     print(f"{'measure':<44} {'value':>10}  target")
     print(f"{'live panel update, SVG (median ms)':<44} {u['svg_update_ms_median']:>10.2f}  <= 10 ms")
     print(f"{'live panel update, SVG (p95 ms)':<44} {u['svg_update_ms_p95']:>10.2f}")
     print(f"{'matplotlib PNG redraw of same curves (ms)':<44} {u['matplotlib_png_redraw_ms_median']:>10.2f}")
+    for size, row in results["scaling"].items():
+        plotly = "not installed" if row["plotly_ms"] is None else f"{row['plotly_ms']:.1f}"
+        print(f"{f'chart update, 3 series x {size:,} points (ms)':<44} {row['svg_ms']:>10.1f}  "
+              f"plotly FigureWidget: {plotly}{'  (target <= 10 ms)' if size == 10_000 else ''}")
     print(f"{'fit with live panel / without (median)':<44} {f['ratio']:>9.3f}x  <= 1.01x")
     write_results("widgets", results)
 

@@ -117,7 +117,7 @@ class TensorLabMagics(Magics):
             handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, **fit)
         except TensorLabError as error:
             raise _usage(error) from None
-        display(LivePanel(handle))
+        panel = LivePanel(handle).show()  # a background run writes its final state into the output itself
         if args.background:
             return None
         try:
@@ -125,6 +125,7 @@ class TensorLabMagics(Magics):
         except KeyboardInterrupt:
             handle.stop()
             handle.wait()
+        panel.finish()  # the saved notebook shows the final status and curves
         if handle.error is not None:
             raise handle.error
         return None

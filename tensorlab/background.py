@@ -85,6 +85,7 @@ class TrainingHandle:
 
     def __init__(self, model: Model, fit_kwargs: dict[str, Any]) -> None:
         self.model = model
+        self.run_name = fit_kwargs.get("run_name") or model.name
         self.progress = Progress()
         self.status = "starting"
         self.result: Any = None
@@ -115,6 +116,11 @@ class TrainingHandle:
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """Stop was asked and training has not ended yet (it ends after the current batch)."""
+        return self._stop.is_set() and not self.done
 
     def stop(self) -> None:
         """End training after the batch now running; a final checkpoint is saved."""

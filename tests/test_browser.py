@@ -23,6 +23,7 @@ import tensorlab
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"  # committed: what the panels look like
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                                 "(apt-get install chromium); .ci/run installs it")
 
@@ -126,11 +127,26 @@ def test_live_and_comparison_panels_in_a_real_browser(jupyterlab, mongo_uri, db_
             live.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "live_and_comparison_running.png"), full_page=True)
 
+            live.locator("button:has-text('log y')").click()  # the y axis turns logarithmic
+            page.wait_for_function(
+                "[...document.querySelectorAll('.tensorlab-live-panel svg text')].some(e => e.textContent === "
+                "'loss (log)')", timeout=30_000)
+            point = live.locator("svg.tensorlab-chart .tl-pt circle").last
+            point.hover(force=True)  # the value under the pointer
+            page.wait_for_function(
+                "[...document.querySelectorAll('.tensorlab-live-panel .tl-tip')]"
+                ".some(e => getComputedStyle(e).visibility === 'visible' && /: [\\d,]+, /.test(e.textContent))",
+                timeout=10_000)
+            live.screenshot(path=str(SCREENSHOTS / "live_panel_hover_log_y.png"))
+
             live.locator("button:has-text('Stop')").click()
             page.wait_for_function(
                 "[...document.querySelectorAll('.tensorlab-live-panel .tensorlab-status')]"
                 ".some(e => e.textContent === 'stopped')", timeout=60_000)
+            assert "ETA" not in live.locator(".tensorlab-progress").inner_text()  # a stopped run has no ETA
             page.screenshot(path=str(ARTIFACTS / "live_stopped.png"), full_page=True)
+            live.screenshot(path=str(SCREENSHOTS / "live_panel_stopped.png"))
+            comparison.screenshot(path=str(SCREENSHOTS / "comparison_panel.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise

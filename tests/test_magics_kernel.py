@@ -118,3 +118,31 @@ def test_job_panel_in_a_fresh_kernel_imports_neither_keras_nor_tensorflow(mongo_
     ])
     assert "application/vnd.jupyter.widget-view+json" in notebook.cells[0].outputs[-1]["data"]
     assert _text(notebook.cells[1]).strip() == "[]"
+
+
+def _panel_outputs(cell) -> list[dict]:
+    return [o["data"] for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+            and "LivePanel(" in o["data"].get("text/plain", "")]
+
+
+def test_saved_outputs_show_the_final_state_of_foreground_and_background_runs(mongo_uri, db_name):
+    """A saved notebook showed 'running · epoch 1/? · step 0' for a run that had finished (#15)."""
+    notebook = _run([
+        f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study saved",
+        "import keras, numpy as np, tensorlab\nfrom tensorlab.widgets import LivePanel\n"
+        "X = np.random.default_rng(0).normal(size=(128, 8)).astype('float32')\n"
+        "Y = (X[:, 0] > 0).astype('int64')\n%tdb_import X Y --tag split=train",
+        "%%tdb_train --name fg --epochs 2 --batch-size 32 --data tags.split=train\n" + MODEL_CELL.format(name="fg"),
+        "handle = tensorlab.train_in_background(tensorlab.Model(model, db=_tdb), db=_tdb, x=X, y=Y, epochs=3, "
+        "batch_size=32, run_name='bg')\npanel = LivePanel(handle).show()",
+        "handle.wait(300)\nprint('final state written:', panel.finished.wait(60))",
+    ])
+    foreground, background = _panel_outputs(notebook.cells[2]), _panel_outputs(notebook.cells[3])
+    assert len(foreground) == 1 and len(background) == 1
+    assert "final state written: True" in _text(notebook.cells[4])
+    for data, name in ((foreground[0], "fg"), (background[0], "bg")):
+        assert f"run='{name}'" in data["text/plain"] and "status='finished'" in data["text/plain"]
+        assert "<polyline" in data["text/html"] and "finished" in data["text/html"] and "ETA" not in data["text/html"]
+    db = tensorlab.connect(mongo_uri, db=db_name, study="saved")
+    db.client.drop_database(db_name)
+    db.close()

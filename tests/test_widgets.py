@@ -32,12 +32,31 @@ def test_feeding_rows_updates_curves_and_progress(tdb):
                      for i in range(10)])
     panel.feed_rows([{"kind": "valid", "epoch": 0, "metrics": {"val_loss": 1.5, "val_accuracy": 0.4}}])
     panel.refresh(force=True)
-    assert panel.loss_chart.value.count("<polyline") == 2  # train loss and valid val_loss
-    assert 'data-name="train loss"' in panel.loss_chart.value
-    assert 'data-name="valid val_accuracy"' in panel.metric_chart.value
+    assert panel.loss_chart.value.count("<polyline") == 2  # train loss and validation loss
+    assert 'data-name="train loss (batch)"' in panel.loss_chart.value  # honest names (#15)
+    assert 'data-name="validation loss"' in panel.loss_chart.value
+    assert 'data-name="validation accuracy"' in panel.metric_chart.value
+    assert 'class="tl-tip"' in panel.loss_chart.value and "train loss (batch): 10, 1.1" in panel.loss_chart.value
     assert "10 steps logged" in panel.stats.value
     bundle = panel._repr_mimebundle_()
     assert "<svg" in bundle["text/html"] and "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_chart_controls_log_axis_smoothing_series_and_zoom(tdb):
+    panel = LivePanel("some-run", tdb, auto_refresh=False)
+    panel.feed_rows([{"kind": "train", "metrics": {"loss": 1000.0 / (i + 1), "accuracy": i / 2000}, "time": i}
+                     for i in range(2000)])
+    panel.refresh(force=True)
+    assert ">1,000<" in panel.loss_chart.value and "1e+03" not in panel.loss_chart.value
+    panel.log_y.value = True
+    assert "loss (log)" in panel.loss_chart.value
+    panel.smoothing.value = 0.9
+    assert 'class="raw"' in panel.loss_chart.value  # the exact values stay, faint, under the smoothed line
+    panel.series.value = ["train loss (batch)"]
+    assert "train accuracy (batch)" not in panel.metric_chart.value.split("<polyline", 1)[-1]
+    panel.window.value = 100
+    xs = [float(p.split(",")[0]) for p in panel.loss_chart.value.split('points="')[-1].split('"')[0].split()]
+    assert len(xs) <= 101  # the last 100 steps of 2,000 are drawn
 
 
 def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
@@ -52,8 +71,12 @@ def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
     panel.checkpoint_button.click()
     assert wait_until(lambda: panel.checkpoints_saved == 1)
     panel.stop_button.click()
+    assert "stopping" in panel.status.value or handle.done  # at once, and it stays until the run has ended
+    assert "ETA" not in panel.progress_label.value
     assert handle.wait(60) and handle.status == "stopped"
     assert wait_until(lambda: "stopped" in panel.status.value and panel.stop_button.disabled)
+    assert "ETA" not in panel.progress_label.value and "watched" in panel.title.value  # the name, not the id
+    assert "status='stopped'" in panel._repr_mimebundle_()["text/plain"]
     run_id = tdb.run_store.resolve("watched")["_id"]
     assert tdb.parameters.find_doc({"run": run_id, "tags.manual": True})
     assert tdb.parameters.find_doc({"run": run_id, "tags.final": True})
@@ -80,7 +103,7 @@ def test_live_panel_follows_a_run_in_another_process(tdb, mongo_uri):
     panel = LivePanel("remote", tdb, poll_interval_s=0.2)
     assert trainer.wait(180) == 0
     assert wait_until(lambda: "finished" in panel.status.value and panel._step == 4 * 23)
-    assert 'data-name="valid val_accuracy"' in panel.metric_chart.value
+    assert 'data-name="validation accuracy"' in panel.metric_chart.value
     panel.stop_button.click()  # a remote run cannot be stopped from here: the panel says so, nothing raises
     assert panel.stop_button.disabled
     panel.close()
@@ -153,3 +176,16 @@ def test_svg_chart_handles_gaps_and_many_points():
     first = svg.split('points="')[1].split('"')[0]
     assert len(first.split()) == 400  # downsampled
     assert svg.split('points="')[2].split('"')[0].count(",") == 2  # the NaN point is skipped
+
+
+def test_tables_pad_cells_show_a_dash_for_missing_values_and_jobs_show_hyper_parameters(tdb):
+    import pandas as pd
+
+    frame = pd.DataFrame([{"run": "a", "id": "1", "status": "running", "hp.lr": 0.1, "val_accuracy": float("nan")},
+                          {"run": "b", "id": "2", "status": "finished", "hp.lr": 0.01, "val_accuracy": 0.91234}])
+    table = ComparisonPanel._table_html(frame, "b")
+    assert "nan" not in table and ">—<" in table and ">0.9123<" in table and "padding:3px 10px" in table
+    tdb.push_job("arch", hyper_parameters={"lr": 0.1, "units": 64})
+    panel = JobQueuePanel(tdb, auto_refresh=False)
+    assert "lr=0.1, units=64" in panel.table_html.value and ">hyper-parameters<" in panel.table_html.value
+    panel.close()

@@ -19,6 +19,7 @@ from tensorlab.table_rows import flat_row
 
 from .refreshing import RefreshingPanel
 from .svgchart import line_chart
+from .table_cells import CELL_STYLE, cell_text
 
 X_AXES = ("epoch", "step", "time")
 
@@ -203,15 +204,12 @@ class ComparisonPanel(RefreshingPanel):
 
     @staticmethod
     def _table_html(frame: Any, best: str | None) -> str:
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns if c != "id")
+        head = "".join(f'<th style="{CELL_STYLE}">{html.escape(str(c))}</th>' for c in frame.columns if c != "id")
         body = []
         for _, row in frame.iterrows():
             style = ' class="tensorlab-best" style="background:#e6f4ea;font-weight:bold"' if row["run"] == best else ""
-            cells = "".join(
-                f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td>"
-                for c, v in row.items()
-                if c != "id"
-            )
+            cells = "".join(f'<td style="{CELL_STYLE}">{html.escape(cell_text(v))}</td>'
+                            for c, v in row.items() if c != "id")
             body.append(f"<tr{style}>{cells}</tr>")
         return (
             f'<table class="tensorlab-table" style="border-collapse:collapse"><thead><tr>{head}</tr></thead>'

@@ -10,6 +10,9 @@ import ipywidgets as widgets
 from tensorlab.clock import as_utc, utc_now
 
 from .refreshing import RefreshingPanel
+from .table_cells import CELL_STYLE, MISSING, cell_text
+
+COLUMNS = ("job", "status", "hyper-parameters", "run", "worker", "attempts", "progress", "priority", "age", "error")
 
 STATUS_COLORS = {"queued": "#555", "running": "#1f77b4", "done": "#2ca02c", "failed": "#d62728", "cancelled": "#999"}
 
@@ -83,9 +86,12 @@ class JobQueuePanel(RefreshingPanel):
             for job in jobs:
                 progress = job.get("progress") or {}
                 color = STATUS_COLORS.get(job["status"], "#000")
+                hyper = job.get("hyper_parameters") or {}
                 cells = [
                     str(job["_id"])[-8:],
                     f'<span style="color:{color}">{job["status"]}</span>',
+                    html.escape(", ".join(f"{k}={cell_text(v)}" for k, v in sorted(hyper.items()))) or MISSING,
+                    html.escape(f"job-{job['_id']}") if job.get("run") else MISSING,
                     html.escape(str(job.get("worker") or "")),
                     f"{job['attempts']}/{job['max_attempts']}",
                     html.escape(", ".join(f"{k} {v}" for k, v in progress.items())) if progress else "",
@@ -93,10 +99,8 @@ class JobQueuePanel(RefreshingPanel):
                     _age(job.get("created")),
                     html.escape(str(job.get("error") or ""))[:80],
                 ]
-                rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            head = "".join(
-                f"<th>{h}</th>" for h in ("job", "status", "worker", "attempts", "progress", "priority", "age", "error")
-            )
+                rows.append("<tr>" + "".join(f'<td style="{CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
+            head = "".join(f'<th style="{CELL_STYLE}">{h}</th>' for h in COLUMNS)
             self.table_html.value = (
                 f'<table class="tensorlab-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             )

@@ -18,6 +18,8 @@ import keras
 
 from .svgchart import line_chart
 
+ZOOM_CHOICES = [("all", 0), ("last 100", 100), ("last 1,000", 1_000), ("last 10,000", 10_000)]
+DONE = ("finished", "failed", "stopped", "crashed")
 FOREGROUND_HINT = (
     "Training runs in the foreground, so the kernel cannot take clicks until it ends. "
     "Use tensorlab.train_in_background(...) (or %%tdb_train --background) to keep Stop usable."
@@ -74,6 +76,16 @@ class LivePanel(widgets.VBox):
 
         self.title = widgets.HTML()
         self.status = widgets.HTML(value="status: waiting")
+        self.log_y = widgets.ToggleButton(value=False, description="log y", tooltip="logarithmic y axis")
+        self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing",
+                                             readout_format=".2f", continuous_update=False)
+        self.window = widgets.Dropdown(options=ZOOM_CHOICES, value=0, description="steps")
+        self.series = widgets.SelectMultiple(options=[], value=[], rows=3, description="series")
+        for control in (self.log_y, self.smoothing, self.window, self.series):
+            control.observe(lambda _change: self.refresh(force=True), names="value")
+        self._known_series: list[str] = []
+        self._display: Any = None
+        self.finished = threading.Event()  # set once the final state is drawn (and written into the output)
         self.loss_chart = widgets.HTML()
         self.metric_chart = widgets.HTML()
         self.progress_bar = widgets.FloatProgress(min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="40%"))
@@ -88,6 +100,7 @@ class LivePanel(widgets.VBox):
             [
                 self.title,
                 self.status,
+                widgets.HBox([self.log_y, self.smoothing, self.window, self.series]),
                 widgets.HBox([self.loss_chart, self.metric_chart]),
                 widgets.HBox([self.progress_label, self.progress_bar, self.stats]),
                 widgets.HBox([self.stop_button, self.checkpoint_button]),
@@ -152,16 +165,18 @@ class LivePanel(widgets.VBox):
 
     # -- rendering ----------------------------------------------------------------------------
     def _status_text(self) -> tuple[str, str, float | None, str]:
+        """(status, where, fraction, run name); no ETA once the run is stopping or over."""
         if self.handle is not None:
             progress = self.handle.progress
-            fraction = progress.fraction
-            eta = progress.eta_s
+            status = "stopping" if self.handle.stopping else self.handle.status
             where = f"epoch {progress.epoch + 1}/{progress.epochs or '?'} · step {progress.step}"
             if progress.steps_per_epoch:
                 where += f"/{progress.steps_per_epoch}"
-            eta_text = f" · ETA {eta:,.0f} s" if eta is not None else ""
-            run = self.handle.run_id
-            return self.handle.status, where + eta_text, fraction, str(run) if run else ""
+            eta = progress.eta_s
+            if eta is not None and status == "running":
+                where += f" · ETA {eta:,.0f} s"
+            fraction = 1.0 if status == "finished" else progress.fraction
+            return status, where, fraction, str(self.handle.run_name)
         run = getattr(self, "_remote_run", None)
         if run is None:
             return "waiting", "", None, str(self.run_ref)
@@ -180,6 +195,31 @@ class LivePanel(widgets.VBox):
         self._device_name = (run or {}).get("device") or ""
         return self._device_name
 
+    def _named_series(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """(loss series, other series) under honest names: Keras's per-batch values are running means over
+        the epoch so far; the epoch rows hold the epoch's training mean and, as val_*, validation."""
+        losses: dict[str, tuple] = {}
+        others: dict[str, tuple] = {}
+        for name, values in self._train.items():
+            (losses if "loss" in name else others)[f"train {name} (batch)"] = values
+        for name, values in self._valid.items():
+            label = f"validation {name[4:]}" if name.startswith("val_") else f"train {name} (epoch)"
+            (losses if "loss" in name else others)[label] = values
+        if self.metrics:
+            others = {k: v for k, v in others.items() if any(m in k for m in self.metrics)}
+        return losses, others
+
+    def _chart_options(self, names: list[str]) -> dict[str, Any]:
+        if names != self._known_series:  # new series are shown; the user's hidden ones stay hidden
+            hidden = set(self._known_series) - set(self.series.value)
+            self._known_series = names
+            self.series.options = names
+            self.series.value = [name for name in names if name not in hidden]
+        window = self.window.value
+        x_range = (max(0, self._step - window), float("inf")) if window else None
+        return {"log_y": self.log_y.value, "smoothing": self.smoothing.value, "x_range": x_range,
+                "hidden": set(names) - set(self.series.value)}
+
     def refresh(self, force: bool = False) -> None:
         """Apply pending rows to the widgets (throttled unless `force`). Never raises into the frontend."""
         started = time.perf_counter()
@@ -190,33 +230,43 @@ class LivePanel(widgets.VBox):
             self.title.value = (
                 f"<b>TensorLab run</b> {html.escape(run_name)}{(' · ' + html.escape(device)) if device else ''}"
             )
-            self.status.value = f'status: <b class="tensorlab-status">{html.escape(status)}</b>'
-            losses = {f"train {k}": v for k, v in self._train.items() if "loss" in k}
-            losses.update({f"valid {k}": v for k, v in self._valid.items() if "loss" in k})
-            others = {f"train {k}": v for k, v in self._train.items() if "loss" not in k}
-            others.update(
-                {
-                    f"valid {k}": v
-                    for k, v in self._valid.items()
-                    if "loss" not in k and not k.startswith("val_") and k in self._train
-                }
-            )
-            others.update({f"valid {k}": v for k, v in self._valid.items() if "loss" not in k and k.startswith("val_")})
-            if self.metrics:
-                others = {k: v for k, v in others.items() if any(m in k for m in self.metrics)}
-            self.loss_chart.value = line_chart(losses, title="loss", x_label="step")
-            self.metric_chart.value = line_chart(others, title="metrics", x_label="step")
+            note = " (after the current batch)" if status == "stopping" else ""
+            self.status.value = f'status: <b class="tensorlab-status">{html.escape(status)}</b>{note}'
+            losses, others = self._named_series()
+            options = self._chart_options([*losses, *others])
+            self.loss_chart.value = line_chart(losses, title="loss", x_label="training step", y_label="loss",
+                                               **options)
+            self.metric_chart.value = line_chart(others, title="metrics", x_label="training step",
+                                                 y_label="value", **options)
             self.progress_bar.value = fraction or 0.0
             self.progress_label.value = f'<span class="tensorlab-progress">{html.escape(where)}</span>'
             if self._step_times:
                 step_time = sorted(self._step_times)[len(self._step_times) // 2]
-                self.stats.value = f"step {step_time * 1000:.1f} ms · {self._step} steps logged"
-            done = status in ("finished", "failed", "stopped", "crashed")
-            self.stop_button.disabled = done
+                self.stats.value = f"step {step_time * 1000:.1f} ms · {self._step:,} steps logged"
+            done = status in DONE
+            self.stop_button.disabled = done or status == "stopping"
             self.checkpoint_button.disabled = done or self.handle is None
         except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend
             self.message.append_stdout(f"TensorLab panel could not refresh: {type(error).__name__}: {error}" + "\n")
         self.update_costs_ms.append((time.perf_counter() - started) * 1000)
+
+    def show(self) -> LivePanel:
+        """Display the panel so that its saved output can be brought up to date when the run ends."""
+        from IPython.display import display
+
+        self._display = display(self, display_id=True)
+        return self
+
+    def finish(self) -> None:
+        """Draw the final state and write it into the cell's output: a saved notebook (GitHub, nbviewer) shows
+        the final status and curves, not the state at the moment the cell was displayed."""
+        self.refresh(force=True)
+        if self._display is not None:
+            try:
+                self._display.update(self)
+            except Exception as error:  # noqa: BLE001 - outside a kernel there is no output to update
+                self.message.append_stdout(f"TensorLab panel could not update its output: {error}\n")
+        self.finished.set()
 
     def _refresh_loop(self) -> None:
         last_poll = 0.0
@@ -232,14 +282,14 @@ class LivePanel(widgets.VBox):
             if self._pending or self.handle is not None or self.run_ref is not None:
                 self.refresh()
             if self.handle is not None and self.handle.done and not self._pending:
-                self.refresh(force=True)
+                self.finish()
                 break
 
     # -- buttons ---------------------------------------------------------------------------------
     def _on_stop(self, _button: Any = None) -> None:
         if self.handle is not None:
             self.handle.stop()
-            self.status.value = 'status: <b class="tensorlab-status">stopping</b> (after the current batch)'
+            self.refresh(force=True)  # "stopping", with no ETA, until the run has ended
         else:
             self.message.append_stdout(
                 "This panel follows a run in another process; stop it there (e.g. cancel its job)." + "\n"
