@@ -146,3 +146,34 @@ def test_saved_outputs_show_the_final_state_of_foreground_and_background_runs(mo
     db = tensorlab.connect(mongo_uri, db=db_name, study="saved")
     db.client.drop_database(db_name)
     db.close()
+
+
+QUIET_SCRIPT = """
+import sys
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+if sys.argv[1] == "load_ext":
+    ip.run_line_magic("load_ext", "tensorlab")
+import keras
+keras.layers.Dense(2)
+print("imported")
+"""
+
+
+@pytest.mark.parametrize("load_ext", [False, True])
+def test_load_ext_keeps_tensorflow_start_up_lines_out_of_the_notebook(tmp_path, load_ext):
+    """`import keras` showed a red block of C++ log lines on fd 2, which kernels show in cells (#15)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", QUIET_SCRIPT, "load_ext" if load_ext else "plain"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "imported" in out.stdout, out.stderr
+    log = tmp_path / ".tensorlab" / "logs" / "tensorflow-startup.log"
+    if load_ext:
+        assert "I0000" not in out.stderr and "I0000" in log.read_text()  # kept in the log file, not lost
+    else:
+        assert "I0000" in out.stderr and not log.exists()  # what users saw without it
+
