@@ -76,13 +76,7 @@ class LivePanel(widgets.VBox):
 
         self.title = widgets.HTML()
         self.status = widgets.HTML(value="status: waiting")
-        self.log_y = widgets.ToggleButton(value=False, description="log y", tooltip="logarithmic y axis")
-        self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing",
-                                             readout_format=".2f", continuous_update=False)
-        self.window = widgets.Dropdown(options=ZOOM_CHOICES, value=0, description="steps")
-        self.series = widgets.SelectMultiple(options=[], value=[], rows=3, description="series")
-        for control in (self.log_y, self.smoothing, self.window, self.series):
-            control.observe(lambda _change: self.refresh(force=True), names="value")
+        controls = self._chart_controls()
         self._known_series: list[str] = []
         self._display: Any = None
         self.finished = threading.Event()  # set once the final state is drawn (and written into the output)
@@ -96,17 +90,9 @@ class LivePanel(widgets.VBox):
         self.message = widgets.Output()
         self.stop_button.on_click(self._on_stop)
         self.checkpoint_button.on_click(self._on_checkpoint)
-        super().__init__(
-            [
-                self.title,
-                self.status,
-                widgets.HBox([self.log_y, self.smoothing, self.window, self.series]),
-                widgets.HBox([self.loss_chart, self.metric_chart]),
-                widgets.HBox([self.progress_label, self.progress_bar, self.stats]),
-                widgets.HBox([self.stop_button, self.checkpoint_button]),
-                self.message,
-            ]
-        )
+        super().__init__([self.title, self.status, controls, widgets.HBox([self.loss_chart, self.metric_chart]),
+                          widgets.HBox([self.progress_label, self.progress_bar, self.stats]),
+                          widgets.HBox([self.stop_button, self.checkpoint_button]), self.message])
         self.add_class("tensorlab-live-panel")
         if self.handle is not None:
             self.handle.listeners.append(self._on_row)
@@ -114,6 +100,17 @@ class LivePanel(widgets.VBox):
         if auto_refresh:
             self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="tensorlab-live-panel")
             self._refresher.start()
+
+    def _chart_controls(self) -> widgets.HBox:
+        """Log y, smoothing, the step window and per-series toggles; each redraws the charts at once."""
+        self.log_y = widgets.ToggleButton(value=False, description="log y", tooltip="logarithmic y axis")
+        self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing",
+                                             readout_format=".2f", continuous_update=False)
+        self.window = widgets.Dropdown(options=ZOOM_CHOICES, value=0, description="steps")
+        self.series = widgets.SelectMultiple(options=[], value=[], rows=3, description="series")
+        for control in (self.log_y, self.smoothing, self.window, self.series):
+            control.observe(lambda _change: self.refresh(force=True), names="value")
+        return widgets.HBox([self.log_y, self.smoothing, self.window, self.series])
 
     # -- feeding -------------------------------------------------------------------------------
     def _on_row(self, kind: str, epoch: int | None, logs: dict | None, model: Any = None) -> None:
