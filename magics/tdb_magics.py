@@ -174,7 +174,7 @@ class TensorLabMagics(Magics):
             raise _usage(error) from None
         print(f"pushed {len(ids)} job(s): {', '.join(str(i)[-8:] for i in ids)}")
         display(JobQueuePanel(db))
-        return ids
+        return None if cell else ids  # `ids = %tdb_push_job ...`; the cell form shows the panel only, once
 
     @magic_arguments()
     @argument("--status", default=None, help="queued, running, done, failed or cancelled")

@@ -120,6 +120,10 @@ def test_comparison_picks_the_best_run_and_exports(tdb, tmp_path):
     assert table["run"].tolist() == sorted(finals, key=finals.get, reverse=True)
     assert "hp.lr" in table.columns and panel.chart.value.count("<polyline") == 3
     assert 'class="tensorlab-best"' in panel.table_html.value
+    parallel = panel.parallel.value  # hyper-parameters against the metric, one line per run (#15)
+    assert parallel.count('class="run"') == 3 and ">lr<" in parallel and ">val_accuracy<" in parallel
+    best = panel.best_run()
+    assert f'data-name="{best}" fill="none" stroke="#d62728" stroke-width="3"' in parallel
     panel.descending.value = False
     assert panel.table()["run"].tolist()[0] == min(finals, key=finals.get)
     panel.x_picker.value = "time"

@@ -17,6 +17,7 @@ from tensorlab.errors import InvalidInput
 from tensorlab.metric_direction import known_direction, metric_direction
 from tensorlab.table_rows import flat_row
 
+from .parallel_chart import parallel_chart
 from .refreshing import RefreshingPanel
 from .svgchart import line_chart
 from .table_cells import CELL_STYLE, cell_text
@@ -56,6 +57,7 @@ class ComparisonPanel(RefreshingPanel):
         self.sort_picker = widgets.Dropdown(options=[metric], value=metric, description="sort by")
         self.descending = widgets.ToggleButton(value=mode == "max", description="descending")
         self.chart = widgets.HTML()
+        self.parallel = widgets.HTML()  # hyper-parameters against the chosen metric, one line per run
         self.table_html = widgets.HTML()
         self.message = widgets.Output()
         for control in (self.run_picker, self.metric_picker, self.x_picker, self.sort_picker, self.descending):
@@ -69,6 +71,7 @@ class ComparisonPanel(RefreshingPanel):
                     ]
                 ),
                 self.chart,
+                self.parallel,
                 self.table_html,
                 self.message,
             ]
@@ -196,11 +199,22 @@ class ComparisonPanel(RefreshingPanel):
                 height=260,
                 highlight=best,
             )
-            self.table_html.value = self._table_html(self.table(), best)
+            table = self.table()
+            self.parallel.value = self._parallel_html(table, best)
+            self.table_html.value = self._table_html(table, best)
         except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend
             self.message.append_stdout(
                 f"TensorLab comparison could not refresh: {type(error).__name__}: {error}" + "\n"
             )
+
+    def _parallel_html(self, frame: Any, best: str | None) -> str:
+        """Parallel coordinates: every `hp.*` column that varies between the runs, then the sort metric."""
+        metric = self.sort_picker.value
+        varying = [c for c in frame.columns if c.startswith("hp.") and frame[c].astype(str).nunique() > 1]
+        if not varying or metric not in frame.columns:
+            return ""
+        rows = frame[["run", *varying, metric]].rename(columns={c: c[3:] for c in varying}).to_dict("records")
+        return parallel_chart(rows, [c[3:] for c in varying] + [metric], highlight=best)
 
     @staticmethod
     def _table_html(frame: Any, best: str | None) -> str:
