@@ -212,6 +212,8 @@ class TensorLabMagics(Magics):
             return None
         stats = worker.run()
         print(f"worker {worker.name}: done {stats.done}, failed {stats.failed}, requeued {stats.requeued}")
+        if stats.quarantined:
+            print(stats.quarantined)
         return None
 
     # -- runs, comparison, data --------------------------------------------------------------------

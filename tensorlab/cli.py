@@ -62,6 +62,9 @@ def _worker_command(args: argparse.Namespace) -> int:
     db.close()
     print(f"worker {worker.name} exits: done {stats.done}, failed {stats.failed}, requeued {stats.requeued}, "
           f"lost {stats.lost}", flush=True)
+    if stats.quarantined:
+        print(f"tensorlab: {stats.quarantined}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidInput, JobError, UnsafeOperation
+from .failure_class import OOM, RETRIED, classify
 from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
@@ -33,6 +34,7 @@ class WorkerStats:
     requeued: int = 0
     lost: int = 0
     jobs: list[str] = field(default_factory=list)
+    quarantined: str | None = None  # why this worker stopped claiming, if it did
 
 
 def default_worker_name() -> str:
@@ -94,7 +96,8 @@ class Worker:
 
     def __init__(self, db: Any, name: str | None = None, *, query: dict | None = None, max_jobs: int | None = None,
                  device: str | None = None, allow_code: bool = False, lease_s: float = 60.0,
-                 poll_interval_s: float = 1.0, max_idle_s: float | None = None, distribute: str | None = None) -> None:
+                 poll_interval_s: float = 1.0, max_idle_s: float | None = None, distribute: str | None = None,
+                 max_failures_in_a_row: int = 3) -> None:
         if lease_s <= 0:
             raise InvalidInput(f"Invalid value for argument `lease_s`: {lease_s!r}. Expected seconds > 0.")
         if distribute not in (None, "mirrored"):
@@ -103,6 +106,8 @@ class Worker:
         self.query, self.max_jobs, self.device = query, max_jobs, device
         self.allow_code, self.lease_s = allow_code, lease_s
         self.poll_interval_s, self.max_idle_s, self.distribute = poll_interval_s, max_idle_s, distribute
+        self.max_failures_in_a_row = max_failures_in_a_row
+        self._non_code_failures: list[str] = []
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._training_stop: threading.Event | None = None
@@ -131,6 +136,10 @@ class Worker:
         idle_since = time.monotonic()
         while not self._stop.is_set():
             if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:
+                break
+            self.stats.quarantined = self._quarantine_reason()
+            if self.stats.quarantined:
+                logger.error("%s", self.stats.quarantined)
                 break
             job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
             if job is None:
@@ -187,22 +196,41 @@ class Worker:
                       "final": {k: v[-1] for k, v in history.history.items() if v and math.isfinite(v[-1])}}
             self.db.jobs.complete(job, self.name, result)
             self.stats.done += 1
+            self._non_code_failures = []
             return "done"
         except JobError as error:
             logger.warning("job %s: %s", job_id, error)
             self.stats.lost += 1
             return "lost"
         except (Exception, SystemExit) as error:  # noqa: BLE001 - every failure is stored with its traceback
-            try:
-                self.db.jobs.fail(job, self.name, f"{type(error).__name__}: {error}", traceback.format_exc())
-            except JobError:
-                self.stats.lost += 1
-                return "lost"
-            self.stats.failed += 1
-            return "failed"
+            return self._record_failure(job, error)
         finally:
             done.set()
             self._training_stop = None
+
+    def _record_failure(self, job: dict, error: BaseException) -> str:
+        """Store the failure with its class and traceback; code and data errors are not retried, an OOM may
+        retry at half the batch size (`oom_halve_batch`). Returns 'failed', or 'lost' if the job is not ours."""
+        kind = classify(error)
+        halved = max(1, int(job["batch_size"]) // 2) if kind == OOM and job.get("oom_halve_batch") else None
+        try:
+            self.db.jobs.fail(job, self.name, f"{type(error).__name__}: {error}", traceback.format_exc(),
+                              failure_class=kind, retry=kind in RETRIED, batch_size=halved)
+        except JobError:
+            self.stats.lost += 1
+            return "lost"
+        self.stats.failed += 1
+        self._non_code_failures = self._non_code_failures + [kind] if kind in RETRIED else []
+        return "failed"
+
+    def _quarantine_reason(self) -> str | None:
+        """Set once the last `max_failures_in_a_row` jobs failed for reasons that are not their code or data
+        (out of memory, a broken device or library): this machine, not the jobs, is the likely cause."""
+        if len(self._non_code_failures) < self.max_failures_in_a_row:
+            return None
+        kinds = ", ".join(sorted(set(self._non_code_failures)))
+        return (f"worker {self.name} stops claiming: its last {len(self._non_code_failures)} jobs failed for "
+                f"non-code reasons ({kinds}); check this machine (memory, device) and start it again.")
 
     def _build(self, job: dict) -> Any:
         if self.distribute == "mirrored":

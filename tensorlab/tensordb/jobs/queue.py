@@ -99,6 +99,7 @@ class JobQueue:
         queue: str = "default",
         sweep: Any = None,
         source_architecture: bool = False,
+        oom_halve_batch: bool = False,
     ) -> ObjectId:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
@@ -123,6 +124,7 @@ class JobQueue:
             "tags": clean_tags(tags),
             "warm_start": warm_start,
             "sweep": sweep,
+            "oom_halve_batch": bool(oom_halve_batch),  # after out-of-memory, retry at half the batch size
             "attempts_left": max_attempts,
             "max_attempts": max_attempts,
             **FRESH_JOB_STATE,
@@ -223,12 +225,16 @@ class JobQueue:
         self.ready.remove(job_id)
         return doc
 
-    def fail(self, job: Any, worker: str, error: str, traceback: str | None = None) -> dict:
-        """Record a failure: back to queued while attempts remain, else failed. Returns the job."""
+    def fail(self, job: Any, worker: str, error: str, traceback: str | None = None, *,
+             failure_class: str | None = None, retry: bool = True, batch_size: int | None = None) -> dict:
+        """Record a failure: back to queued while attempts remain (and `retry`), else failed. `failure_class`
+        says why (oom, code, data, lost, other); `batch_size` is what a retry uses (halved after an OOM)."""
         current = self._held(job, worker)
         refunded = current.get("refunded_claim") is not None and current.get("refunded_claim") == current.get("claims")
         attempts_left = current["attempts_left"] - (1 if refunded else 0)  # an error counts, progress or not
+        attempts_left = attempts_left if retry else 0  # a code or data error fails the same way every time
         status = "queued" if attempts_left > 0 else "failed"
+        retried = {"batch_size": batch_size} if batch_size is not None and status == "queued" else {}
         doc = self._owned_update(
             job,
             worker,
@@ -240,8 +246,11 @@ class JobQueue:
                 "worker": None if status == "queued" else worker,
                 "attempts_left": attempts_left,
                 "refunded_claim": None,
+                "failure_class": failure_class,
+                **retried,
             },
-            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": utc_now()}}},
+            {"$push": {"failures": {"error": error, "traceback": traceback, "worker": worker, "at": utc_now(),
+                                    "failure_class": failure_class}}},
             checked=True,
         )
         self._sync_ready(doc)
