@@ -84,6 +84,8 @@ class TensorLabMagics(Magics):
     @argument("--mode", choices=["auto", "min", "max"], default="auto",
               help="whether a higher or lower --monitor is better (auto: ask the metric)")
     @argument("--resume", nargs="?", const=True, default=False, help="resume the run (or the named run)")
+    @argument("--fork", default=None, metavar="RUN[@EPOCH]",
+              help="start a new run from RUN's parameters at EPOCH (default: its latest)")
     @argument("--background", action="store_true", help="return at once; training continues")
     @argument("--device", default=None)
     @argument("--tag", nargs="+", default=None, help="k=v tags for the run")
@@ -114,7 +116,7 @@ class TensorLabMagics(Magics):
         elif args.validation_vars:
             fit["validation_data"] = tuple(self._variable(v, "--validation-vars") for v in args.validation_vars)
         try:
-            handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, **fit)
+            handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, fork=args.fork, **fit)
         except TensorLabError as error:
             raise _usage(error) from None
         panel = LivePanel(handle).show()  # a background run writes its final state into the output itself

@@ -59,13 +59,20 @@ def model_from_cell(shell: Any, cell: str) -> Any:
                        f"not `model.compile(...)`, which returns None) or define a variable `model`{hint}.")
 
 
-def train_cell(shell: Any, cell: str, db: Any, *, name: str | None = None, **fit: Any) -> Any:
-    """Train the cell's model in the background with `Model.fit(**fit)`; returns the handle, also `_tdb_run`."""
+def train_cell(shell: Any, cell: str, db: Any, *, name: str | None = None, fork: str | None = None,
+               **fit: Any) -> Any:
+    """Train the cell's model in the background with `Model.fit(**fit)`; returns the handle, also `_tdb_run`.
+    `fork="RUN@EPOCH"`: the cell's (compiled) model starts from that stored version, as a new run."""
     from .background import train_in_background
+    from .forking import parse_fork
     from .model import Model
 
     built = model_from_cell(shell, cell)
-    model = built if isinstance(built, Model) else Model(built, name=name, db=db)
+    if fork:
+        run, epoch = parse_fork(fork)
+        model = Model.fork(db, run, epoch, model=built.keras_model if isinstance(built, Model) else built, name=name)
+    else:
+        model = built if isinstance(built, Model) else Model(built, name=name, db=db)
     if name:
         model.name = name
     fit.setdefault("run_name", model.name)

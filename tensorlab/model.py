@@ -18,6 +18,7 @@ import numpy as np
 from .db_logger import DBLogger
 from .devices import on_device, set_mixed_precision
 from .errors import InvalidInput, NotFound
+from .forking import ForkPoint, fork_point
 from .keras_weights import apply_weights
 from .tensordb.stream import DataStream
 from .training_input import TrainingInput, training_input
@@ -66,6 +67,7 @@ class Model:
         self.db = db
         self.architecture_id: Any = None
         self.last_run: Any = None
+        self.fork_from: ForkPoint | None = None
 
     def __repr__(self) -> str:
         return f"Model(name={self.name!r}, parameters={self.keras_model.count_params():,})"
@@ -94,6 +96,20 @@ class Model:
             raise InvalidInput(f"Invalid value for argument `params`: {params!r}. Expected 'best', 'latest', "
                                "a query dict or None.")
         apply_weights(keras_model, db.parameters.load(doc))
+        return wrapped
+
+    @classmethod
+    def fork(cls, db: Any, run: Any, epoch: int | None = None, model: Any = None, name: str | None = None) -> Model:
+        """A model holding `run`'s parameters at `epoch` (default: its latest version), whose next `fit` is a new
+        run continuing from that epoch and step (see forking.py). `model`: a compiled Keras model of the same
+        architecture (e.g. with another optimizer); default: rebuilt from the stored architecture (compile it)."""
+        point, version = fork_point(db, run, epoch)
+        if model is None:
+            model = db.architectures.load({"_id": version["architecture"]})
+        wrapped = cls(model, name=name or f"{point.run_name}-fork", db=db)
+        apply_weights(wrapped.keras_model, db.parameters.load(version))
+        wrapped.architecture_id = version.get("architecture")
+        wrapped.fork_from = point
         return wrapped
 
     def save_architecture(self, db: Any = None, tags: dict | None = None) -> Any:
@@ -174,6 +190,9 @@ class Model:
         run_id, initial_epoch, step_offset = (None, 0, 0)
         if resume:
             run_id, initial_epoch, step_offset = self._resume_point(db, resume, run_name or self.name)
+        elif self.fork_from is not None:  # a new run from the branch point: its epochs and steps go on from there
+            initial_epoch, step_offset = self.fork_from.epoch + 1, self.fork_from.step
+            run_details = {**(run_details or {}), **self.fork_from.details()}
         if self.architecture_id is None:
             self.architecture_id = db.save_model_architecture(self.keras_model, name=self.name)
         batch_size = inputs.batch_size or (inputs.stream.batch_size if inputs.stream is not None else None)

@@ -35,7 +35,8 @@ class RunStore:
 
     def start(self, name: str | None = None, *, hyper_parameters: Mapping[str, Any] | None = None,
               architecture: Any = None, data_query: Any = None, tags: Mapping[str, Any] | None = None,
-              device: str | None = None, job: Any = None, **details: Any) -> ObjectId:
+              device: str | None = None, job: Any = None, forked_from: Mapping[str, Any] | None = None,
+              **details: Any) -> ObjectId:
         """Create a run in status 'running' and return its id. A name a live run already uses gets a suffix
         (`name-2`, ...) and a warning: two writers never share one name, so `logs(run=name)` is one run."""
         if name is not None and not (isinstance(name, str) and name):
@@ -46,7 +47,7 @@ class RunStore:
             "_id": run_id, "study": self._scope.study, "name": self._free_name(name) or f"run-{str(run_id)[-6:]}",
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
-            **this_process(), "device": device, "job": job,
+            **this_process(), "device": device, "job": job, "forked_from": dict(forked_from) if forked_from else None,
             "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
             **clean_tags(details, "details"),
         }
