@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # Training classes import Keras, so they load on first use; they are public all the same.
 _LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
          "TrainingHandle": ".background", "train_cell": ".cell_training"}
-_LAZY_MODULES = ("continuous", "datasets", "devices", "sweeps", "worker", "widgets", "magics")
+_LAZY_MODULES = ("continuous", "datasets", "devices", "sweeps", "plans", "worker", "widgets", "magics")
 
 __all__ = [
     "AuthenticationFailed",

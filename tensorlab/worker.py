@@ -77,8 +77,25 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
     if job.get("warm_start") is not None and not job.get("resumed"):
         from .keras_weights import apply_weights
 
-        apply_weights(model, db.parameters.find({"_id": job["warm_start"]}))
+        version = warm_start_version(db, job["warm_start"])
+        apply_weights(model, db.parameters.load(version))
+        job["warm_started_from"] = version["_id"]
     return model
+
+
+def warm_start_version(db: Any, warm_start: Any) -> dict:
+    """The parameter version a job starts from: a version id, or `{"job": id, "metric": m}` for the best
+    version (by `m`; default the last one) of the run an earlier job of its plan trained."""
+    if not isinstance(warm_start, dict):
+        return db.parameters.find_doc({"_id": warm_start})
+    before = db.jobs.get(warm_start["job"])
+    run = (before.get("result") or {}).get("run")
+    if before["status"] != "done" or run is None:
+        raise InvalidInput(f"warm_start names job {before['_id']}, which has not finished ({before['status']}); "
+                           "list it in `after`.")
+    if warm_start.get("metric"):
+        return db.parameters.best({"run": run}, warm_start["metric"], warm_start.get("mode", "auto"))
+    return db.parameters.find_doc({"run": run}, sort=[("epoch", -1), ("created", -1)])
 
 
 def _build_with_hp(source: str, hp: dict) -> Any:
@@ -191,7 +208,7 @@ class Worker:
                 self.db.jobs.requeue(job, refund_attempt=True)
                 self.stats.requeued += 1
                 return "requeued"
-            result = {"run": run_id, "epochs_trained": len(history.epoch),
+            result = {"run": run_id, "epochs_trained": len(history.epoch), "warm_start": job.get("warm_started_from"),
                       "initial_epoch": history.epoch[0] if history.epoch else job["epochs"],
                       "final": {k: v[-1] for k, v in history.history.items() if v and math.isfinite(v[-1])}}
             self.db.jobs.complete(job, self.name, result)

@@ -12,7 +12,8 @@ from tensorlab.clock import as_utc, utc_now
 from .refreshing import RefreshingPanel
 from .table_cells import CELL_STYLE, MISSING, cell_text
 
-COLUMNS = ("job", "status", "hyper-parameters", "run", "worker", "attempts", "progress", "priority", "age", "error")
+COLUMNS = ("job", "stage", "after", "status", "hyper-parameters", "run", "worker", "attempts", "progress", "priority",
+           "age", "error")
 
 STATUS_COLORS = {"queued": "#555", "running": "#1f77b4", "done": "#2ca02c", "failed": "#d62728", "cancelled": "#999"}
 
@@ -89,6 +90,8 @@ class JobQueuePanel(RefreshingPanel):
                 hyper = job.get("hyper_parameters") or {}
                 cells = [
                     str(job["_id"])[-8:],
+                    html.escape(str((job.get("tags") or {}).get("stage") or MISSING)),
+                    ", ".join(str(before)[-8:] for before in job.get("after") or []) or MISSING,
                     f'<span style="color:{color}">{job["status"]}</span>',
                     html.escape(", ".join(f"{k}={cell_text(v)}" for k, v in sorted(hyper.items()))) or MISSING,
                     html.escape(f"job-{job['_id']}") if job.get("run") else MISSING,

@@ -205,15 +205,31 @@ class DataStream:
             self._stop.set()
             worker.join(timeout=5)
 
+    def _shuffled(self, xs: list[np.ndarray], ys: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The window's rows in a random order, written once: each chunk is scattered straight to its rows'
+        new places (concatenating, then permuting, copied every sample twice)."""
+        total = sum(len(part) for part in xs)
+        order = self._rng.permutation(total)
+        x = np.empty((total, *xs[0].shape[1:]), dtype=np.result_type(*xs))
+        y = None if ys[0] is None else np.empty((total, *ys[0].shape[1:]), dtype=np.result_type(*ys))
+        start = 0
+        for index, part in enumerate(xs):
+            places = order[start:start + len(part)]
+            x[places] = part
+            if y is not None:
+                y[places] = ys[index]
+            start += len(part)
+        return x, y
+
     def _drain(self, xs: list[np.ndarray], ys: list[Any], final: bool):
         """Yield full batches from the buffered rows; return what is left (all of it is yielded when final)."""
         if not xs:
             return [], []
-        x = np.concatenate(xs) if len(xs) > 1 else xs[0]
-        y = None if ys[0] is None else (np.concatenate(ys) if len(ys) > 1 else ys[0])
         if self.shuffle:
-            order = self._rng.permutation(len(x))
-            x, y = x[order], (None if y is None else y[order])
+            x, y = self._shuffled(xs, ys)
+        else:
+            x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+            y = None if ys[0] is None else (np.concatenate(ys) if len(ys) > 1 else ys[0])
         full = len(x) if final else len(x) - len(x) % self.batch_size
         for start in range(0, full, self.batch_size):
             xb = x[start:start + self.batch_size]

@@ -24,6 +24,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from ...clock import as_utc, utc_now
+from ..by_id import find_by_ids
 from ..scope import Scope
 from .ready import UNFINISHED, ReadySet
 
@@ -197,7 +198,29 @@ class Claimer:
             return False
         if job["status"] == "running" and job.get("lease_expires") and as_utc(job["lease_expires"]) >= now:
             return False  # just taken by another worker (which updates the entry itself)
-        return job.get("attempts_left", 0) > 0 and (allow_code or not job.get("requires_code"))
+        if job.get("attempts_left", 0) <= 0 or not (allow_code or not job.get("requires_code")):
+            return False
+        return not (job.get("after") and self._waiting(job))
+
+    def _waiting(self, job: dict) -> bool:
+        """Whether a job of a plan still waits for the jobs it comes after; when one of them failed or was
+        cancelled, the job fails now, naming it (it could never run)."""
+        before = find_by_ids(self.collection, job["after"])
+        ended = next((dep for dep in before if dep["status"] in ("failed", "cancelled")), None)
+        if ended is None and len(before) < len(job["after"]):
+            ended = {"_id": next(i for i in job["after"] if i not in {d["_id"] for d in before}), "status": "deleted"}
+        if ended is not None:
+            reason = f"job {ended['_id']} it comes after is {ended['status']}"
+            if ended.get("error"):
+                reason += f" ({str(ended['error'])[:200]})"
+            changed = self.collection.update_one(
+                {"_id": job["_id"], "status": "queued"},
+                {"$set": {"status": "failed", "error": f"DependencyFailed: {reason}", "failure_class": "dependency",
+                          "attempts_left": 0, "updated": utc_now()}})
+            if changed.modified_count:
+                self.ready.remove(job["_id"])
+            return True
+        return any(dep["status"] != "done" for dep in before)
 
     def _try_claim(self, job_id: ObjectId, worker: str, lease_s: float, allow_code: bool, now: datetime) -> dict | None:
         job = self.collection.find_one({"_id": job_id})

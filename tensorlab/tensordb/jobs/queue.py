@@ -9,7 +9,7 @@ being retried forever.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -100,6 +100,7 @@ class JobQueue:
         sweep: Any = None,
         source_architecture: bool = False,
         oom_halve_batch: bool = False,
+        after: Sequence[Any] = (),
     ) -> ObjectId:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
@@ -108,6 +109,7 @@ class JobQueue:
                 "`code`; got neither."
             )
         _check_job_numbers(epochs, batch_size, max_attempts, priority)
+        after = self._dependencies(after)
         now = utc_now()
         doc = {
             "_id": ObjectId(),
@@ -125,6 +127,7 @@ class JobQueue:
             "warm_start": warm_start,
             "sweep": sweep,
             "oom_halve_batch": bool(oom_halve_batch),  # after out-of-memory, retry at half the batch size
+            "after": after,  # claimable once every one of these jobs is done; failed at once if one fails
             "attempts_left": max_attempts,
             "max_attempts": max_attempts,
             **FRESH_JOB_STATE,
@@ -138,6 +141,17 @@ class JobQueue:
         self.collection.insert_one(doc)
         self._queue_changed()
         return doc["_id"]
+
+    def _dependencies(self, after: Sequence[Any]) -> list[ObjectId]:
+        """The jobs a new job waits for, which must exist in this study now (a typo never waits forever)."""
+        if isinstance(after, (str, ObjectId, Mapping)):
+            after = [after]
+        ids = [_as_id(job) for job in after]
+        found = {doc["_id"] for doc in find_by_ids(self.collection, ids) if doc.get("study") == self._scope.study}
+        missing = [str(job_id) for job_id in ids if job_id not in found]
+        if missing:
+            raise InvalidInput(f"`after` names job(s) {missing} that do not exist in study {self._scope.study!r}.")
+        return ids
 
     def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
         """Claim the best claimable job for `worker` (exactly one worker wins each claim); None when none."""
