@@ -25,6 +25,7 @@ setup(
         "mongomock>=4.1",
         "scikit-learn>=1.3",
         "tqdm>=4.66",
+        "psutil>=5.9",  # the run heartbeat's CPU and memory figures
     ],
     extras_require={
         "dev": [

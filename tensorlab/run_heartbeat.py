@@ -1,4 +1,5 @@
 """A training run's heartbeat, sent from a daemon thread: a long epoch must not look like a dead process.
+Each beat also carries the machine's load (system_metrics.py).
 
 Readers mark a `running` run `crashed` once its heartbeat is older than the storage layer's
 STALE_AFTER_S (run_liveness.py); this thread keeps it fresh every HEARTBEAT_S while `fit` runs and
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .system_metrics import sample as sample_system
 from .tensordb.run_liveness import HEARTBEAT_S
 
 logger = logging.getLogger("tensorlab.runs")
@@ -33,8 +35,10 @@ class RunHeartbeat:
         self._stopped.set()
 
     def _beat(self) -> None:
-        while not self._stopped.wait(self._interval_s):
+        first = True  # at once, then every interval: the run shows its machine's load from the start
+        while not self._stopped.wait(0 if first else self._interval_s):
+            first = False
             try:
-                self._db.run_store.heartbeat(self._run_id, **self._progress())
+                self._db.run_store.heartbeat(self._run_id, system=sample_system(), **self._progress())
             except Exception as error:  # noqa: BLE001 - a heartbeat never interrupts training
                 logger.warning("TensorLab could not send the heartbeat of run %s (%s); retrying.", self._run_id, error)

@@ -16,10 +16,14 @@ from typing import Any
 import ipywidgets as widgets
 import keras
 
+from tensorlab.system_metrics import describe as describe_system
+from tensorlab.system_metrics import sample as sample_system
+
 from .svgchart import line_chart
 
 ZOOM_CHOICES = [("all", 0), ("last 100", 100), ("last 1,000", 1_000), ("last 10,000", 10_000)]
 DONE = ("finished", "failed", "stopped", "crashed")
+SYSTEM_EVERY_S = 2.0  # CPU and memory figures in the panel: sampled at most this often
 FOREGROUND_HINT = (
     "Training runs in the foreground, so the kernel cannot take clicks until it ends. "
     "Use tensorlab.train_in_background(...) (or %%tdb_train --background) to keep Stop usable."
@@ -182,6 +186,14 @@ class LivePanel(widgets.VBox):
         fraction = ((progress.get("epoch", -1) + 1) / planned) if planned else None
         return run["status"], f"epoch {progress.get('epoch', -1) + 1}/{planned or '?'}", fraction, run["name"]
 
+    def _system(self) -> dict[str, Any] | None:
+        """The machine's load: sampled here for a run in this kernel, else the run's last heartbeat."""
+        if self.handle is not None:
+            if time.monotonic() - getattr(self, "_system_at", 0.0) > SYSTEM_EVERY_S:
+                self._system_at, self._system_sample = time.monotonic(), sample_system()
+            return getattr(self, "_system_sample", None)
+        return (getattr(self, "_remote_run", None) or {}).get("system")
+
     def _device(self) -> str:
         """The device the run records (read once from its run document; empty until the run exists)."""
         if getattr(self, "_device_name", None):
@@ -237,9 +249,11 @@ class LivePanel(widgets.VBox):
                                                  y_label="value", **options)
             self.progress_bar.value = fraction or 0.0
             self.progress_label.value = f'<span class="tensorlab-progress">{html.escape(where)}</span>'
+            parts = [describe_system(self._system())]
             if self._step_times:
                 step_time = sorted(self._step_times)[len(self._step_times) // 2]
-                self.stats.value = f"step {step_time * 1000:.1f} ms · {self._step:,} steps logged"
+                parts.insert(0, f"step {step_time * 1000:.1f} ms · {self._step:,} steps logged")
+            self.stats.value = " · ".join(part for part in parts if part)
             done = status in DONE
             self.stop_button.disabled = done or status == "stopping"
             self.checkpoint_button.disabled = done or self.handle is None

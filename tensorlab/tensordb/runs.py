@@ -108,8 +108,14 @@ class RunStore:
         if moved:
             self.index.remove(run_id, {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]})
 
-    def heartbeat(self, run_id: ObjectId, **progress: Any) -> None:
-        self.update(run_id, heartbeat=utc_now(), **({"progress": progress} if progress else {}))
+    def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
+        """Keep the run alive; `progress` (epoch, step) and `system` (CPU, memory) replace the last ones."""
+        fields: dict[str, Any] = {"heartbeat": utc_now()}
+        if progress:
+            fields["progress"] = progress
+        if system:
+            fields["system"] = dict(system)
+        self.update(run_id, **fields)
 
     def finish(self, run_id: ObjectId, status: str = "finished", summary: Mapping[str, Any] | None = None,
                error: str | None = None) -> None:
