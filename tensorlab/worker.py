@@ -24,6 +24,7 @@ from .failure_class import OOM, RETRIED, classify
 from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
+TRIGGER_POLL_S = 2.0
 COMPILE_DEFAULTS = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
 
@@ -125,6 +126,7 @@ class Worker:
         self.poll_interval_s, self.max_idle_s, self.distribute = poll_interval_s, max_idle_s, distribute
         self.max_failures_in_a_row = max_failures_in_a_row
         self._non_code_failures: list[str] = []
+        self._triggers_fired_at = -TRIGGER_POLL_S
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._training_stop: threading.Event | None = None
@@ -158,6 +160,7 @@ class Worker:
             if self.stats.quarantined:
                 logger.error("%s", self.stats.quarantined)
                 break
+            self._fire_triggers()
             job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
             if job is None:
                 if self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s:
@@ -239,6 +242,17 @@ class Worker:
         self.stats.failed += 1
         self._non_code_failures = self._non_code_failures + [kind] if kind in RETRIED else []
         return "failed"
+
+    def _fire_triggers(self) -> None:
+        """Push the jobs that new data or parameters call for (at most every TRIGGER_POLL_S; exactly once however
+        many workers do it). A failure is logged: the queue goes on."""
+        if time.monotonic() - self._triggers_fired_at < TRIGGER_POLL_S:
+            return
+        self._triggers_fired_at = time.monotonic()
+        try:
+            self.db.fire_triggers()
+        except Exception as error:  # noqa: BLE001 - a trigger problem must not stop the worker
+            logger.warning("worker %s could not fire triggers: %s", self.name, error)
 
     def _quarantine_reason(self) -> str | None:
         """Set once the last `max_failures_in_a_row` jobs failed for reasons that are not their code or data

@@ -29,6 +29,7 @@ from .payload_files import discover
 from .runs import RunStore
 from .scope import Scope
 from .stream import DataStream
+from .triggers import TriggerStore
 from .uri import mask_uri, seed_style_uri
 
 DEFAULT_DB = "tensorlab"
@@ -97,6 +98,7 @@ class TensorDB:
         self.run_store = RunStore(self._scope)
         self.jobs = JobQueue(self._scope)
         self.deployments = DeploymentStore(self._scope)
+        self.triggers = TriggerStore(self._scope)
         self._logbook: LogBook | None = None
         self.current_run: Any = None
 
@@ -286,6 +288,38 @@ class TensorDB:
         if worker is None:
             worker = f"{socket.gethostname()}:{os.getpid()}"  # as tensorlab.worker names its workers
         return self.jobs.pop(worker, lease_s, query, allow_code)
+
+    # -- triggers ----------------------------------------------------------------------------------
+    def on_new_data(self, query: dict[str, Any], job: dict[str, Any], name: str) -> Any:
+        """Push `job` (push_job's arguments; "$trigger" stands for the import's id) once for each import,
+        committed from now on, with samples matching `query`. Workers fire triggers as they poll."""
+        return self.triggers.add("data", query, job, name)
+
+    def on_new_parameters(self, query: dict[str, Any], job: dict[str, Any], name: str) -> Any:
+        """Push `job` once for each parameter version matching `query` saved from now on ("$trigger" stands
+        for the version's id, e.g. `warm_start="$trigger"`)."""
+        return self.triggers.add("parameters", query, job, name)
+
+    def fire_triggers(self) -> int:
+        """Push the jobs new documents call for; safe to run in any number of processes at once (each job is
+        pushed exactly once). Returns how many triggering documents matched."""
+        matched = 0
+        for trigger in self.triggers.find():
+            arrived, watermark = self.triggers.arrivals(trigger)
+            query = self.triggers.query_of(trigger)
+            for document_id in arrived:
+                if self._trigger_matches(trigger["kind"], query, document_id):
+                    job = self.triggers.job_for(trigger, document_id)
+                    self.push_job(job.pop("architecture", None), **job)
+                    matched += 1
+            if arrived:
+                self.triggers.advance(trigger["_id"], watermark)
+        return matched
+
+    def _trigger_matches(self, kind: str, query: dict[str, Any], document_id: Any) -> bool:
+        if kind == "data":
+            return self.data.count({"$and": [query, {"import_id": document_id}]}) > 0
+        return bool(self.parameters.find_docs({"$and": [query, {"_id": document_id}]}))
 
     def __enter__(self) -> TensorDB:
         return self

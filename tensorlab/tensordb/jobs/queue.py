@@ -101,6 +101,7 @@ class JobQueue:
         source_architecture: bool = False,
         oom_halve_batch: bool = False,
         after: Sequence[Any] = (),
+        job_id: ObjectId | None = None,
     ) -> ObjectId:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
@@ -112,7 +113,7 @@ class JobQueue:
         after = self._dependencies(after)
         now = utc_now()
         doc = {
-            "_id": ObjectId(),
+            "_id": job_id or ObjectId(),  # a given id makes the push idempotent (triggers fire exactly once)
             "study": self._scope.study,
             "queue": queue,
             "status": "queued",
@@ -132,13 +133,23 @@ class JobQueue:
             "max_attempts": max_attempts,
             **FRESH_JOB_STATE,
         }
+        return self._insert(doc, idempotent=job_id is not None)
+
+    def _insert(self, doc: dict[str, Any], idempotent: bool) -> ObjectId:
+        """Lists first, the job last: a crash in between leaves entries that are later dropped. With a given
+        `_id`, a job pushed before (by an earlier attempt or a concurrent caller) is not pushed again."""
         self.ready.ensure_built(self.collection)  # on a new database: while there is nothing to build from
-        self.ready.add(doc)  # first: a crash between the two inserts leaves an entry that is later dropped
+        self.ready.add(doc)
         self.index.ensure_built(self.collection)
         self.index.add(doc["_id"], self.index.entries_of(doc))
         self.recent_jobs.ensure_built(self.collection)
         self.recent_jobs.add(doc["_id"])
-        self.collection.insert_one(doc)
+        try:
+            self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            if not idempotent:
+                raise
+            return doc["_id"]
         self._queue_changed()
         return doc["_id"]
 
