@@ -50,8 +50,11 @@ def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str =
     rows = []
     for job in db.jobs.find({"sweep": sweep}):
         final = (job.get("result") or {}).get("final", {})
-        rows.append(flat_row({"job": str(job["_id"]), "status": job["status"], "attempts": job["attempts"]},
-                             job["hyper_parameters"], final))
+        columns = {"job": str(job["_id"]), "status": "pruned" if job.get("pruned") else job["status"],
+                   "attempts": job["attempts"]}
+        if "halving_rung" in (job.get("tags") or {}):  # a successive-halving sweep: one row per rung trained
+            columns["rung"] = job["tags"]["halving_rung"]
+        rows.append(flat_row(columns, job["hyper_parameters"], final))
     frame = pd.DataFrame(rows)
     if len(frame) and metric in frame.columns:
         frame = frame.sort_values(metric, ascending=mode == "min", na_position="last").reset_index(drop=True)

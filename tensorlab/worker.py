@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import InvalidInput, JobError, UnsafeOperation
 from .failure_class import OOM, RETRIED, classify
+from .halving import promote
 from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
@@ -244,15 +245,17 @@ class Worker:
         return "failed"
 
     def _fire_triggers(self) -> None:
-        """Push the jobs that new data or parameters call for (at most every TRIGGER_POLL_S; exactly once however
-        many workers do it). A failure is logged: the queue goes on."""
+        """Push the jobs that new data or parameters call for, and promote finished rungs of successive-halving
+        sweeps (at most every TRIGGER_POLL_S; exactly once however many workers do it). A failure is logged:
+        the queue goes on."""
         if time.monotonic() - self._triggers_fired_at < TRIGGER_POLL_S:
             return
         self._triggers_fired_at = time.monotonic()
         try:
             self.db.fire_triggers()
+            promote(self.db)
         except Exception as error:  # noqa: BLE001 - a trigger problem must not stop the worker
-            logger.warning("worker %s could not fire triggers: %s", self.name, error)
+            logger.warning("worker %s could not fire triggers or promote sweeps: %s", self.name, error)
 
     def _quarantine_reason(self) -> str | None:
         """Set once the last `max_failures_in_a_row` jobs failed for reasons that are not their code or data

@@ -32,7 +32,7 @@ LAYERS = {
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
     "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.forking": TRAINING, "tensorlab.failure_class": TRAINING, "tensorlab.plans": TRAINING,
-    "tensorlab.system_metrics": TRAINING,
+    "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
 }
 ROOT_PACKAGE = "tensorlab"

@@ -21,6 +21,7 @@ from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
 from .fsck import FsckReport, fsck
+from .halving_store import HalvingStore
 from .indexes import declare_indexes
 from .jobs import JobQueue
 from .logbook import LogBook
@@ -99,6 +100,7 @@ class TensorDB:
         self.jobs = JobQueue(self._scope)
         self.deployments = DeploymentStore(self._scope)
         self.triggers = TriggerStore(self._scope)
+        self.halving = HalvingStore(self._scope)
         self._logbook: LogBook | None = None
         self.current_run: Any = None
 

@@ -27,7 +27,8 @@ from .build_markers import STATE
 
 # Primary documents, in an order where what a document names is copied before it.
 PRIMARY = ("architectures", "sample_imports", "sample_chunk_data", "sample_chunk_labels", "sample_chunks",
-           "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments", "triggers")
+           "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments", "triggers",
+           "halving_sweeps")
 # Lists derived from the primary documents, copied after them (so they never name what is not there yet).
 DERIVED = ("sample_catalog", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
 INSERT_BATCH = 500

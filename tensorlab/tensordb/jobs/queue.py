@@ -281,6 +281,10 @@ class JobQueue:
         self._sync_ready(doc)
         return doc
 
+    def mark_pruned(self, job: Any) -> None:
+        """A finished job whose configuration a successive-halving sweep stopped at this rung."""
+        self.collection.update_one({"_id": _as_id(job)}, {"$set": {"pruned": True}})
+
     def attach_run(self, job: Any, worker: str, run_id: Any) -> dict:
         return self._owned_update(job, worker, {"run": run_id})
 
