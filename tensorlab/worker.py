@@ -169,6 +169,7 @@ class Worker:
                 self._stop.wait(self.poll_interval_s)
                 continue
             self.run_job(job)
+            self._triggers_fired_at = -TRIGGER_POLL_S  # a finished job may complete a rung: promote at once
             idle_since = time.monotonic()
         return self.stats
 

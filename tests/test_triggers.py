@@ -69,3 +69,4 @@ def test_new_parameters_fire_a_job_that_starts_from_them(tdb):
     assert job["warm_start"] == version
     stats = tensorlab.worker.Worker(tdb, allow_code=True, max_jobs=1, lease_s=120).run()
     assert stats.done == 1 and tdb.jobs.get(job["_id"])["result"]["warm_start"] == version
+    assert tdb.drop_study()["triggers"] == 1 and tdb.triggers.find() == []  # a dropped study pushes nothing more

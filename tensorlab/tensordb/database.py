@@ -21,7 +21,7 @@ from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
 from .fsck import FsckReport, fsck
-from .halving_store import HalvingStore
+from .halving_store import HALVING, HalvingStore
 from .indexes import declare_indexes
 from .jobs import JobQueue
 from .logbook import LogBook
@@ -30,7 +30,7 @@ from .payload_files import discover
 from .runs import RunStore
 from .scope import Scope
 from .stream import DataStream
-from .triggers import TriggerStore
+from .triggers import TRIGGERS, TriggerStore
 from .uri import mask_uri, seed_style_uri
 
 DEFAULT_DB = "tensorlab"
@@ -144,7 +144,8 @@ class TensorDB:
         return fsck(self, repair)
 
     def drop_study(self) -> dict[str, int]:
-        """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures)."""
+        """Delete everything of this study (data, parameters and their blobs, runs, logs, jobs, architectures,
+        triggers and sweeps)."""
         self.flush_logs()
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         self.data.ledger.drop_study()
@@ -154,6 +155,8 @@ class TensorDB:
         removed["runs"] = self.run_store.drop_study()
         removed["jobs"] = self.jobs.drop_study()
         removed["deployments"] = self.deployments.drop_study()
+        for name in (TRIGGERS, HALVING):  # what would push jobs for the study later
+            removed[name] = delete_matching(self._scope.collection(name), {"study": self.study})
         return removed
 
     # -- data and labels -------------------------------------------------------------------------
