@@ -57,6 +57,10 @@ def test_chart_controls_log_axis_smoothing_series_and_zoom(tdb):
     panel.window.value = 100
     xs = [float(p.split(",")[0]) for p in panel.loss_chart.value.split('points="')[-1].split('"')[0].split()]
     assert len(xs) <= 101  # the last 100 steps of 2,000 are drawn
+    assert panel.pan.value == 2000 and not panel.pan.disabled
+    panel.pan.value = 500  # pan back: steps 400 to 500
+    chart = panel.loss_chart.value
+    assert ">400<" in chart and ">500<" in chart and ">2,000<" not in chart
 
 
 def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):

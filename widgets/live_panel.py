@@ -111,10 +111,17 @@ class LivePanel(widgets.VBox):
         self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing",
                                              readout_format=".2f", continuous_update=False)
         self.window = widgets.Dropdown(options=ZOOM_CHOICES, value=0, description="steps")
+        self.pan = widgets.IntSlider(value=0, min=0, max=0, description="to step", continuous_update=False,
+                                     disabled=True)  # where the step window ends: follows training at the right
         self.series = widgets.SelectMultiple(options=[], value=[], rows=3, description="series")
-        for control in (self.log_y, self.smoothing, self.window, self.series):
-            control.observe(lambda _change: self.refresh(force=True), names="value")
-        return widgets.HBox([self.log_y, self.smoothing, self.window, self.series])
+        self._syncing = False
+        for control in (self.log_y, self.smoothing, self.window, self.pan, self.series):
+            control.observe(self._on_control, names="value")
+        return widgets.HBox([self.log_y, self.smoothing, widgets.VBox([self.window, self.pan]), self.series])
+
+    def _on_control(self, _change: Any) -> None:
+        if not self._syncing:  # a change the panel made itself is drawn by the refresh making it
+            self.refresh(force=True)
 
     # -- feeding -------------------------------------------------------------------------------
     def _on_row(self, kind: str, epoch: int | None, logs: dict | None, model: Any = None) -> None:
@@ -222,10 +229,25 @@ class LivePanel(widgets.VBox):
         if names != self._known_series:  # new series are shown; the user's hidden ones stay hidden
             hidden = set(self._known_series) - set(self.series.value)
             self._known_series = names
-            self.series.options = names
-            self.series.value = [name for name in names if name not in hidden]
+            self._syncing = True
+            try:
+                self.series.options = names
+                self.series.value = [name for name in names if name not in hidden]
+            finally:
+                self._syncing = False
         window = self.window.value
-        x_range = (max(0, self._step - window), float("inf")) if window else None
+        x_range = None
+        self._syncing = True
+        try:
+            following = self.pan.value >= self.pan.max
+            self.pan.max = max(self._step, 1)
+            if following:
+                self.pan.value = self.pan.max
+            self.pan.disabled = not window
+        finally:
+            self._syncing = False
+        if window:
+            x_range = (max(0, self.pan.value - window), self.pan.value)
         return {"log_y": self.log_y.value, "smoothing": self.smoothing.value, "x_range": x_range,
                 "hidden": set(names) - set(self.series.value)}
 
