@@ -10,7 +10,8 @@ and hardware loss looks like a code error (ClearML #311). Here a failure is one 
 - `data`: the data the job names is missing or damaged. Fails at once.
 - `other`: anything else (a dropped connection, a crash in a library). Retried within its attempts.
 
-(`lost` — a worker that died or lost its lease — is recorded by the queue itself when the lease ends.)
+`lost` (a worker that died or lost its lease) is recorded by the queue itself when another worker takes the
+job over, or fails it when that was its last attempt.
 """
 
 from __future__ import annotations

@@ -74,5 +74,7 @@ def test_sixteen_configs_four_workers_one_killed_every_config_done_or_pruned(tdb
         expected = set(ranked[: math.ceil(len(ranked) / 4)])
         assert {job["tags"][CONFIG] for job in by_rung[rung + 1]} == expected, rung
     assert any(job["attempts"] > 1 or job.get("claims", 1) > 1 for job in jobs)  # the killed worker's job ran again
+    lost = [f for job in jobs for f in job.get("failures") or [] if f["failure_class"] == "lost"]
+    assert lost and lost[0]["worker"] == f"{host}:{victim.pid}"  # recorded as lost, with the worker that died
     summary = sweep_summary(tdb, sweep, "val_accuracy")
     assert set(summary["status"]) == {"done", "pruned"} and set(summary["rung"]) == {0, 1, 2}

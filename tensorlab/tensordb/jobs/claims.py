@@ -28,6 +28,8 @@ from ..by_id import find_by_ids
 from ..scope import Scope
 from .ready import UNFINISHED, ReadySet
 
+LOST = "lost"  # a failure class (see tensorlab/failure_class.py): the worker died or lost its lease
+
 JOBS = "jobs"
 CLAIMS = "job_claims"
 STALE_CLAIM_S = 30.0  # a claim marker this old whose job never moved: its worker died in between
@@ -146,7 +148,8 @@ class Claimer:
             ):
                 error = "lease expired on the last attempt (the worker stopped sending heartbeats)"
                 self.collection.update_one(
-                    {"_id": job_id}, {"$set": {"status": "failed", "updated": now, "error": error}}
+                    {"_id": job_id}, {"$set": {"status": "failed", "updated": now, "error": error,
+                                               "failure_class": LOST}}
                 )
                 job["status"] = "failed"
             if finished(job):
@@ -246,8 +249,14 @@ class Claimer:
             "lease_expires": lease_expires,
             "claims": number,
         }
+        change: dict[str, Any] = {"$set": fields, "$inc": {"attempts": 1, "attempts_left": -1}}
+        if job["status"] == "running":  # its worker stopped sending heartbeats: that attempt is recorded as lost
+            change["$set"]["failure_class"] = LOST
+            change["$push"] = {"failures": {"error": f"worker {job.get('worker')} lost (lease expired)",
+                                            "traceback": None, "worker": job.get("worker"), "at": now,
+                                            "failure_class": LOST}}
         # The marker makes us the only claimer of number `number`; the write names only `_id` (see _owned_update).
-        self.collection.update_one({"_id": job_id}, {"$set": fields, "$inc": {"attempts": 1, "attempts_left": -1}})
+        self.collection.update_one({"_id": job_id}, change)
         job.update(fields, attempts=job.get("attempts", 0) + 1, attempts_left=job["attempts_left"] - 1)
         self.ready.hold(job_id, lease_expires, job["attempts_left"])
         return job
