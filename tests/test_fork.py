@@ -41,10 +41,10 @@ def test_a_fork_continues_from_the_chosen_epoch_as_a_new_run(tdb):
 
 
 def test_tdb_train_fork_in_a_notebook(tdb):
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
 
     tensorlab.Model(_mlp(), db=tdb).fit(X, Y, epochs=2, batch_size=64, run_name="base")
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process, whoever starts it
     ip.run_line_magic("load_ext", "tensorlab")
     ip.user_ns.update({"_tdb": tdb, "X": X, "Y": Y, "build": _mlp})
     ip.run_cell_magic("tdb_train", "--fork base@0 --name tuned --epochs 2 --x X --y Y", "build(lr=0.001)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 from tensorlab.magics.arguments import parse_grid, parse_query
 
 keras = pytest.importorskip("keras")
@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process, whoever starts it
     shell.run_line_magic("load_ext", "tensorlab")
     return shell
 
