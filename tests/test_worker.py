@@ -65,9 +65,11 @@ def test_a_job_that_always_raises_ends_failed_with_its_traceback(tdb):
                        hyper_parameters={"loss": "no_such_loss"})
     stats = Worker(tdb, "w-fail", max_idle_s=1, poll_interval_s=0.2).run()
     doc = tdb.jobs.get(job)
-    assert stats.failed == 2 and doc["status"] == "failed" and doc["attempts"] == 2
+    # a code error (an unknown loss) would fail the same way again: failed at once, not retried (#18)
+    assert stats.failed == 1 and doc["status"] == "failed" and doc["attempts"] == 1
+    assert doc["failure_class"] == "code" and doc["attempts_left"] == 0
     assert "no_such_loss" in doc["traceback"] and "Traceback" in doc["traceback"]
-    assert len(doc["failures"]) == 2
+    assert len(doc["failures"]) == 1
 
 
 def test_code_jobs_need_allow_code(tdb):
