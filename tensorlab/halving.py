@@ -98,9 +98,11 @@ def promote(db: Any) -> int:
             if not winners:  # every configuration of the rung failed: nothing can go on
                 db.halving.finish(plan["sweep"])
                 break
+            pushed = {job["tags"][CONFIG] for job in by_rung.get(rung + 1, [])}
             for job in current:
                 if job in winners:
-                    _next_rung_job(db, plan, job, rung + 1)
+                    if job["tags"][CONFIG] not in pushed:  # pushed already (here or by another worker): skip
+                        _next_rung_job(db, plan, job, rung + 1)
                     count += 1
                 elif not job.get("pruned"):
                     db.jobs.mark_pruned(job["_id"])

@@ -78,3 +78,19 @@ def test_sixteen_configs_four_workers_one_killed_every_config_done_or_pruned(tdb
     assert lost and lost[0]["worker"] == f"{host}:{victim.pid}"  # recorded as lost, with the worker that died
     summary = sweep_summary(tdb, sweep, "val_accuracy")
     assert set(summary["status"]) == {"done", "pruned"} and set(summary["rung"]) == {0, 1, 2}
+
+
+def test_promotion_is_decided_once_from_stored_results_however_often_it_runs(tdb):
+    from tensorlab.halving import promote
+
+    sweep = push_halving(tdb, code=CODE, grid_space={"units": [2, 4, 8, 16]}, metric="val_loss", eta=2,
+                         data={"tags.split": "train"})
+    for _ in range(4):  # finish rung 0 by hand: val_loss 1/units, so units 16 and 8 are best
+        job = tdb.pop_job("hand", allow_code=True)
+        tdb.jobs.complete(job, "hand", {"run": None, "final": {"val_loss": 1 / job["hyper_parameters"]["units"]}})
+    assert promote(tdb) == 2 and promote(tdb) == 2  # the second pass pushes nothing new
+    jobs = tdb.jobs.find({"sweep": sweep})
+    promoted = sorted(j["hyper_parameters"]["units"] for j in jobs if j["tags"][RUNG] == 1)
+    assert promoted == [8, 16] and len(jobs) == 6
+    assert sorted(j["hyper_parameters"]["units"] for j in jobs if j.get("pruned")) == [2, 4]
+    assert all(j["epochs"] == 1 and j["warm_start"]["job"] for j in jobs if j["tags"][RUNG] == 1)
