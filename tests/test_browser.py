@@ -79,8 +79,10 @@ def jupyterlab(tmp_path, mongo_uri, db_name):
 
 
 def _run_all_cells(page, attempts: int = 3) -> None:
-    """Run > Run All Cells, again if the kernel was not ready to take it (the first prompt shows * or a number)."""
-    started = "document.querySelector('.jp-Cell .jp-InputPrompt')?.textContent.match(/\\[(\\*|\\d+)\\]/)"
+    """Run > Run All Cells, again if the kernel did not take all of it: the *last* cell's prompt must show * or a
+    number (on a busy machine the first cell could run while the rest were never queued)."""
+    started = ("[...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].pop()?.textContent"
+               ".match(/\\[(\\*|\\d+)\\]/)")
     for _ in range(attempts):
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
