@@ -66,7 +66,7 @@ class BlobStore:
         """Store `array` unless identical content is already there; return its hash. `covered`: the caller's own
         pending record names this digest, so leftovers are found by it (see `remove_leftovers`)."""
         digest = digest or codec.content_hash(array)
-        if self._listed(digest):
+        if self.is_stored(digest):
             return digest
         payload, meta = codec.encode(array)
         metadata = {**meta.to_doc(), "frames": codec.frame_count(array.nbytes), "nbytes": int(array.nbytes),
@@ -131,7 +131,7 @@ class BlobStore:
 
     def remove_leftovers(self, file_id: Any) -> None:
         """What a killed `covered` write of `file_id` left (an unlisted file or chunk), unless it completed."""
-        if self._listed(file_id):
+        if self.is_stored(file_id):
             return
         self._chunks.delete_one({"_id": f"{file_id}:0"})
         if self.local_files is not None:
@@ -172,7 +172,7 @@ class BlobStore:
 
     def _clean_dead_write(self, record: dict[str, Any]) -> None:
         file_id = record["file_id"]
-        if self._listed(file_id):
+        if self.is_stored(file_id):
             return  # the write finished (or a later identical one did): nothing is left over
         self._delete_chunks(record.get("chunk_ids") or [])
         writing = [other for other in self.pending.collection.find({"file_id": file_id})
@@ -220,7 +220,7 @@ class BlobStore:
         return [bytes(chunk["data"]) for chunk in self._chunks.find(
             {"files_id": file_id}, {"data": 1, "_id": 0}, sort=[("n", 1)], batch_size=READ_BATCH)]
 
-    def _listed(self, file_id: Any) -> bool:
+    def is_stored(self, file_id: Any) -> bool:
         """Whether a document names this payload (a payload file's or a GridFS file's): its write completed."""
         return self._payload_doc(file_id) is not None or self._files.find_one({"_id": file_id}, {"_id": 1}) is not None
 
@@ -256,9 +256,6 @@ class BlobStore:
         """A payload's files document and bytes, whatever layout wrote it; None when it is not stored."""
         file = self._file(file_id)
         return None if file is None else (file, self._read(file))
-
-    def is_stored(self, file_id: Any) -> bool:
-        return self._listed(file_id)
 
     def get_bytes(self, file_id: Any) -> bytes | bytearray:
         file = self._payload_doc(file_id) or self._files.find_one({"_id": file_id})

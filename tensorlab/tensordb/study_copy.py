@@ -91,6 +91,17 @@ def _insert(target: Any, docs: list[dict[str, Any]]) -> int:
         return error.details.get("nInserted", 0)
 
 
+def portable_metadata(doc: dict[str, Any]) -> dict[str, Any]:
+    """A payload's metadata without `chunk_ids`: those name chunks of one server's GridFS only."""
+    return {key: value for key, value in (doc.get("metadata") or {}).items() if key != "chunk_ids"}
+
+
+def intact(doc: dict[str, Any], payload: bytes | bytearray) -> bool:
+    """Whether stored bytes still match the CRC-32 their document records (true when none was recorded)."""
+    expected = (doc.get("metadata") or {}).get("crc32")
+    return expected is None or codec.checksum(payload) == expected
+
+
 def payload_ids(source_db: Any, study: str) -> Iterator[Any]:
     """Every payload the study's documents name: parameter arrays (by digest) and large sample chunks."""
     for doc in source_db["parameters"].find({"study": study}, {"arrays.blob": 1}):
@@ -163,10 +174,10 @@ class StudyCopy:
             raise IntegrityError(f"Payload {file_id} is named by study {self.study!r} but missing on the source; "
                                  "run `tensorlab db fsck` there first.")
         doc, payload = found
-        metadata = {k: v for k, v in (doc.get("metadata") or {}).items() if k != "chunk_ids"}
-        if metadata.get("crc32") is not None and codec.checksum(payload) != metadata["crc32"]:
+        if not intact(doc, payload):
             raise IntegrityError(f"Payload {file_id} is corrupt on the source (checksum mismatch); nothing copied.")
-        self.target.blobs.put_bytes(doc.get("filename") or str(file_id), payload, metadata, file_id=file_id)
+        self.target.blobs.put_bytes(doc.get("filename") or str(file_id), payload, portable_metadata(doc),
+                                    file_id=file_id)
 
     # -- documents -------------------------------------------------------------------------------
     def _copy_collection(self, name: str, progress: bool) -> None:
@@ -220,9 +231,7 @@ class StudyCopy:
         if found is None:
             self.report.problems.append(f"payload {file_id} is missing on the target")
             return
-        doc, payload = found
-        expected = (doc.get("metadata") or {}).get("crc32")
-        if expected is not None and codec.checksum(payload) != expected:
+        if not intact(*found):
             self.report.problems.append(f"payload {file_id} does not match its checksum on the target")
             return
         self.report.payloads_verified += 1

@@ -21,7 +21,6 @@ from typing import Any
 import bson
 
 from ..errors import IntegrityError, InvalidInput
-from . import codec
 from .blobstore import CHUNK_SIZE_BYTES
 from .study_copy import (
     DERIVED,
@@ -30,7 +29,9 @@ from .study_copy import (
     counters_and_markers,
     document_hash,
     insert_missing,
+    intact,
     payload_ids,
+    portable_metadata,
     progress_bar,
 )
 
@@ -103,8 +104,7 @@ def _export_payloads(source: Any, folder: Path, progress: bool) -> int:
             for n, chunk_id in enumerate(chunk_ids):
                 chunks.write({"_id": chunk_id, "files_id": file_id, "n": n,
                               "data": bson.Binary(bytes(view[n * CHUNK_SIZE_BYTES:(n + 1) * CHUNK_SIZE_BYTES]))})
-            metadata = {**{k: v for k, v in (doc.get("metadata") or {}).items() if k != "chunk_ids"},
-                        "chunk_ids": chunk_ids}
+            metadata = {**portable_metadata(doc), "chunk_ids": chunk_ids}
             files.write({"_id": file_id, "length": len(view), "chunkSize": CHUNK_SIZE_BYTES,
                          "uploadDate": doc.get("uploadDate") or datetime.now(timezone.utc),
                          "filename": doc.get("filename") or str(file_id), "metadata": metadata})
@@ -159,10 +159,9 @@ def _import_payloads(folder: Path, target: Any, total: int, progress: bool) -> i
             if target.blobs.is_stored(doc["_id"]):
                 continue
             payload = b"".join(bytes(part["data"]) for part in parts)
-            metadata = {k: v for k, v in doc["metadata"].items() if k != "chunk_ids"}
-            if metadata.get("crc32") is not None and codec.checksum(payload) != metadata["crc32"]:
+            if not intact(doc, payload):
                 raise IntegrityError(f"Payload {doc['_id']} in {folder} is corrupt (checksum mismatch).")
-            target.blobs.put_bytes(doc["filename"], payload, metadata, file_id=doc["_id"])
+            target.blobs.put_bytes(doc["filename"], payload, portable_metadata(doc), file_id=doc["_id"])
             copied += 1
     return copied
 
@@ -175,8 +174,7 @@ def _check_against_manifest(manifest: dict[str, Any], target: Any, report: CopyR
         report.counts[name] = (manifest["counts"].get(name, 0), len(hashes))
     for file_id in payload_ids(target.db, target.study):
         found = target.blobs.stored(file_id)
-        expected = None if found is None else (found[0].get("metadata") or {}).get("crc32")
-        if found is None or (expected is not None and codec.checksum(found[1]) != expected):
+        if found is None or not intact(*found):
             report.problems.append(f"payload {file_id} is missing or corrupt on the target")
         else:
             report.payloads_verified += 1
