@@ -25,7 +25,7 @@ from .halving import promote
 from .tensordb.query_text import query_from_text
 
 logger = logging.getLogger("tensorlab.worker")
-TRIGGER_POLL_S = 2.0
+WORKFLOW_POLL_S = 2.0
 COMPILE_DEFAULTS = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
 
@@ -127,7 +127,7 @@ class Worker:
         self.poll_interval_s, self.max_idle_s, self.distribute = poll_interval_s, max_idle_s, distribute
         self.max_failures_in_a_row = max_failures_in_a_row
         self._non_code_failures: list[str] = []
-        self._triggers_fired_at = -TRIGGER_POLL_S
+        self._workflows_polled_at = -WORKFLOW_POLL_S
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._training_stop: threading.Event | None = None
@@ -161,7 +161,7 @@ class Worker:
             if self.stats.quarantined:
                 logger.error("%s", self.stats.quarantined)
                 break
-            self._fire_triggers()
+            self._poll_workflows()
             job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
             if job is None:
                 if self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s:
@@ -169,7 +169,7 @@ class Worker:
                 self._stop.wait(self.poll_interval_s)
                 continue
             self.run_job(job)
-            self._triggers_fired_at = -TRIGGER_POLL_S  # a finished job may complete a rung: promote at once
+            self._workflows_polled_at = -WORKFLOW_POLL_S  # a finished job may complete a rung: promote at once
             idle_since = time.monotonic()
         return self.stats
 
@@ -245,13 +245,13 @@ class Worker:
         self._non_code_failures = self._non_code_failures + [kind] if kind in RETRIED else []
         return "failed"
 
-    def _fire_triggers(self) -> None:
+    def _poll_workflows(self) -> None:
         """Push the jobs that new data or parameters call for, and promote finished rungs of successive-halving
-        sweeps (at most every TRIGGER_POLL_S; exactly once however many workers do it). A failure is logged:
+        sweeps (at most every WORKFLOW_POLL_S; exactly once however many workers do it). A failure is logged:
         the queue goes on."""
-        if time.monotonic() - self._triggers_fired_at < TRIGGER_POLL_S:
+        if time.monotonic() - self._workflows_polled_at < WORKFLOW_POLL_S:
             return
-        self._triggers_fired_at = time.monotonic()
+        self._workflows_polled_at = time.monotonic()
         try:
             self.db.fire_triggers()
             promote(self.db)
