@@ -1,10 +1,10 @@
 """Repeated reads on a lab that has been used for months: does each cost its answer, or the whole history?
 
 Grows one database in steps (default to 1,000,000 log rows over 1,000 runs, 10,000 runs, 1,000 parameter
-versions, 1,000,000 samples, 10,000 finished jobs), printing as it grows, and at each size times what a
-notebook repeats: the live panel's poll, a comparison refresh of 10 runs, `runs(query)`, `logs(run=...)` of a
-5,000-row run, rows since a step, `find_best_parameters`, `data_count` by tag and by label, the job queue
-panel's poll, the jobs of a sweep, `pop_job`.
+versions, 1,000,000 samples, 1,000 small imports, 10,000 finished jobs), printing as it grows, and at each
+size times what a notebook repeats: the live panel's poll, a comparison refresh of 10 runs, `runs(query)`,
+`logs(run=...)` of a 5,000-row run, rows since a step, `find_best_parameters`, `data_count` by tag and by
+label, the job queue panel's poll, the jobs of a sweep, `pop_job`.
 Growing is resumable: the sizes reached are kept in the database, so a rerun continues where it stopped
 (`--fresh` starts over). Prints a table and writes benchmarks/results/history.json.
 
@@ -29,7 +29,7 @@ import tensorlab
 DB_NAME = "tensorlab_bench_history"
 STUDY = "history"
 FULL = {"log_rows": 1_000_000, "logged_runs": 1_000, "runs": 10_000, "parameter_versions": 1_000,
-        "samples": 1_000_000, "finished_jobs": 10_000}
+        "samples": 1_000_000, "imports": 1_000, "finished_jobs": 10_000}
 STEPS = (0.01, 0.1, 1.0)
 PROBE_ROWS = 5_000
 TARGETS_MS = {"live poll": 20, "comparison refresh (10 runs)": 200, "runs(query)": 100, "logs(run) 5,000 rows": 150,
@@ -52,6 +52,7 @@ def grow(db: Any, target: dict[str, int]) -> dict[str, int]:
     _grow_runs(db, sizes, target)
     _grow_parameters(db, sizes, target)
     _grow_samples(db, sizes, target)
+    _grow_imports(db, sizes, target)
     _grow_jobs(db, sizes, target)
     print(f"  grown to {sizes} in {time.perf_counter() - started:.0f} s", flush=True)
     return sizes
@@ -113,6 +114,19 @@ def _grow_samples(db: Any, sizes: dict[str, int], target: dict[str, int]) -> Non
         sizes["samples"] += batch
         _save_state(db, sizes)
         print(f"    samples: {sizes['samples']:,}", flush=True)
+
+
+def _grow_imports(db: Any, sizes: dict[str, int], target: dict[str, int]) -> None:
+    """Many small imports, as a lab that adds a batch of labelled data every hour has after a few weeks."""
+    rng = np.random.default_rng(sizes["imports"])
+    while sizes["imports"] < target["imports"]:
+        db.import_data(rng.random((50, 16), dtype=np.float32), rng.integers(0, 10, 50),
+                       tags={"split": "hourly", "hour": sizes["imports"]})
+        sizes["imports"] += 1
+        if sizes["imports"] % 100 == 0:
+            _save_state(db, sizes)
+            print(f"    imports: {sizes['imports']:,}", flush=True)
+    _save_state(db, sizes)
 
 
 def _grow_jobs(db: Any, sizes: dict[str, int], target: dict[str, int]) -> None:

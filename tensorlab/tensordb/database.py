@@ -150,6 +150,7 @@ class TensorDB:
         removed = {"samples": self.data.delete_data({}), "parameters": self.parameters.delete({})}
         self.data.ledger.drop_study()
         self.data.catalog.drop_study()
+        self.data.counts.drop_study()
         removed["logs"] = self.logbook.drop_study()
         removed[ARCHITECTURES] = delete_matching(self._scope.collection(ARCHITECTURES), {"study": self.study})
         removed["runs"] = self.run_store.drop_study()

@@ -33,6 +33,8 @@ from .by_id import find_by_ids
 from .chunk_labels import LABELS, chunk_label_index, selected_count, split_label_condition
 from .imports import ImportLedger
 from .sample_catalog import SampleCatalog, catalog_equalities, entry_matches, new_entry
+from .sample_counts import SampleCounts
+from .sample_input import scalar_labels, validate_samples
 from .sample_plan import ChunkSelection, group_rows, has_label_counts, is_chunk_level, select_in_uniform
 from .scope import Scope
 
@@ -53,28 +55,6 @@ class ImportResult:
     chunks: int
 
 
-def _scalar_labels(y: np.ndarray) -> list[Any] | None:
-    if y.ndim == 1 and y.dtype.kind in "biufUS":
-        return y.tolist()
-    return None
-
-
-def validate_samples(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803 - ML convention
-    """Arrays for X and y, or InvalidInput before anything is written."""
-    X = codec.as_plain_array(X, "X")
-    if X.ndim == 0:
-        raise InvalidInput("`X` must hold samples along its first axis; got a scalar.")
-    if len(X) == 0:
-        raise InvalidInput("`X` is empty; nothing to import.")
-    if y is None:
-        return X, None
-    y = codec.as_plain_array(y, "y")
-    if y.ndim == 0 or len(y) != len(X):
-        raise InvalidInput(f"`X` has {len(X)} samples but `y` has {0 if y.ndim == 0 else len(y)} labels; "
-                           "pass one label per sample (or y=None).")
-    return X, y
-
-
 class DataStore:
     """Import, query, stream and delete samples of one study."""
 
@@ -83,6 +63,7 @@ class DataStore:
         self._blobs = blobs
         self._indexed: set[str] = set()
         self.catalog = SampleCatalog(scope)
+        self.counts = SampleCounts(scope)
         self.ledger = ImportLedger(scope, self.catalog.listed)
 
     @property
@@ -119,13 +100,14 @@ class DataStore:
         tags = clean_tags(tags)
         self.ensure_indexes(tags)
         self._ensure_catalog()
-        self.ledger.collect_dead(self.rollback_import)
+        self.collect_dead_imports()
         self._blobs.collect_dead_writes()  # payloads half-written by a killed import
         import_id = ObjectId()
-        self.ledger.begin(import_id, len(X))
+        count_docs = self.counts.doc_ids(tags)
+        self.ledger.begin(import_id, len(X), count_docs)
         per_sample = max(1, X[0].nbytes + (y[0].nbytes if y is not None else 0))
         rows_per_chunk = max(1, int(chunk_bytes // per_sample))
-        labels = _scalar_labels(y) if y is not None else None
+        labels = scalar_labels(y) if y is not None else None
         now = datetime.now(timezone.utc)
         described: list[dict[str, Any]] = []
         try:
@@ -159,8 +141,11 @@ class DataStore:
                     index_docs = []
             if index_docs:
                 self.samples.insert_many(index_docs, ordered=False)
+            entry = new_entry(import_id, tags, described)
+            self.counts.add(import_id, entry, count_docs)  # trusted by readers only once settled
             # listing the import in the catalog is the one write that makes every sample of it visible
-            self.ledger.commit(import_id, lambda: self.catalog.publish(new_entry(import_id, tags, described)))
+            self.ledger.commit(import_id, lambda: self.catalog.publish(entry))
+            self.counts.settle(import_id, count_docs)
         except BaseException:
             self.rollback_import(import_id)
             raise
@@ -185,6 +170,7 @@ class DataStore:
         """Best-effort removal of a failed import, so no partial dataset stays visible."""
         try:
             self.catalog.unlist(import_id)
+            self.counts.undo(import_id, self.ledger.count_docs(import_id))
             delete_matching(self.samples, {"import_id": import_id})
             self.chunks.delete_many({"import_id": import_id})
             self.chunk_labels.delete_many({"import_id": import_id})
@@ -195,6 +181,10 @@ class DataStore:
             self.ledger.rolled_back(import_id)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
+
+    def collect_dead_imports(self) -> list[ObjectId]:
+        """Roll back imports of dead writers (and settle the counts of those killed just after listing)."""
+        return self.ledger.collect_dead(self.rollback_import, self.counts.settle)
 
     def _delete_chunk_files(self, chunk: Mapping[str, Any]) -> None:
         for part in ("x", "y"):
@@ -223,6 +213,7 @@ class DataStore:
 
     def _ensure_catalog(self) -> None:
         self.catalog.ensure_built(lambda: self._visible(self.chunks.find({"study": self._scope.study})))
+        self.counts.ensure_built(self.catalog.entries)
 
     def _plan_by_catalog(self, scoped: dict[str, Any], wanted: dict[str, list[Any]], allowed: list[Any] | None,
                          need_rows: bool) -> list[ChunkSelection]:
@@ -298,8 +289,17 @@ class DataStore:
                 pairs = list(pool.map(load, chunk_ids))
         return {chunk_id: item for chunk_id, item in pairs if item is not None}
 
+    def count_from_documents(self, query: Any = None) -> int | None:
+        """The count as the study's count documents give it (sample_counts.py); None when they cannot answer."""
+        split = split_label_condition(self._scope.scoped(check_query(query, fields=SAMPLE_FIELDS)))
+        if split is None:
+            return None
+        self._ensure_catalog()
+        return self.counts.count(*split)
+
     def count(self, query: Any = None) -> int:
-        return sum(selection.size for selection in self.plan(query, need_rows=False))
+        answer = self.count_from_documents(query)
+        return answer if answer is not None else sum(selection.size for selection in self.plan(query, need_rows=False))
 
     def find_data(self, query: Any = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """All samples matching `query` as (X, y); y is None when they were imported without labels."""
@@ -333,11 +333,13 @@ class DataStore:
                 for entry in sorted(self.catalog.entries(), key=lambda entry: entry["import_id"])]
 
     # -- changing --------------------------------------------------------------------------------
-    def _affected(self, scoped: Mapping[str, Any]) -> tuple[list[ObjectId], set[ObjectId]]:
-        """The chunks and imports holding samples that match; marked non-uniform before samples change."""
+    def _affected(self, scoped: Mapping[str, Any], new_tags: Any = None) -> tuple[list[ObjectId], set[ObjectId]]:
+        """The chunks and imports holding samples that match, marked non-uniform (with the count documents of
+        their tags and of `new_tags`) before samples change."""
         docs = list(self.samples.find(scoped, {"chunk": 1, "import_id": 1, "_id": 0}))
         chunks, imports = list({doc["chunk"] for doc in docs}), {doc["import_id"] for doc in docs}
         self._ensure_catalog()
+        self.counts.mark_mixed(imports, self.catalog.entries(), new_tags)
         self.catalog.mark_mixed(imports)
         self.chunks.update_many({"_id": {"$in": chunks}}, {"$set": {"uniform": False}})
         return chunks, imports
@@ -349,7 +351,7 @@ class DataStore:
         if not tags:
             raise InvalidInput("`tags` is empty; pass the tags to set, e.g. {'split': 'valid'}.")
         self.ensure_indexes(tags)
-        self._affected(scoped)
+        self._affected(scoped, tags)
         result = self.samples.update_many(scoped, {"$set": {f"tags.{k}": v for k, v in tags.items()}})
         return result.modified_count
 
@@ -369,8 +371,12 @@ class DataStore:
                 if data:
                     self._delete_chunk_files(data)
                     self.chunk_data.delete_one({"_id": chunk_id})
+        emptied = False
         for entry in self.catalog.entries():
             if entry["import_id"] in imports:
                 remaining = find_by_ids(self.chunks, [chunk["id"] for chunk in entry["chunks"]])
                 self.catalog.keep_chunks(entry["import_id"], remaining)
+                emptied |= not remaining
+        if emptied:  # imports deleted whole no longer make count documents fall back
+            self.counts.refresh(self.catalog.entries())
         return deleted

@@ -27,13 +27,14 @@ class FsckReport:
     orphan_chunks: int = 0
     orphan_files: int = 0
     temporaries: int = 0
+    stale_counts: int = 0
     missing_files: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         """Nothing was left over and nothing is damaged."""
         return not (self.dead_writes or self.rolled_back_imports or self.incomplete_versions or self.orphan_chunks
-                    or self.orphan_files or self.temporaries or self.missing_files)
+                    or self.orphan_files or self.temporaries or self.stale_counts or self.missing_files)
 
     def lines(self) -> list[str]:
         missing = ", ".join(self.missing_files[:5]) + (" ..." if len(self.missing_files) > 5 else "")
@@ -43,6 +44,7 @@ class FsckReport:
                 f"GridFS chunks no file names: {self.orphan_chunks}",
                 f"payload files no document names: {self.orphan_files}",
                 f"temporaries of killed file writes: {self.temporaries}",
+                f"sample count documents that disagreed with the catalog: {self.stale_counts}",
                 f"payload files missing (restore them from a copy): {len(self.missing_files)}"
                 + (f" [{missing}]" if self.missing_files else "")]
 
@@ -53,13 +55,14 @@ def fsck(db: Any, repair: bool = True) -> FsckReport:
     blobs, parameters = db.blobs, db.parameters
     if repair:
         report.dead_writes = parameters.collect_dead_saves()
-        report.rolled_back_imports = len(db.data.ledger.collect_dead(db.data.rollback_import) or [])
+        report.rolled_back_imports = len(db.data.collect_dead_imports() or [])
     writing = {record.get("version") for record in blobs.pending.collection.find({"kind": SAVE_WRITE})}
     for version in list(parameters.collection.find({"study": db.study, "complete": False}, {"_id": 1})):
         if version["_id"] not in writing:  # no live save owns it: a leftover from before the ledger
             report.incomplete_versions += 1
             if repair:
                 parameters.discard_incomplete(version["_id"])
+    report.stale_counts = db.data.counts.refresh(db.data.catalog.entries(), write=repair)
     _sweep_gridfs(db.db, blobs, report, repair)
     _sweep_files(db.db, blobs, report, repair)
     return report

@@ -33,10 +33,16 @@ class ImportLedger:
     def collection(self) -> Any:
         return self._scope.collection(IMPORTS)
 
-    def begin(self, import_id: Any, samples: int) -> None:
+    def begin(self, import_id: Any, samples: int, count_docs: list[str]) -> None:
+        """`count_docs`: the sample-count documents the import adds to, so a rollback or a later collection
+        can settle them without the import's own description (sample_counts.py)."""
         now = utc_now()
         self.collection.insert_one({"_id": import_id, "study": self._scope.study, "committed": False,
-                                    "samples": samples, "started": now, "heartbeat": now, **this_process()})
+                                    "samples": samples, "count_docs": count_docs, "started": now, "heartbeat": now,
+                                    **this_process()})
+
+    def count_docs(self, import_id: Any) -> list[str]:
+        return (self.collection.find_one({"_id": import_id}, {"count_docs": 1}) or {}).get("count_docs") or []
 
     def beat(self, import_id: Any) -> None:
         """The import is still writing: other hosts judge its writer alive by this (run_liveness.py)."""
@@ -72,13 +78,15 @@ class ImportLedger:
                     self._committed.add(import_id)
         return shown
 
-    def collect_dead(self, rollback: Callable[[Any], None]) -> list[Any]:
+    def collect_dead(self, rollback: Callable[[Any], None], listed: Callable[[Any, list[str]], None]) -> list[Any]:
         """Roll back this study's uncommitted imports whose writer is gone, and once more a minute later for
-        writes that were still in flight; returns the ids rolled back now."""
+        writes that were still in flight; `listed` finishes the commit of those killed just after listing.
+        Returns the ids rolled back now."""
         done = []
         for marker in self.collection.find({"study": self._scope.study, "committed": False, "swept": {"$ne": True}}):
             rolled = marker.get("rolled_back")
             if rolled is None and self._listed(marker["_id"]):
+                listed(marker["_id"], marker.get("count_docs") or [])
                 self.collection.update_one({"_id": marker["_id"]}, {"$set": {"committed": True}})
             elif rolled is None and process_gone(marker):
                 rollback(marker["_id"])

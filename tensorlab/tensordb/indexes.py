@@ -26,6 +26,7 @@ DECLARED: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "sample_chunks": [([("study", 1), ("uniform", 1)], {}), ([("import_id", 1)], {})],
     "sample_chunk_labels": [([("import_id", 1)], {})],
     "sample_catalog": [([("study", 1)], {})],
+    "sample_counts": [([("study", 1)], {})],
     "sample_imports": [([("study", 1), ("committed", 1)], {})],
     "jobs": [([("study", 1), ("status", 1), ("priority", -1), ("created", 1)], {}), ([("study", 1), ("sweep", 1)], {})],
     "job_ready": [([("study", 1), ("priority", -1), ("created", 1), ("_id", 1)], {})],

@@ -30,7 +30,7 @@ PRIMARY = ("architectures", "sample_imports", "sample_chunk_data", "sample_chunk
            "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments", "triggers",
            "halving_sweeps")
 # Lists derived from the primary documents, copied after them (so they never name what is not there yet).
-DERIVED = ("sample_catalog", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
+DERIVED = ("sample_catalog", "sample_counts", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
 INSERT_BATCH = 500
 COPY_MARKER = "copy:{study}"
 
