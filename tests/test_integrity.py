@@ -273,19 +273,26 @@ def test_an_import_killed_at_any_point_is_all_or_nothing_and_its_leftovers_go(td
         assert visible % size == 0
         outcomes.append(visible // size - sum(outcomes))
         tdb.import_data(np.zeros((1, 4), np.float32), np.zeros(1), tags={"k": "probe"})  # the next write collects
-        unfinished = tdb.collection("sample_imports").find({"committed": False})
-        assert all(marker.get("rolled_back") for marker in unfinished)  # every dead import was rolled back
+        # every dead import is rolled back; a marker the dead process sent just before dying can reach the server
+        # after that collection (its socket still held it), and is then collected by the next one
+        for _collection in range(2):
+            unfinished = [m["_id"] for m in tdb.collection("sample_imports").find({"committed": False})
+                          if not m.get("rolled_back")]
+            if unfinished:
+                tdb.data.collect_dead_imports()
+        assert not unfinished
         committed = {m["_id"] for m in tdb.collection("sample_imports").find({"committed": True})}
         assert all(doc["import_id"] in committed for doc in tdb.collection("sample_chunk_data").find({}, {"x": 0}))
-        # the running counts lost or doubled nothing, and answer again once the dead import is collected
+        # the running counts lost or doubled nothing (those still in flight are not trusted, hence not compared)
         assert tdb.data.counts.refresh(tdb.data.catalog.entries(), write=False) == 0
-        assert tdb.data.count_from_documents({"tags.k": "v"}) == visible
     assert 0 in outcomes  # some kills did land mid-import
     a_while_ago = tensorlab.clock.utc_now() - timedelta(minutes=2)  # as if the sweep delay had passed
     tdb.collection("sample_imports").update_many({"rolled_back": {"$exists": True}},
                                                  {"$set": {"rolled_back": a_while_ago}})
     tdb.import_data(np.zeros((1, 4), np.float32), np.zeros(1), tags={"k": "probe"})  # sweeps late stragglers
     assert tdb.collection("samples").count_documents({}) == tdb.data_count()  # no leftover sample at all
+    planned = sum(selection.size for selection in tdb.data.plan({"tags.k": "v"}, need_rows=False))
+    assert tdb.data.count_from_documents({"tags.k": "v"}) == planned == size * sum(outcomes)  # trusted again
 
 
 def test_an_import_on_another_host_is_collected_only_once_its_heartbeat_is_stale(tdb):
