@@ -179,6 +179,9 @@ def probes(db: Any) -> dict[str, Any]:
         db.save_parameters([rng.random((8, 8), dtype=np.float32)], {"epoch": epoch}, run="probe-params",
                            metrics={"val_accuracy": epoch / 5})
     db.import_data(rng.random((500, 16), dtype=np.float32), rng.integers(0, 10, 500), tags={"split": "probe"})
+    for _ in range(50):  # the queue panel's list of the 50 newest is full at every size, as after a day's use
+        db.push_job("probe", data={"tags.split": "probe"})
+        db.jobs.complete(db.pop_job("bench-worker"), "bench-worker")
     for _ in range(8):
         db.push_job("probe", data={"tags.split": "probe"}, sweep="probe-sweep")
     doc = {"_id": "probes", "probe_run": probe_run, "compared": compared}
