@@ -217,11 +217,14 @@ def measure(db: Any, probe: dict[str, Any]) -> dict[str, float]:
     results["logs(run) 5,000 rows"] = _timed(lambda: db.logs(run=probe["probe_run"]), repeat=3)
     results["rows since step (last 100)"] = _timed(lambda: db.logbook.rows_since(probe["probe_run"], PROBE_ROWS - 100))
     results["find_best_parameters"] = _timed(lambda: db.find_best_parameters({"run": "probe-params"}))
-    results["data_count by tag"] = _timed(lambda: db.data_count({"tags.split": "probe"}), repeat=3)
-    results["data_count by label"] = _timed(lambda: db.data_count({"label": 3}), repeat=3)
+    results["data_count by tag"] = _timed(lambda: db.data_count({"tags.split": "probe"}), repeat=21)
+    results["data_count by label"] = _timed(lambda: db.data_count({"label": 3}), repeat=21)
     results["job queue panel poll"] = _timed(lambda: db.jobs.recent(50))
     results["jobs.find(sweep)"] = _timed(lambda: db.jobs.find({"sweep": "probe-sweep"}))
     results["pop_job p50"] = _pop_latency(db)
+    # control: the floor any read pays (one round trip, one tiny document), to tell history from machine drift
+    results["control: one _id lookup"] = _timed(lambda: db.collection("bench_state").find_one({"_id": "sizes"}),
+                                                repeat=21)
     db.run_store.finish(live, "finished")
     return results
 
