@@ -4,7 +4,7 @@ Grows one database in steps (default to 1,000,000 log rows over 1,000 runs, 10,0
 versions, 1,000,000 samples, 1,000 small imports, 10,000 finished jobs), printing as it grows, and at each
 size times what a notebook repeats: the live panel's poll, a comparison refresh of 10 runs, `runs(query)`,
 `logs(run=...)` of a 5,000-row run, rows since a step, `find_best_parameters`, `data_count` by tag and by
-label, the job queue panel's poll, the jobs of a sweep, `pop_job`.
+label, `find_data` by tag, the job queue panel's poll, the jobs of a sweep, `pop_job`.
 Growing is resumable: the sizes reached are kept in the database, so a rerun continues where it stopped
 (`--fresh` starts over). Prints a table and writes benchmarks/results/history.json.
 
@@ -219,6 +219,7 @@ def measure(db: Any, probe: dict[str, Any]) -> dict[str, float]:
     results["find_best_parameters"] = _timed(lambda: db.find_best_parameters({"run": "probe-params"}))
     results["data_count by tag"] = _timed(lambda: db.data_count({"tags.split": "probe"}), repeat=21)
     results["data_count by label"] = _timed(lambda: db.data_count({"label": 3}), repeat=21)
+    results["find_data by tag (500 samples)"] = _timed(lambda: db.find_data({"tags.split": "probe"}))
     results["job queue panel poll"] = _timed(lambda: db.jobs.recent(50))
     results["jobs.find(sweep)"] = _timed(lambda: db.jobs.find({"sweep": "probe-sweep"}))
     results["pop_job p50"] = _pop_latency(db)

@@ -284,7 +284,7 @@ def test_an_import_killed_at_any_point_is_all_or_nothing_and_its_leftovers_go(td
         committed = {m["_id"] for m in tdb.collection("sample_imports").find({"committed": True})}
         assert all(doc["import_id"] in committed for doc in tdb.collection("sample_chunk_data").find({}, {"x": 0}))
         # the running counts lost or doubled nothing (those still in flight are not trusted, hence not compared)
-        assert tdb.data.counts.refresh(tdb.data.catalog.entries(), write=False) == 0
+        assert tdb.data.counts.refresh(tdb.data.catalog.entries, write=False) == 0
     assert 0 in outcomes  # some kills did land mid-import
     a_while_ago = tensorlab.clock.utc_now() - timedelta(minutes=2)  # as if the sweep delay had passed
     tdb.collection("sample_imports").update_many({"rolled_back": {"$exists": True}},

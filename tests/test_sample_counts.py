@@ -13,12 +13,14 @@ from tensorlab.tensordb.sample_counts import COUNTS, canonical
 LABELS = np.arange(60) % 6
 
 
+X = np.arange(180, dtype=np.float32).reshape(60, 3)
+
+
 def _fill(tdb) -> dict[str, np.ndarray]:
     """Three imports: two tagged split=train (part 1, part 2.0), one split=test; labels 0..5 cycling."""
-    x = np.zeros((60, 3), np.float32)
-    tdb.import_data(x, LABELS, tags={"split": "train", "part": 1})
-    tdb.import_data(x[:30], LABELS[:30], tags={"split": "train", "part": 2.0, "flag": True})
-    tdb.import_data(x[:12], LABELS[:12], tags={"split": "test", "kinds": ["a", "b"]})
+    tdb.import_data(X, LABELS, tags={"split": "train", "part": 1})
+    tdb.import_data(X[:30] + 1000, LABELS[:30], tags={"split": "train", "part": 2.0, "flag": True})
+    tdb.import_data(X[:12] + 2000, LABELS[:12], tags={"split": "test", "kinds": ["a", "b"]})
     return {"train": np.concatenate([LABELS, LABELS[:30]]), "test": LABELS[:12]}
 
 
@@ -48,6 +50,28 @@ def test_counts_by_tag_label_and_both_come_from_one_document_and_match_the_data(
         assert _fast(tdb, query) == expected, name
         assert tdb.data_count(query) == expected, name
         assert tdb.data_count(query) == len(tdb.collection("samples").distinct("_id", {"study": "test", **query}))
+
+
+def test_a_plan_by_one_tag_value_reads_that_values_imports_and_never_the_catalog(tdb, monkeypatch):
+    _fill(tdb)
+    assert [entry["count"] for entry in tdb.data.counts.entries_for({"tags.split": ["test"]})] == [12]
+    assert sorted(e["count"] for e in tdb.data.counts.entries_for({"tags.split": ["train"]})) == [30, 60]
+
+    def no_catalog():
+        raise AssertionError("the whole catalog was read")
+
+    monkeypatch.setattr(tdb.data.catalog, "entries", no_catalog)
+    x, y = tdb.find_data({"tags.split": "test"})
+    assert np.array_equal(x, X[:12] + 2000) and np.array_equal(y, LABELS[:12])
+    x, y = tdb.find_data({"tags.split": "train", "label": 5})
+    assert np.array_equal(x, np.concatenate([X[LABELS == 5], X[:30][LABELS[:30] == 5] + 1000]))
+    assert tdb.find_data({"tags.kinds": "b"})[0].shape == (12, 3)
+    assert len(list(tdb.data_generator({"tags.part": 2}, batch_size=7))) == 5  # 30 samples
+    monkeypatch.undo()
+    tdb.update_data_tags({"tags.split": "test", "label": 0}, {"split": "valid"})  # retagged: the catalog answers
+    assert tdb.data.counts.entries_for({"tags.split": ["test"]}) is None
+    assert tdb.find_data({"tags.split": "valid"})[0].shape == (2, 3)
+    assert tdb.find_data({"tags.split": "test"})[0].shape == (10, 3)
 
 
 def test_queries_the_documents_cannot_answer_fall_back_to_the_exact_plan(tdb):
@@ -87,7 +111,7 @@ def test_an_import_killed_after_listing_is_settled_by_the_next_import(tdb):
     tdb.data.counts.settle = original_settle
     assert tdb.data_count({"tags.split": "train"}) == 90  # rolled back by its own failure path
     assert _fast(tdb, {"tags.split": "train"}) == 90
-    assert tdb.data.counts.refresh(tdb.data.catalog.entries(), write=False) == 0
+    assert tdb.data.counts.refresh(tdb.data.catalog.entries, write=False) == 0
 
 
 def test_retags_and_deletes_defer_to_the_plan_and_whole_deletes_restore_the_documents(tdb):
@@ -100,7 +124,7 @@ def test_retags_and_deletes_defer_to_the_plan_and_whole_deletes_restore_the_docu
     tdb.delete_data({"tags.part": 1})  # the retagged import, whole
     assert _fast(tdb, {}) == 42 and _fast(tdb, {"tags.split": "train"}) == 30
     assert tdb.data_count({"label": 2}) == int((labels["train"][60:] == 2).sum() + (labels["test"] == 2).sum())
-    assert tdb.data.counts.refresh(tdb.data.catalog.entries(), write=False) == 0
+    assert tdb.data.counts.refresh(tdb.data.catalog.entries, write=False) == 0
 
 
 def test_a_database_written_before_the_counts_gets_them_built_once(tdb):
@@ -110,7 +134,7 @@ def test_a_database_written_before_the_counts_gets_them_built_once(tdb):
     tdb.data.counts._checked_built = False
     assert tdb.data_count({"tags.split": "train", "label": 4}) == int((labels["train"] == 4).sum())
     assert _fast(tdb, {"tags.split": "train", "label": 4}) == int((labels["train"] == 4).sum())
-    assert tdb.collection(COUNTS).count_documents({}) > 0
+    assert sorted(e["count"] for e in tdb.data.counts.entries_for({"tags.split": ["train"]})) == [30, 60]
 
 
 def test_fsck_finds_and_repairs_a_count_that_drifted(tdb):

@@ -145,7 +145,7 @@ class DataStore:
             self.counts.add(import_id, entry, count_docs)  # trusted by readers only once settled
             # listing the import in the catalog is the one write that makes every sample of it visible
             self.ledger.commit(import_id, lambda: self.catalog.publish(entry))
-            self.counts.settle(import_id, count_docs)
+            self.counts.settle(import_id, count_docs, entry)
         except BaseException:
             self.rollback_import(import_id)
             raise
@@ -184,7 +184,8 @@ class DataStore:
 
     def collect_dead_imports(self) -> list[ObjectId]:
         """Roll back imports of dead writers (and settle the counts of those killed just after listing)."""
-        return self.ledger.collect_dead(self.rollback_import, self.counts.settle)
+        return self.ledger.collect_dead(self.rollback_import, lambda import_id, count_docs: self.counts.settle(
+            import_id, count_docs, self.catalog.entry(import_id)))
 
     def _delete_chunk_files(self, chunk: Mapping[str, Any]) -> None:
         for part in ("x", "y"):
@@ -221,7 +222,8 @@ class DataStore:
         self._ensure_catalog()
         selections: list[ChunkSelection] = []
         unsure: list[ObjectId] = []  # chunks of imports the catalog cannot answer for
-        for entry in self.catalog.entries():
+        entries = self.counts.entries_for(wanted)  # one tag value: its imports only (sample_counts.py)
+        for entry in entries if entries is not None else self.catalog.entries():
             counted = not entry["labelled"] or entry["label_counts"] is not None
             if not entry["uniform"] or (allowed is not None and not counted):
                 unsure += [chunk["id"] for chunk in entry["chunks"]]
@@ -378,5 +380,5 @@ class DataStore:
                 self.catalog.keep_chunks(entry["import_id"], remaining)
                 emptied |= not remaining
         if emptied:  # imports deleted whole no longer make count documents fall back
-            self.counts.refresh(self.catalog.entries())
+            self.counts.refresh(self.catalog.entries)
         return deleted

@@ -62,7 +62,7 @@ def fsck(db: Any, repair: bool = True) -> FsckReport:
             report.incomplete_versions += 1
             if repair:
                 parameters.discard_incomplete(version["_id"])
-    report.stale_counts = db.data.counts.refresh(db.data.catalog.entries(), write=repair)
+    report.stale_counts = db.data.counts.refresh(db.data.catalog.entries, write=repair)
     _sweep_gridfs(db.db, blobs, report, repair)
     _sweep_files(db.db, blobs, report, repair)
     return report

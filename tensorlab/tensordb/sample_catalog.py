@@ -125,13 +125,13 @@ def new_entry(import_id: ObjectId, tags: Mapping[str, Any], chunks: list[Mapping
             "chunks": [{"id": chunk["_id"], "count": chunk["count"]} for chunk in chunks]}
 
 
-def _encoded(entry: Mapping[str, Any]) -> Binary:
+def encode_entry(entry: Mapping[str, Any]) -> Binary:
     """An entry as one BSON binary value: FerretDB parses a document's JSON value by value (a 7 KB catalog of
     nested ids, dates and counts took 7 ms to read), but passes a binary through in one piece."""
     return Binary(bson.encode(dict(entry)))
 
 
-def _decoded(value: Any) -> dict[str, Any]:
+def decode_entry(value: Any) -> dict[str, Any]:
     return bson.decode(bytes(value)) if isinstance(value, bytes) else dict(value or {})
 
 
@@ -146,11 +146,15 @@ class SampleCatalog:
 
     def _read(self, projection: dict[str, Any] | None = None) -> dict[str, Any]:
         doc = self.collection.find_one({"_id": self._scope.study}, projection) or {}
-        return {key: _decoded(value) for key, value in (doc.get("imports") or {}).items()}
+        return {key: decode_entry(value) for key, value in (doc.get("imports") or {}).items()}
 
     def entries(self) -> list[dict[str, Any]]:
         """Every listed import of the study (one `_id` lookup)."""
         return [entry for entry in self._read().values() if "chunks" in entry and "count" in entry]
+
+    def entry(self, import_id: ObjectId) -> dict[str, Any] | None:
+        """One listed import's entry, or None."""
+        return self._read({f"imports.{import_id}": 1}).get(str(import_id))
 
     def listed(self, import_id: ObjectId) -> bool:
         return "count" in self._read({f"imports.{import_id}": 1}).get(str(import_id), {})
@@ -161,7 +165,7 @@ class SampleCatalog:
 
     def _write(self, import_id: ObjectId, entry: Mapping[str, Any]) -> None:
         upsert_by_id(self.collection, self._scope.study,
-                     {"$set": {"study": self._scope.study, f"imports.{import_id}": _encoded(entry)}})
+                     {"$set": {"study": self._scope.study, f"imports.{import_id}": encode_entry(entry)}})
 
     def unlist(self, import_id: ObjectId) -> None:
         self.collection.update_one({"_id": self._scope.study}, {"$unset": {f"imports.{import_id}": ""}})

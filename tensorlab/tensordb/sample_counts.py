@@ -5,7 +5,9 @@ what the study's import history costs (a lab that imports every hour has thousan
 keeps running totals instead: one document for the whole study (`_id` = `<study>␟*`) and one per tag
 value (`<study>␟<key>␟<value>`), each holding the sample count and the count per label. So
 `data_count({"tags.split": "probe"})`, `data_count({"label": 3})` and both together are one `_id` lookup
-whatever the history, on every server.
+whatever the history, on every server. Beside each tag value's counts, a list document (`…␟imports`) holds
+the catalog entries of the committed imports with that value, so planning `find_data` or a stream by one tag
+value reads those imports, not the whole catalog.
 
 Kept honest under kills: an import adds its counts before it is listed, each document's addition guarded
 by an `inflight.<import id>` entry holding what was added (so a retry never adds twice); the entries are
@@ -16,14 +18,14 @@ with an entry in flight, or that counted an import whose samples were later reta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from .build_markers import build_once, forget_built
 from .by_id import find_by_ids, upsert_by_id
-from .sample_catalog import catalog_equalities
+from .sample_catalog import catalog_equalities, decode_entry, encode_entry
 from .scope import Scope
 
 COUNTS = "sample_counts"
@@ -78,6 +80,11 @@ class SampleCounts:
         canon = canonical(value)
         return None if canon is None else SEPARATOR.join((self._scope.study, key, canon))
 
+    @staticmethod
+    def imports_doc(doc_id: str) -> str:
+        """The list document beside a tag value's counts: the catalog entries of its committed imports."""
+        return f"{doc_id}{SEPARATOR}imports"
+
     def doc_ids(self, tags: Mapping[str, Any]) -> list[str]:
         """The study document, then one per tag value (each element of a list value)."""
         ids = [self.study_doc()]
@@ -103,9 +110,14 @@ class SampleCounts:
             except DuplicateKeyError:
                 pass  # this document already holds the import (a retry)
 
-    def settle(self, import_id: Any, doc_ids: Iterable[str]) -> None:
-        """The import is committed: its additions stand, and its documents are trusted again."""
+    def settle(self, import_id: Any, doc_ids: Iterable[str], entry: Mapping[str, Any] | None) -> None:
+        """The import is committed: it joins its tag values' lists, its additions stand, and its documents are
+        trusted again (in that order, so a trusted document's list is complete)."""
         for doc_id in doc_ids:
+            if entry is not None and doc_id != self.study_doc():
+                upsert_by_id(self.collection, self.imports_doc(doc_id),
+                             {"$set": {"study": self._scope.study, f"imports.{import_id}": encode_entry(entry)},
+                              "$inc": {"v": 1}})
             self.collection.update_one({"_id": doc_id}, {"$unset": {f"inflight.{import_id}": ""}, "$inc": {"v": 1}})
 
     def undo(self, import_id: Any, doc_ids: Iterable[str]) -> None:
@@ -118,6 +130,9 @@ class SampleCounts:
                                **{f"labels.{k}": -n for k, n in added["labels"].items()}},
                       "$unset": {f"inflight.{import_id}": ""}}
             self.collection.update_one({"_id": doc["_id"], f"inflight.{import_id}": {"$exists": True}}, change)
+        for doc_id in doc_ids:  # listed only if a settle failed half-way
+            self.collection.update_one({"_id": self.imports_doc(doc_id), f"imports.{import_id}": {"$exists": True}},
+                                       {"$unset": {f"imports.{import_id}": ""}, "$inc": {"v": 1}})
 
     def mark_mixed(self, import_ids: set[Any], entries: Iterable[Mapping[str, Any]],
                    new_tags: Mapping[str, Any] | None = None) -> None:
@@ -157,15 +172,33 @@ class SampleCounts:
             return sum(doc.get("count", 0) for doc in docs)
         return sum((doc.get("labels") or {}).get(key, 0) for doc in docs for key in labels)
 
+    def entries_for(self, wanted: Mapping[str, list[Any]]) -> list[dict[str, Any]] | None:
+        """Catalog entries of the imports holding one tag value (what a plan by that value needs); None when
+        `wanted` is not one tag value or its documents are not trusted (the whole catalog answers then)."""
+        if len(wanted) != 1 or "import_id" in wanted or len(next(iter(wanted.values()))) != 1:
+            return None
+        (field, (value,)), = wanted.items()
+        doc_id = self.tag_doc(field.split(".", 1)[1], value)
+        if doc_id is None:
+            return None
+        found = {doc["_id"]: doc for doc in find_by_ids(self.collection, [doc_id, self.imports_doc(doc_id)])}
+        counts, listed = found.get(doc_id), found.get(self.imports_doc(doc_id))
+        if counts is None:
+            return [] if self._study_settled() else None
+        if counts.get("inflight") or counts.get("mixed") or listed is None:
+            return None
+        entries = [decode_entry(value) for value in (listed.get("imports") or {}).values()]
+        return entries if sum(entry["count"] for entry in entries) == counts.get("count") else None
+
     def _study_settled(self) -> bool:
         doc = self.collection.find_one({"_id": self.study_doc()}) or {}
         return not doc.get("mixed") and not doc.get("inflight")
 
     # -- building and dropping ---------------------------------------------------------------------
-    def ensure_built(self, entries: Any) -> None:
+    def ensure_built(self, entries: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
         """Databases written before these counts get them once, from the catalog's entries."""
         if not self._checked_built:
-            build_once(self._scope, COUNTS, lambda: self.refresh(entries()))
+            build_once(self._scope, COUNTS, lambda: self.refresh(entries))
             self._checked_built = True
 
     def expected(self, entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -174,6 +207,9 @@ class SampleCounts:
         for entry in entries:
             added = contribution(entry)
             for doc_id in self.doc_ids(entry["tags"]):
+                if doc_id != self.study_doc():
+                    listed = docs.setdefault(self.imports_doc(doc_id), {"imports": {}})
+                    listed["imports"][str(entry["import_id"])] = encode_entry(entry)
                 doc = docs.setdefault(doc_id, {"count": 0, "labels": {}})
                 if not entry["uniform"]:
                     doc.setdefault("mixed", {})[str(entry["import_id"])] = True
@@ -186,15 +222,15 @@ class SampleCounts:
                     doc["multi"] = True
         return docs
 
-    def refresh(self, entries: Iterable[Mapping[str, Any]], doc_ids: Iterable[str] | None = None,
-                write: bool = True) -> int:
-        """Rewrite count documents (default: all of the study's) from the catalog's entries; returns how many
-        differed (`write=False`: only count them). Each is rewritten only if no import touched it meanwhile
-        (its `v` is unchanged) and none is in flight, so a refresh racing an import never loses or doubles it."""
-        wanted = self.expected(entries)
+    def refresh(self, entries: Callable[[], Iterable[Mapping[str, Any]]], write: bool = True) -> int:
+        """Rewrite the study's count documents from the catalog's entries; returns how many
+        differed (`write=False`: only count them). The documents are read before the catalog, and each is
+        rewritten only if no import touched it since (its `v` is unchanged) and none is in flight, so a
+        refresh racing an import never loses or doubles it."""
         stored = {doc["_id"]: doc for doc in self.collection.find({"study": self._scope.study})}
+        wanted = self.expected(entries())
         differing = 0
-        for doc_id in doc_ids if doc_ids is not None else set(stored) | set(wanted):
+        for doc_id in set(stored) | set(wanted):
             old, new = stored.get(doc_id), wanted.get(doc_id)
             if (old or {}).get("inflight") or _comparable(old) == _comparable(new):
                 continue
@@ -225,4 +261,4 @@ def _comparable(doc: Mapping[str, Any] | None) -> dict[str, Any]:
     doc = dict(doc or {})
     return {"count": doc.get("count", 0), "labels": {k: n for k, n in (doc.get("labels") or {}).items() if n},
             "mixed": sorted(doc.get("mixed") or {}), "uncounted": bool(doc.get("uncounted")),
-            "multi": bool(doc.get("multi"))}
+            "multi": bool(doc.get("multi")), "imports": sorted(doc.get("imports") or {})}
