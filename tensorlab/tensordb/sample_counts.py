@@ -120,7 +120,7 @@ class SampleCounts:
                               "$inc": {"v": 1}})
             self.collection.update_one({"_id": doc_id}, {"$unset": {f"inflight.{import_id}": ""}, "$inc": {"v": 1}})
 
-    def undo(self, import_id: Any, doc_ids: Iterable[str]) -> None:
+    def undo(self, import_id: Any, doc_ids: list[str]) -> None:
         """Subtract a rolled-back import from the documents that still hold it in flight (exactly once)."""
         for doc in find_by_ids(self.collection, doc_ids):
             added = (doc.get("inflight") or {}).get(str(import_id))
