@@ -11,7 +11,11 @@ setup: $(STAMP) server
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# Large wheels (TensorFlow is 570 MB) sometimes break off mid-download: resume, and retry the whole install.
+	for attempt in 1 2 3; do \
+	  $(BIN)/python -m pip install -q --retries 10 --resume-retries 30 -e ".[dev]" && break; \
+	  if [ $$attempt = 3 ]; then exit 1; fi; echo "pip install failed (attempt $$attempt of 3); retrying"; sleep 15; \
+	done
 	touch $(STAMP)
 
 # FerretDB is built only when no external server is configured.
