@@ -7,6 +7,7 @@ in a temporary folder and the variable is exported, so notebook kernels started 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def pytest_sessionstart(session) -> None:
     home = tempfile.mkdtemp(prefix="tensorlab-test-server-")
     server = LocalServer(home)
     os.environ["TENSORLAB_MONGODB_URI"] = server.start().uri
-    _started["server"] = server
+    _started["server"], _started["home"] = server, home
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -31,3 +32,4 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if server is not None:
         os.environ.pop("TENSORLAB_MONGODB_URI", None)
         server.stop()
+        shutil.rmtree(_started.pop("home"), ignore_errors=True)  # a run leaves gigabytes of test data otherwise
