@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from .build_markers import build_once, forget_built
@@ -46,13 +47,14 @@ def canonical(value: Any) -> str | None:
         return "n:" + repr(value).replace(".", "_")  # field names may not hold dots
     if isinstance(value, str):
         return "s:" + value.encode().hex()
-    if type(value).__name__ == "ObjectId":
+    if isinstance(value, ObjectId):
         return f"o:{value}"
     return None
 
 
 def contribution(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """What an import adds to every count document it belongs to: its samples and its samples per label."""
+    """What an import adds to every count document it belongs to: its samples and its samples per label (and
+    whether a list-valued tag puts it under several values of one key)."""
     labels: dict[str, int] = {}
     uncounted = bool(entry.get("labelled")) and entry.get("label_counts") is None
     for item in entry.get("label_counts") or []:
@@ -61,7 +63,8 @@ def contribution(entry: Mapping[str, Any]) -> dict[str, Any]:
             uncounted = True
             continue
         labels[key] = labels.get(key, 0) + item["count"]
-    return {"count": entry["count"], "labels": labels, "uncounted": uncounted}
+    multi = any(isinstance(value, list) and len(value) > 1 for value in entry["tags"].values())
+    return {"count": entry["count"], "labels": labels, "uncounted": uncounted, "multi": multi}
 
 
 class SampleCounts:
@@ -98,11 +101,10 @@ class SampleCounts:
     def add(self, import_id: Any, entry: Mapping[str, Any], doc_ids: list[str]) -> None:
         """Add a committing import to its documents, each once, however often this is retried."""
         added = contribution(entry)
-        multi = any(isinstance(value, list) and len(value) > 1 for value in entry["tags"].values())
         change: dict[str, Any] = {
             "$inc": {"v": 1, "count": added["count"], **{f"labels.{key}": n for key, n in added["labels"].items()}},
             "$set": {"study": self._scope.study, f"inflight.{import_id}": added,
-                     **({"multi": True} if multi else {}), **({"uncounted": True} if added["uncounted"] else {})}}
+                     **{flag: True for flag in ("multi", "uncounted") if added[flag]}}}
         for doc_id in doc_ids:
             try:
                 self.collection.update_one({"_id": doc_id, f"inflight.{import_id}": {"$exists": False}}, change,
@@ -150,22 +152,14 @@ class SampleCounts:
         """The number of samples matching `rest` (equality on one tag, or nothing) with a label in `allowed`
         (None: any); None when these documents cannot answer and the catalog must."""
         wanted = catalog_equalities(rest)
-        if wanted is None or len(wanted) > 1 or "import_id" in wanted:
-            return None
+        doc_ids = None if wanted is None else self._value_docs(wanted)
         labels = None if allowed is None else {canonical(label) for label in allowed}
-        if labels is not None and None in labels:
-            return None
-        if wanted:
-            (field, values), = wanted.items()
-            doc_ids = list(dict.fromkeys(self.tag_doc(field.split(".", 1)[1], value) for value in values))
-        else:
-            doc_ids = [self.study_doc()]
-        if None in doc_ids:
+        if doc_ids is None or (labels is not None and None in labels):
             return None
         docs = find_by_ids(self.collection, doc_ids)
         if len(docs) < len(doc_ids) and not self._study_settled():
             return None  # a tag value no document holds: zero, unless retags before these counts existed
-        if any(doc.get("inflight") or doc.get("mixed") or (labels is not None and doc.get("uncounted"))
+        if any(not _trusted(doc) or (labels is not None and doc.get("uncounted"))
                or (len(doc_ids) > 1 and doc.get("multi")) for doc in docs):
             return None
         if labels is None:
@@ -175,24 +169,32 @@ class SampleCounts:
     def entries_for(self, wanted: Mapping[str, list[Any]]) -> list[dict[str, Any]] | None:
         """Catalog entries of the imports holding one tag value (what a plan by that value needs); None when
         `wanted` is not one tag value or its documents are not trusted (the whole catalog answers then)."""
-        if len(wanted) != 1 or "import_id" in wanted or len(next(iter(wanted.values()))) != 1:
+        doc_ids = self._value_docs(wanted)
+        if doc_ids is None or len(doc_ids) != 1 or doc_ids == [self.study_doc()]:
             return None
-        (field, (value,)), = wanted.items()
-        doc_id = self.tag_doc(field.split(".", 1)[1], value)
-        if doc_id is None:
-            return None
+        doc_id = doc_ids[0]
         found = {doc["_id"]: doc for doc in find_by_ids(self.collection, [doc_id, self.imports_doc(doc_id)])}
         counts, listed = found.get(doc_id), found.get(self.imports_doc(doc_id))
         if counts is None:
             return [] if self._study_settled() else None
-        if counts.get("inflight") or counts.get("mixed") or listed is None:
+        if not _trusted(counts) or listed is None:
             return None
         entries = [decode_entry(value) for value in (listed.get("imports") or {}).values()]
         return entries if sum(entry["count"] for entry in entries) == counts.get("count") else None
 
+    def _value_docs(self, wanted: Mapping[str, list[Any]]) -> list[str] | None:
+        """The count documents of the values `wanted` accepts for its one tag (the study's when it names no
+        tag); None when it names two tags, an import, or a value that has no key."""
+        if len(wanted) > 1 or "import_id" in wanted:
+            return None
+        if not wanted:
+            return [self.study_doc()]
+        (field, values), = wanted.items()
+        doc_ids = list(dict.fromkeys(self.tag_doc(field.split(".", 1)[1], value) for value in values))
+        return None if None in doc_ids else doc_ids
+
     def _study_settled(self) -> bool:
-        doc = self.collection.find_one({"_id": self.study_doc()}) or {}
-        return not doc.get("mixed") and not doc.get("inflight")
+        return _trusted(self.collection.find_one({"_id": self.study_doc()}) or {})
 
     # -- building and dropping ---------------------------------------------------------------------
     def ensure_built(self, entries: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
@@ -218,7 +220,7 @@ class SampleCounts:
                     doc["labels"][key] = doc["labels"].get(key, 0) + n
                 if added["uncounted"]:
                     doc["uncounted"] = True
-                if any(isinstance(v, list) and len(v) > 1 for v in entry["tags"].values()):
+                if added["multi"]:
                     doc["multi"] = True
         return docs
 
@@ -253,6 +255,11 @@ class SampleCounts:
     def drop_study(self) -> None:
         self.collection.delete_many({"study": self._scope.study})
         forget_built(self._scope, COUNTS)
+
+
+def _trusted(doc: Mapping[str, Any]) -> bool:
+    """No import in flight and none retagged or partly deleted: the document's counts are exact on their own."""
+    return not doc.get("inflight") and not doc.get("mixed")
 
 
 def _comparable(doc: Mapping[str, Any] | None) -> dict[str, Any]:
