@@ -94,13 +94,13 @@ def promote(db: Any) -> int:
             if rung == plan["rungs"] - 1:
                 db.halving.finish(plan["sweep"])
                 break
-            winners = promoted(plan, current)
+            winners = {job["_id"] for job in promoted(plan, current)}
             if not winners:  # every configuration of the rung failed: nothing can go on
                 db.halving.finish(plan["sweep"])
                 break
             pushed = {job["tags"][CONFIG] for job in by_rung.get(rung + 1, [])}
             for job in current:
-                if job in winners:
+                if job["_id"] in winners:
                     if job["tags"][CONFIG] not in pushed:  # pushed already (here or by another worker): skip
                         _next_rung_job(db, plan, job, rung + 1)
                     count += 1

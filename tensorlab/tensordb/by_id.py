@@ -3,14 +3,22 @@ index (FerretDB 1.x pushes down nothing else), so these cost the documents touch
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 PARALLEL_FROM = 8  # fewer lookups than this run one after another (a thread pool costs about 0.3 ms)
 LOOKUP_THREADS = 4
+
+
+def derived_id(key: str, prefix: bytes = b"") -> ObjectId:
+    """An `_id` every process derives alike from `key` (SHA-256, after an optional prefix): the same write made
+    by two processes, or retried after a crash, lands once, the second refused by the unique `_id`."""
+    return ObjectId(prefix + hashlib.sha256(key.encode()).digest()[: 12 - len(prefix)])
 
 
 def upsert_by_id(collection: Any, identifier: Any, change: dict[str, Any]) -> None:

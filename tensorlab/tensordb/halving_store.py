@@ -7,13 +7,13 @@ no process of their own and survive any worker's death.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from bson import ObjectId
 
 from ..clock import utc_now
+from .by_id import derived_id
 from .scope import Scope
 
 HALVING = "halving_sweeps"
@@ -21,7 +21,7 @@ HALVING = "halving_sweeps"
 
 def halving_job_id(sweep: str, rung: int, config: int) -> ObjectId:
     """The same job id for (sweep, rung, configuration) in every worker: a promotion is pushed once."""
-    return ObjectId(hashlib.sha256(f"{sweep}:{rung}:{config}".encode()).digest()[:12])
+    return derived_id(f"{sweep}:{rung}:{config}")
 
 
 class HalvingStore:
@@ -32,16 +32,19 @@ class HalvingStore:
     def collection(self) -> Any:
         return self._scope.collection(HALVING)
 
+    def _id_of(self, sweep: str) -> str:
+        return f"{self._scope.study}:{sweep}"
+
     def register(self, sweep: str, plan: Mapping[str, Any]) -> None:
-        self.collection.insert_one({"_id": f"{self._scope.study}:{sweep}", "study": self._scope.study, "sweep": sweep,
+        self.collection.insert_one({"_id": self._id_of(sweep), "study": self._scope.study, "sweep": sweep,
                                     "active": True, "created": utc_now(), **plan})
 
     def active(self) -> list[dict[str, Any]]:
         return list(self.collection.find({"study": self._scope.study, "active": True}))
 
     def get(self, sweep: str) -> dict[str, Any] | None:
-        return self.collection.find_one({"_id": f"{self._scope.study}:{sweep}"})
+        return self.collection.find_one({"_id": self._id_of(sweep)})
 
     def finish(self, sweep: str) -> None:
-        self.collection.update_one({"_id": f"{self._scope.study}:{sweep}"},
+        self.collection.update_one({"_id": self._id_of(sweep)},
                                    {"$set": {"active": False, "finished": utc_now()}})

@@ -12,7 +12,6 @@ Polling costs the new documents since the watermark (on MongoDB an index lookup 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from bson import ObjectId
 from ..clock import utc_now
 from ..errors import InvalidInput
 from ..validation import check_query, clean_tags
+from .by_id import derived_id
 from .query_text import query_from_text, query_to_text
 from .scope import Scope
 
@@ -34,8 +34,7 @@ TEMPLATE_FIELDS = frozenset({"architecture", "code", "data", "validation_data", 
 
 def job_id_for(trigger_id: ObjectId, document_id: ObjectId) -> ObjectId:
     """The same id for the same (trigger, document) in every process: the document's time, then a hash."""
-    digest = hashlib.sha256(f"{trigger_id}:{document_id}".encode()).digest()
-    return ObjectId(document_id.binary[:4] + digest[:8])
+    return derived_id(f"{trigger_id}:{document_id}", prefix=document_id.binary[:4])
 
 
 def _substitute(value: Any, document_id: ObjectId) -> Any:
