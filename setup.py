@@ -11,6 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=["tensorlab", "tensorlab.tensordb", "tensorlab.tensordb.jobs", "tensorlab.magics", "tensorlab.widgets"],
     package_dir={"tensorlab": "tensorlab", "tensorlab.magics": "magics", "tensorlab.widgets": "widgets"},
+    package_data={"tensorlab.tensordb": ["ferretdb_patches/*.go"]},  # added to the FerretDB build
     install_requires=[
         "pymongo>=4.6",
         "lz4>=4.0",

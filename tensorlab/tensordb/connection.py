@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pymongo
@@ -76,4 +77,25 @@ def open_client(
             "Check the address and that the server runs; for the local server run `tensorlab server start`, "
             "or set TENSORLAB_MONGODB_URI."
         ) from None
+    _warn_if_updates_not_atomic(client, shown)
     return client
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_if_updates_not_atomic(client: Any, shown: str) -> None:
+    """FerretDB 1.x builds other than the managed server's apply an update as a read and a separate write, so
+    two processes updating one document lose changes; TensorLab's derived documents (catalog, counts,
+    indexes) need MongoDB's single-document atomicity (docs/CONSISTENCY.md). Say so once per address."""
+    try:
+        info = client.admin.command("buildInfo")
+    except PyMongoError:
+        return
+    if "ferretdbVersion" in info and not info.get("tensorlabAtomicWrites") and shown not in _WARNED:
+        _WARNED.add(shown)
+        warnings.warn(
+            f"The server at {shown} is FerretDB {info['ferretdbVersion']} without TensorLab's atomic-writes fix: "
+            "concurrent writers can lose updates of one document there (counts, catalogs and indexes may drift). "
+            "Use the managed server (`tensorlab server install` builds FerretDB with the fix), MongoDB or Atlas.",
+            RuntimeWarning, stacklevel=3)

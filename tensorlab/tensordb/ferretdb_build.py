@@ -6,12 +6,17 @@ binary it builds panics at start because the module zip lacks `build/version/ver
 `go mod download` fetch the pinned module (checksum-verified), copy it, write the version file, and
 `go install ./cmd/ferretdb` from that copy. Same source, same pin, a working binary.
 
-One fix is applied to the copy (`ID_LOOKUP_PATCH`): in v1.24's SQLite backend the `_id` index is built
-on `_ferretdb_sjson->"_id"` while lookups filter on `_ferretdb_sjson->'$._id'`; SQLite matches index
-expressions by their text, so every find/update/delete by `_id` scanned and parsed the whole table
-(`EXPLAIN QUERY PLAN`: SCAN). Making the lookup use the index's own expression turns that into an
-index SEARCH; the meaning is unchanged. A stamp beside the binary records the recipe, so a binary
-built another way is rebuilt.
+Two fixes are applied to the copy (`PATCHES`):
+- `_id` lookups use the `_id` index: in v1.24's SQLite backend the index is built on
+  `_ferretdb_sjson->"_id"` while lookups filter on `_ferretdb_sjson->'$._id'`; SQLite matches index
+  expressions by their text, so every find/update/delete by `_id` scanned and parsed the whole table
+  (`EXPLAIN QUERY PLAN`: SCAN). Making the lookup use the index's own expression turns that into an
+  index SEARCH; the meaning is unchanged.
+- Single-document writes are atomic, as MongoDB documents them: v1.24 runs update, findAndModify and
+  delete as a read followed by a separate write, so concurrent updates of one document lost each other's
+  changes (4 processes x 300 `$inc` kept 347). `ferretdb_patches/tensorlab_atomic_writes.go` adds
+  per-document locks around those commands (docs/CONSISTENCY.md).
+A stamp beside the binary records the recipe, so a binary built another way is rebuilt.
 """
 
 from __future__ import annotations
@@ -29,12 +34,28 @@ from ..errors import ServerError
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.0"
-ID_LOOKUP_PATCH = (
-    "internal/backends/sqlite/metadata/metadata.go",
-    'IDColumn = DefaultColumn + "->\'$._id\'"',
-    'IDColumn = DefaultColumn + `->"_id"`',
+PATCHES = (  # (file, text to find, its replacement); each text must occur exactly once
+    ("internal/backends/sqlite/metadata/metadata.go",
+     'IDColumn = DefaultColumn + "->\'$._id\'"',
+     'IDColumn = DefaultColumn + `->"_id"`'),
+    ("internal/handler/msg_update.go",
+     "\tfor _, u := range params.Updates {\n\t\tc, err := db.Collection(params.Collection)",
+     "\tdefer tensorlabLockUpdates(params.DB, params.Collection, params.Updates)()\n\n"
+     "\tfor _, u := range params.Updates {\n\t\tc, err := db.Collection(params.Collection)"),
+    ("internal/handler/msg_findandmodify.go",
+     "\tqueryRes, err := c.Query(ctx, &qp)",
+     "\tdefer tensorlabLockWrites(params.DB, params.Collection, params.Query)()\n\n"
+     "\tqueryRes, err := c.Query(ctx, &qp)"),
+    ("internal/handler/msg_delete.go",
+     "\t\td, err = h.execDelete(connCtx, c, &p)",
+     "\t\tunlock := tensorlabLockWrites(params.DB, params.Collection, p.Filter)\n"
+     "\t\td, err = h.execDelete(connCtx, c, &p)\n\t\tunlock()"),
+    ("internal/handler/msg_buildinfo.go",  # clients tell this build from one without the locks (connection.py)
+     '\t\t\t"ferretdbVersion", version.Get().Version,',
+     '\t\t\t"ferretdbVersion", version.Get().Version,\n\t\t\t"tensorlabAtomicWrites", true,'),
 )
-BUILD_STAMP = f"{FERRETDB_VERSION}+id-lookup-index-1"
+ADDED_FILES = {"internal/handler/tensorlab_atomic_writes.go": "tensorlab_atomic_writes.go"}
+BUILD_STAMP = f"{FERRETDB_VERSION}+id-lookup-index-1+atomic-writes-2"
 
 
 def tools_dir() -> Path:
@@ -52,14 +73,17 @@ def installed_ferretdb() -> Path | None:
     return candidate if stamp.is_file() and stamp.read_text().strip() == BUILD_STAMP else None
 
 
-def _apply_patch(source: Path) -> None:
-    path, old, new = ID_LOOKUP_PATCH
-    target = source / path
-    text = target.read_text()
-    if old not in text:
-        raise ServerError(f"FerretDB source changed: cannot find the _id lookup line in {path}; "
-                          "update tensorlab/tensordb/ferretdb_build.py for this FerretDB version.")
-    target.write_text(text.replace(old, new))
+def _apply_patches(source: Path) -> None:
+    for path, old, new in PATCHES:
+        target = source / path
+        text = target.read_text()
+        if text.count(old) != 1:
+            raise ServerError(f"FerretDB source changed: cannot find the line to patch in {path}; "
+                              "update tensorlab/tensordb/ferretdb_build.py for this FerretDB version.")
+        target.write_text(text.replace(old, new))
+    patches = Path(__file__).with_name("ferretdb_patches")
+    for path, name in ADDED_FILES.items():
+        shutil.copyfile(patches / name, source / path)
 
 
 def _go_binary() -> str:
@@ -99,7 +123,7 @@ def install_ferretdb(force: bool = False, log=print) -> Path:
         for path in source.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
         (source / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
-        _apply_patch(source)
+        _apply_patches(source)
         log("Building ferretdb (first build downloads its dependencies; this takes a minute or two) ...")
         _run_go(go, ["install", "./cmd/ferretdb"], source, env)
     binary = target / "ferretdb"
