@@ -15,6 +15,14 @@ PARALLEL_FROM = 8  # fewer lookups than this run one after another (a thread poo
 LOOKUP_THREADS = 4
 
 
+def id_key(*parts: Any, separator: str = ":") -> str:
+    """An `_id` built from parts, some of them user strings: each part has `%` and the separator escaped, so two
+    different part lists never give one key (study 'p' + key 'q:k' vs study 'p:q' + key 'k'). Parts holding
+    neither character are kept as they are, so keys written before the escaping read the same."""
+    return separator.join(str(part).replace("%", "%25").replace(separator, f"%{ord(separator):02X}")
+                          for part in parts)
+
+
 def derived_id(key: str, prefix: bytes = b"") -> ObjectId:
     """An `_id` every process derives alike from `key` (SHA-256, after an optional prefix): the same write made
     by two processes, or retried after a crash, lands once, the second refused by the unique `_id`."""

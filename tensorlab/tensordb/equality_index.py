@@ -9,6 +9,12 @@ top-level fields and every scalar under a few prefixes (runs: `name`, `status`, 
 equalities reads those entries, intersects them and fetches the documents by `_id`; each document is
 then checked against the query, so an entry that is out of date can cost a lookup but never a wrong
 answer. Other queries, and answers so large that one scan is cheaper, read the collection as before.
+
+Entries follow MongoDB's equality (value_keys.py): a value is filed under its canonical key, so 64 and
+64.0 share an entry, and an array under each of its elements, so `{'tags.x': 1}` finds `tags.x=[1, 2]`.
+Source of truth: the documents. An entry is written before the document it names (a kill leaves an
+entry too many, never one too few) and its updates are `$addToSet`/`$pull` of the document's id, so a
+retry changes nothing (docs/CONSISTENCY.md).
 """
 
 from __future__ import annotations
@@ -16,25 +22,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bson import json_util
-
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
-from .by_id import find_by_ids, upsert_by_id
+from .by_id import find_by_ids, id_key, upsert_by_id
 from .scope import Scope
+from .value_keys import canonical, field_matches, filed_values
 
 SCAN_ABOVE = 200  # candidates past which one collection scan is cheaper than one lookup per document
-_SCALARS = (str, int, float, bool)
+KEY_FORMAT = 2  # entries keyed by canonical values (1: by JSON text, where 64 and 64.0 differed)
+_MISSING = object()
 
 
 def _value_at(doc: Mapping[str, Any], field: str) -> Any:
     head, _, rest = field.partition(".")
-    value = doc.get(head)
-    return value.get(rest) if rest and isinstance(value, Mapping) else value
+    value = doc.get(head, _MISSING)
+    if rest:
+        return value.get(rest, _MISSING) if isinstance(value, Mapping) else _MISSING
+    return value
 
 
 def matches(doc: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    return all(_value_at(doc, field) == value for field, value in wanted.items())
+    """MongoDB's answer for equalities on scalars: across int/float, and on any element of an array."""
+    for field, value in wanted.items():
+        stored = _value_at(doc, field)
+        if stored is _MISSING or not field_matches(stored, [value]):
+            return False
+    return True
 
 
 class EqualityIndex:
@@ -50,11 +63,11 @@ class EqualityIndex:
         return self._scope.collection(self.name)
 
     def entries_of(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """The indexed (field, value) pairs of a document, as {field: value}."""
-        pairs = {field: doc.get(field) for field in self.top_fields if isinstance(doc.get(field), _SCALARS)}
+        """The indexed fields of a document, as {field: stored value} (an array is filed under each element)."""
+        pairs = {field: doc[field] for field in self.top_fields if filed_values(doc.get(field))}
         for prefix in self.prefixes:
             for key, value in (doc.get(prefix[:-1]) or {}).items():
-                if isinstance(value, _SCALARS):
+                if filed_values(value):
                     pairs[prefix + key] = value
         return pairs
 
@@ -76,7 +89,9 @@ class EqualityIndex:
                 continue
             if isinstance(value, Mapping) and set(value) == {"$eq"}:
                 value = value["$eq"]
-            if not self._indexable(field) or not isinstance(value, _SCALARS):
+            if not self._indexable(field) or isinstance(value, (list, Mapping)) or canonical(value) is None:
+                return None  # arrays match as a whole, None matches missing fields: the collection answers
+            if field in found and canonical(found[field]) != canonical(value):
                 return None
             found[field] = value
         return found or None
@@ -94,15 +109,18 @@ class EqualityIndex:
         return [d for d in find_by_ids(documents, ids) if d.get("study") == self._scope.study and matches(d, wanted)]
 
     def _id(self, field: str, value: Any) -> str:
-        return f"{self._scope.study}:{field}={json_util.dumps(value)}"
+        """`<study>:<field>=<canonical value>`, the study and field escaped (by_id.id_key): no two collide."""
+        return f"{id_key(self._scope.study)}:{id_key(field, separator='=')}={canonical(value)}"
 
     def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
-        for field, value in pairs.items():
-            self._change(self._id(field, value), {"$addToSet": {"ids": doc_id}})
+        for field, stored in pairs.items():
+            for value in filed_values(stored):
+                self._change(self._id(field, value), {"$addToSet": {"ids": doc_id}})
 
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
-        for field, value in pairs.items():
-            self.collection.update_one({"_id": self._id(field, value)}, {"$pull": {"ids": doc_id}})
+        for field, stored in pairs.items():
+            for value in filed_values(stored):
+                self.collection.update_one({"_id": self._id(field, value)}, {"$pull": {"ids": doc_id}})
 
     def _change(self, identifier: str, change: dict[str, Any]) -> None:
         upsert_by_id(self.collection, identifier, {**change, "$set": {"study": self._scope.study}})
@@ -121,7 +139,8 @@ class EqualityIndex:
     def ensure_built(self, documents: Any) -> None:
         """Databases written before the index get it once, from their documents (one scan)."""
         if not self._checked_built:
-            build_once(self._scope, self.name, lambda: self.rebuild(documents.find({"study": self._scope.study})))
+            build_once(self._scope, f"{self.name}-{KEY_FORMAT}",
+                       lambda: self.rebuild(documents.find({"study": self._scope.study})))
             self._checked_built = True
 
     def rebuild(self, documents: Iterable[Mapping[str, Any]]) -> int:
@@ -133,4 +152,4 @@ class EqualityIndex:
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
-        forget_built(self._scope, self.name)
+        forget_built(self._scope, f"{self.name}-{KEY_FORMAT}")

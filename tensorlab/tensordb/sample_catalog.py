@@ -16,7 +16,6 @@ imports.py); databases written before the catalog get it built once from their c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Number
 from typing import Any
 
 import bson
@@ -25,24 +24,9 @@ from bson import Binary, ObjectId
 from .build_markers import build_once, forget_built
 from .by_id import upsert_by_id
 from .scope import Scope
+from .value_keys import SCALARS, field_matches
 
 CATALOG = "sample_catalog"
-_SCALARS = (str, int, float, bool, ObjectId)
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    """MongoDB's equality for scalars: numbers compare across int/float, booleans only with booleans."""
-    if isinstance(stored, bool) or isinstance(wanted, bool):
-        return type(stored) is type(wanted) and stored == wanted
-    if isinstance(stored, Number) and isinstance(wanted, Number):
-        return stored == wanted
-    return type(stored) is type(wanted) and stored == wanted
-
-
-def field_matches(stored: Any, accepted: list[Any]) -> bool:
-    """A stored field value (or any element of a stored array) equals one of the accepted values."""
-    values = stored if isinstance(stored, list) else [stored]
-    return any(_same(value, wanted) for value in values for wanted in accepted)
 
 
 def catalog_equalities(query: Mapping[str, Any]) -> dict[str, list[Any]] | None:
@@ -75,10 +59,10 @@ def _accepted(condition: Any) -> list[Any] | None:
             condition = condition["$eq"]
         elif set(condition) == {"$in"} and isinstance(condition["$in"], (list, tuple)):
             values = list(condition["$in"])
-            return values if all(isinstance(v, _SCALARS) for v in values) else None
+            return values if all(isinstance(v, SCALARS) for v in values) else None
         else:
             return None
-    return [condition] if isinstance(condition, _SCALARS) else None
+    return [condition] if isinstance(condition, SCALARS) else None
 
 
 def entry_matches(fields: Mapping[str, Any], wanted: Mapping[str, list[Any]]) -> bool:

@@ -21,35 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from .build_markers import build_once, forget_built
-from .by_id import find_by_ids, upsert_by_id
+from .by_id import find_by_ids, id_key, upsert_by_id
 from .sample_catalog import catalog_equalities, decode_entry, encode_entry
 from .scope import Scope
+from .value_keys import canonical
 
 COUNTS = "sample_counts"
 SEPARATOR = "\x1f"
-_EXACT_INTS = 2 ** 53  # beyond this an int and a float can be equal in Python but not in MongoDB
-
-
-def canonical(value: Any) -> str | None:
-    """A key for a tag value or label that is equal exactly when MongoDB's equality says so (3 and 3.0 alike,
-    True apart from 1); None for values that cannot be keyed (those counts fall back)."""
-    if isinstance(value, bool):
-        return "b:1" if value else "b:0"
-    if isinstance(value, int) and abs(value) < _EXACT_INTS:
-        return f"n:{value}"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < _EXACT_INTS:
-            return f"n:{int(value)}"
-        return "n:" + repr(value).replace(".", "_")  # field names may not hold dots
-    if isinstance(value, str):
-        return "s:" + value.encode().hex()
-    if isinstance(value, ObjectId):
-        return f"o:{value}"
-    return None
 
 
 def contribution(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,16 +58,16 @@ class SampleCounts:
         return self._scope.collection(COUNTS)
 
     def study_doc(self) -> str:
-        return f"{self._scope.study}{SEPARATOR}*"
+        return id_key(self._scope.study, "*", separator=SEPARATOR)
 
     def tag_doc(self, key: str, value: Any) -> str | None:
         canon = canonical(value)
-        return None if canon is None else SEPARATOR.join((self._scope.study, key, canon))
+        return None if canon is None else id_key(self._scope.study, key, canon, separator=SEPARATOR)
 
     @staticmethod
     def imports_doc(doc_id: str) -> str:
         """The list document beside a tag value's counts: the catalog entries of its committed imports."""
-        return f"{doc_id}{SEPARATOR}imports"
+        return f"{doc_id}{SEPARATOR}imports"  # doc_id has 3 parts, the suffix makes a 4th: no collision
 
     def doc_ids(self, tags: Mapping[str, Any]) -> list[str]:
         """The study document, then one per tag value (each element of a list value)."""
