@@ -9,7 +9,8 @@ Measures, on `--device`:
 - the same MLP fed by `db.data_generator` vs in-memory arrays (target <= 1.05x);
 - a worker claiming and training 8 queued jobs on the device;
 - a `%%tdb_train --device ...` cell executed through a real kernel (nbclient).
-Prints a table per part and writes benchmarks/results/gpu-<device name>.json (cpu-check-*.json on a CPU).
+Prints a table per part and writes benchmarks/results/gpu-<device name>.json (gpu-<device name>-torch.json on
+the PyTorch backend, cpu-check-<backend>.json on a CPU).
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ def main() -> None:
     db.flush_logs(timeout_s=120)
     db.client.drop_database(DB_NAME)
     slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-    write_results(f"gpu-{slug}" if args.device.startswith("gpu") else f"cpu-check-{info.backend}", results)
+    suffix = "" if info.backend == "jax" else f"-{info.backend}"  # a second backend's run keeps its own file
+    write_results(f"gpu-{slug}{suffix}" if args.device.startswith("gpu") else f"cpu-check-{info.backend}", results)
 
 
 def _device_name(backend: str, device: str) -> str:
