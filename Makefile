@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_logging.py
 	$(BIN)/python benchmarks/bench_history.py
+	$(BIN)/python benchmarks/bench_stress.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

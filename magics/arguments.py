@@ -8,6 +8,13 @@ from typing import Any
 from IPython.core.error import UsageError
 
 
+def unquote(text: str | None) -> str | None:
+    """`'x'` or `"x"` as x: IPython's magic arguments keep the quotes (so `--study ''` would name a study `''`)."""
+    if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
 def parse_value(text: str) -> Any:
     """JSON when it parses (numbers, true, lists...), else the text itself."""
     try:

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tensorlab.tensordb.private_files import private_dir
+
 LOG_FILE = Path.home() / ".tensorlab" / "logs" / "tensorflow-startup.log"
 
 
@@ -29,7 +31,7 @@ class _QuietLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         try:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.log_file.parent)  # 0700, like everything TensorLab keeps in its home
             target = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError:
             self.loader.exec_module(module)

@@ -12,7 +12,7 @@ from IPython.display import display
 
 from tensorlab import TensorLabError, connect
 
-from .arguments import parse_grid, parse_pairs, parse_query, require_positive
+from .arguments import parse_grid, parse_pairs, parse_query, require_positive, unquote
 
 CONNECTION_VAR = "_tdb"
 WORKER_VAR = "_tdb_worker"
@@ -50,6 +50,8 @@ class TensorLabMagics(Magics):
     def tdb_connect(self, line: str) -> None:
         """Connect to TensorDB and bind it as `_tdb` for the other magics."""
         args = parse_argstring(self.tdb_connect, line)
+        for option in ("uri", "db", "study", "user"):  # `--study ''` arrives with its quotes
+            setattr(args, option, unquote(getattr(args, option)))
         password = None
         if args.password_env:
             password = os.environ.get(args.password_env)
@@ -150,28 +152,23 @@ class TensorLabMagics(Magics):
         """Queue training jobs; the cell form's body is model-building code, run only by --allow-code workers."""
         from tensorlab.widgets import JobQueuePanel
 
-        from tensorlab.sweeps import grid
+        from tensorlab.sweeps import grid, push_jobs
 
         args = parse_argstring(self.tdb_push_job, line)
         require_positive(args, "--epochs", "--batch-size", "--max-attempts", "--repeat")
         db = self._connection()
-        architecture: Any = None
-        if args.model:
-            architecture = db.save_model_architecture(self._variable(args.model, "--model"))
-        elif args.architecture:
-            architecture = db.architectures.find(parse_query(args.architecture))["_id"]
-        if architecture is None and not cell:
+        # every argument is parsed and checked before anything is stored (the architecture included)
+        base, space = parse_pairs(args.param, "--param"), parse_grid(args.grid)
+        job = {"code": cell or None, "data": parse_query(args.data), "validation_data": parse_query(args.validation),
+               "epochs": args.epochs, "batch_size": args.batch_size, "priority": args.priority,
+               "max_attempts": args.max_attempts}
+        model = self._variable(args.model, "--model") if args.model else None
+        if model is None and not args.architecture and not cell:
             raise UsageError("%tdb_push_job needs --model VAR, --architecture QUERY, or a cell with build_model().")
-        settings = grid(parse_grid(args.grid)) if args.grid else [{}]
-        base = parse_pairs(args.param, "--param")
-        ids = []
         try:
-            for hp in settings:
-                for _ in range(args.repeat):
-                    ids.append(db.push_job(architecture, code=cell or None, data=parse_query(args.data),
-                                           validation_data=parse_query(args.validation), epochs=args.epochs,
-                                           batch_size=args.batch_size, priority=args.priority,
-                                           max_attempts=args.max_attempts, hyper_parameters={**base, **hp}))
+            architecture = db.architectures.find(parse_query(args.architecture))["_id"] if args.architecture else None
+            settings = [{**base, **hp} for hp in (grid(space) if space else [{}]) for _ in range(args.repeat)]
+            ids = push_jobs(db, architecture, settings, model=model, **job)
         except TensorLabError as error:
             raise _usage(error) from None
         print(f"pushed {len(ids)} job(s): {', '.join(str(i)[-8:] for i in ids)}")
@@ -179,7 +176,7 @@ class TensorLabMagics(Magics):
         return None if cell else ids  # `ids = %tdb_push_job ...`; the cell form shows the panel only, once
 
     @magic_arguments()
-    @argument("--status", default=None, help="queued, running, done, failed or cancelled")
+    @argument("--status", default=None, choices=["queued", "running", "done", "failed", "cancelled"])
     @line_magic
     def tdb_jobs(self, line: str) -> None:
         """Show the job queue panel."""
@@ -197,6 +194,7 @@ class TensorLabMagics(Magics):
     @argument("--allow-code", action="store_true", help="also run jobs that carry Python source")
     @argument("--idle-exit", type=float, default=5.0, help="stop after this many idle seconds")
     @argument("--lease", type=float, default=60.0)
+    @argument("--poll", type=float, default=0.5, help="seconds between polls of an empty queue")
     @line_magic
     def tdb_worker(self, line: str) -> Any:
         """Run a worker inside this kernel."""
@@ -205,8 +203,11 @@ class TensorLabMagics(Magics):
         from tensorlab.worker import Worker
 
         args = parse_argstring(self.tdb_worker, line)
-        worker = Worker(self._connection(), max_jobs=args.max_jobs, allow_code=args.allow_code,
-                        max_idle_s=args.idle_exit, lease_s=args.lease, poll_interval_s=0.5)
+        try:
+            worker = Worker(self._connection(), max_jobs=args.max_jobs, allow_code=args.allow_code,
+                            max_idle_s=args.idle_exit, lease_s=args.lease, poll_interval_s=args.poll)
+        except TensorLabError as error:
+            raise _usage(error) from None
         self.shell.user_ns[WORKER_VAR] = worker
         if args.background:
             threading.Thread(target=worker.run, daemon=True, name="tensorlab-kernel-worker").start()
@@ -222,7 +223,10 @@ class TensorLabMagics(Magics):
     @line_magic
     def tdb_runs(self, line: str) -> Any:
         """Runs matching an optional query (JSON or k=v) as a DataFrame."""
-        return self._connection().runs(parse_query(line))
+        try:
+            return self._connection().runs(parse_query(line))
+        except TensorLabError as error:
+            raise _usage(error) from None
 
     @magic_arguments()
     @argument("runs", nargs="*", help="run names or ids")
@@ -265,4 +269,9 @@ class TensorLabMagics(Magics):
         """Show the data panel."""
         from tensorlab.widgets import DataPanel
 
-        display(DataPanel(self._connection(), parse_query(line)))
+        db, query = self._connection(), parse_query(line)
+        try:
+            db.data_count(query)  # a bad query is a usage error now, not a message inside the panel
+        except TensorLabError as error:
+            raise _usage(error) from None
+        display(DataPanel(db, query))

@@ -15,6 +15,8 @@ from .errors import (
     JobError,
     NotFound,
     ServerError,
+    StorageFull,
+    StudyNotReady,
     TensorLabError,
     UnsafeOperation,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "Model",
     "NotFound",
     "ServerError",
+    "StorageFull",
+    "StudyNotReady",
     "TensorDB",
     "TensorLabError",
     "TrainingHandle",

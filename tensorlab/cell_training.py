@@ -64,9 +64,14 @@ def train_cell(shell: Any, cell: str, db: Any, *, name: str | None = None, fork:
     """Train the cell's model in the background with `Model.fit(**fit)`; returns the handle, also `_tdb_run`.
     `fork="RUN@EPOCH"`: the cell's (compiled) model starts from that stored version, as a new run."""
     from .background import train_in_background
+    from .fit_arguments import check_fit_arguments
     from .forking import parse_fork
     from .model import Model
 
+    check_fit_arguments(db, run_name=fit.get("run_name", name), resume=fit.get("resume", False),
+                        device=fit.get("device"), hyper_parameters=fit.get("hyper_parameters"), data=fit.get("data"),
+                        validation_data=fit.get("validation_data"), epochs=fit.get("epochs", 1),
+                        batch_size=fit.get("batch_size"))  # before the cell runs or anything is stored
     built = model_from_cell(shell, cell)
     if fork:
         run, epoch = parse_fork(fork)

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
-from .errors import TensorLabError
+from .errors import IntegrityError, InvalidInput, TensorLabError
 from .tensordb.ferretdb_build import install_ferretdb
 from .tensordb.localserver import LocalServer
+from .tensordb.uri import URI_ENV_VAR, mask_uri, mask_uris_in, uri_password, with_password_from
+
+# (URI argument, its flag, the argument naming a password variable, its flag), for every command taking a URI
+_URI_ARGUMENTS = (("uri", "--uri", "password_env", "--password-env"),
+                  ("source", "--from", "from_password_env", "--from-password-env"),
+                  ("target", "--to", "to_password_env", "--to-password-env"))
+_PASSWORD_ENV_HELP = "environment variable holding the password for the URI's user (keeps it out of `ps`)"
 
 
 def _server_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.home is not None and (not args.home.strip() or (Path(args.home).exists() and not Path(args.home).is_dir())):
+        raise InvalidInput(f"--home {args.home!r} is {'empty' if not args.home.strip() else 'an existing file'}; "
+                           "name a folder for the server's state (it is created when missing), or leave --home out.")
     server = LocalServer(args.home)
     if args.action == "install":
         install_ferretdb(force=args.force)
@@ -44,7 +56,8 @@ def _worker_command(args: argparse.Namespace) -> int:
     import json
 
     from .tensordb import connect
-    from .worker import Worker
+    from .validation import check_query
+    from .worker import Worker, check_worker_arguments
 
     try:
         query = json.loads(args.query) if args.query else None
@@ -52,6 +65,9 @@ def _worker_command(args: argparse.Namespace) -> int:
         print(f"tensorlab: error: --query is not JSON ({error}); e.g. --query '{{\"tags.queue\": \"gpu\"}}'",
               file=sys.stderr)
         return 2
+    check_query(query, "--query")  # refused before connecting, like every flag below
+    check_worker_arguments(args.max_jobs, args.lease, args.poll, args.idle_exit,
+                           names=("--max-jobs", "--lease", "--poll", "--idle-exit"))
     db = connect(args.uri, db=args.db, study=args.study)
     worker = Worker(db, args.name, query=query, max_jobs=args.max_jobs, device=args.device,
                     allow_code=args.allow_code, lease_s=args.lease, max_idle_s=args.idle_exit,
@@ -71,21 +87,22 @@ def _worker_command(args: argparse.Namespace) -> int:
 def _fsck_command(args: argparse.Namespace) -> int:
     from .tensordb import connect
 
-    probe = connect(args.uri, db=args.db)
+    probe = connect(args.uri, db=args.db, ignore_transfer=True)
     studies = [args.study] if args.study else sorted(
         {s for name in ("sample_imports", "parameters") for s in probe.collection(name).distinct("study")}
         or {"default"})
     probe.close()
-    clean = True
+    clean, unrepaired = True, False
     for study in studies:
-        db = connect(args.uri, db=args.db, study=study)
+        db = connect(args.uri, db=args.db, study=study, ignore_transfer=True)  # fsck leaves a transfer alone
         report = db.fsck(repair=not args.dry_run)
         db.close()
         print(f"study {study!r}" + (" (dry run: nothing changed)" if args.dry_run else ""))
         for line in report.lines():
             print(f"  {line}")
-        clean = clean and report.clean
-    print("clean" if clean else ("found the above" if args.dry_run else "repaired the above"))
+        clean, unrepaired = clean and report.clean, unrepaired or report.needs_attention
+    print("clean" if clean else ("found the above" if args.dry_run else "repaired the above" + (
+        "; damaged or missing payloads and unfinished transfers remain (see above)" if unrepaired else "")))
     return 0 if clean or not args.dry_run else 1
 
 
@@ -102,10 +119,11 @@ def _db_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _studies(db: Any) -> list[str]:
-    """Every study a database holds documents of (default: 'default' for an empty one)."""
+def _studies(db: Any, fallback: bool = True) -> list[str]:
+    """Every study a database holds documents of (with `fallback`: 'default' for an empty one)."""
     names = ("sample_imports", "parameters", "runs", "jobs", "architectures", "log_index")
-    return sorted({s for name in names for s in db.collection(name).distinct("study")} or {"default"})
+    found = {s for name in names for s in db.collection(name).distinct("study")}
+    return sorted(found or ({"default"} if fallback else set()))
 
 
 def _copy_command(args: argparse.Namespace) -> int:
@@ -113,15 +131,15 @@ def _copy_command(args: argparse.Namespace) -> int:
     from .tensordb.study_copy import copy_study
 
     source_uri, target_uri = (None if uri == "local" else uri for uri in (args.source, args.target))
-    probe = connect(source_uri, db=args.db)
+    probe = connect(source_uri, db=args.db, ignore_transfer=True)
     studies = [args.study] if args.study else _studies(probe)
     probe.close()
     verified = True
     for study in studies:
-        source = connect(source_uri, db=args.db, study=study)
-        target = connect(target_uri, db=args.to_db or args.db, study=study)
+        source = connect(source_uri, db=args.db, study=study)  # StudyNotReady while it is itself being filled
+        target = connect(target_uri, db=args.to_db or args.db, study=study, ignore_transfer=True)
         print(f"copying study {study!r}: {source.uri} -> {target.uri}", flush=True)
-        report = copy_study(source, target, progress=True, verify=not args.no_verify)
+        report = copy_study(source, target, progress=True, verify=not args.no_verify, merge=args.merge)
         source.close()
         target.close()
         for line in report.lines():
@@ -136,10 +154,15 @@ def _export_command(args: argparse.Namespace) -> int:
     from .tensordb import connect
     from .tensordb.study_export import export_study
 
-    probe = connect(args.uri, db=args.db)
-    studies = [args.study] if args.study else _studies(probe)
+    if Path(args.to).exists() and not Path(args.to).is_dir():
+        raise InvalidInput(f"--to {args.to} is an existing file; name a folder (it is created when missing).")
+    probe = connect(args.uri, db=args.db, ignore_transfer=True)
+    present = _studies(probe, fallback=False)
     probe.close()
-    for study in studies:
+    if args.study is not None and args.study not in present:
+        raise InvalidInput(f"No study {args.study!r} in database {args.db!r}; it holds "
+                           f"{', '.join(map(repr, present)) or 'no study'}.")
+    for study in [args.study] if args.study else present:
         db = connect(args.uri, db=args.db, study=study)
         manifest = export_study(db, Path(args.to) / study)
         db.close()
@@ -149,11 +172,10 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 def _import_command(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from .tensordb import connect
-    from .tensordb.study_export import MANIFEST, import_study
+    from .tensordb.study_export import MANIFEST, import_study, read_manifest
 
     root = Path(args.folder)
     folders = [root] if (root / MANIFEST).exists() else sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
@@ -162,9 +184,9 @@ def _import_command(args: argparse.Namespace) -> int:
         return 2
     verified = True
     for folder in folders:
-        study = json.loads((folder / MANIFEST).read_text())["study"]
-        db = connect(args.uri, db=args.db, study=study)
-        report = import_study(folder, db)
+        study = read_manifest(folder)["study"]
+        db = connect(args.uri, db=args.db, study=study, ignore_transfer=True)
+        report = import_study(folder, db, merge=args.merge)
         db.close()
         print(f"imported study {study!r} from {folder}")
         for line in report.lines():
@@ -173,8 +195,58 @@ def _import_command(args: argparse.Namespace) -> int:
     return 0 if verified else 1
 
 
+def _resolve_uris(args: argparse.Namespace) -> None:
+    """Warn about a password on the command line (every user sees it in `ps`), masked; add the password that a
+    --password-env variable holds to its URI (given, else $TENSORLAB_MONGODB_URI)."""
+    for name, flag, variable_name, variable_flag in _URI_ARGUMENTS:
+        uri, variable = getattr(args, name, None), getattr(args, variable_name, None)
+        if uri and uri_password(uri):
+            print(f"tensorlab: warning: the password in {flag} {mask_uri(uri)} is visible to every user of this "
+                  f"machine (`ps`); set {URI_ENV_VAR} or use {variable_flag} VAR instead.", file=sys.stderr)
+        if variable and uri == "local":
+            raise InvalidInput(f"{variable_flag} {variable}: the managed server ('local') takes no password.")
+        if variable:
+            setattr(args, name, with_password_from(uri, variable))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        super().error(mask_uris_in(message))  # e.g. an invalid choice that was a URI with a password
+
+
+def _add_transfer_commands(commands: Any) -> None:
+    """`tensorlab copy`, `export` and `import`."""
+    copy = commands.add_parser("copy", help="copy studies between servers (resumable; verifies every document "
+                               "and payload)")
+    copy.add_argument("--from", dest="source", required=True, help="source mongodb:// URI ('local': the managed "
+                      "server)")
+    copy.add_argument("--to", dest="target", required=True, help="target mongodb:// URI ('local': the managed server)")
+    copy.add_argument("--from-password-env", default=None, metavar="VAR", help="for --from: " + _PASSWORD_ENV_HELP)
+    copy.add_argument("--to-password-env", default=None, metavar="VAR", help="for --to: " + _PASSWORD_ENV_HELP)
+    copy.add_argument("--study", default=None, help="one study (default: every study)")
+    copy.add_argument("--db", default="tensorlab", help="source database")
+    copy.add_argument("--to-db", default=None, help="target database (default: the source's name)")
+    copy.add_argument("--no-verify", action="store_true", help="skip the final comparison of every document")
+    copy.set_defaults(handler=_copy_command)
+    export = commands.add_parser("export", help="write studies to a folder (mongodump-style BSON files)")
+    export.add_argument("--to", required=True, help="folder to create; one subfolder per study")
+    import_ = commands.add_parser("import", help="load studies written by `tensorlab export` (resumable)")
+    import_.add_argument("folder", help="an export folder (or one study's subfolder)")
+    for command in (export, import_):
+        command.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, "
+                             "else local)")
+        command.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
+        command.add_argument("--db", default="tensorlab")
+    export.add_argument("--study", default=None, help="one study (default: every study)")
+    export.set_defaults(handler=_export_command)
+    import_.set_defaults(handler=_import_command)
+    for command in (copy, import_):
+        command.add_argument("--merge", action="store_true", help="fill a study that already holds other documents "
+                             "(refused otherwise)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tensorlab", description="TensorLab command-line tools.")
+    parser = _Parser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("server", help="manage the local MongoDB-protocol server")
     server.add_argument("action", choices=["start", "stop", "status", "install"])
@@ -183,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(handler=_server_command)
     worker = commands.add_parser("worker", help="claim jobs from the queue and train them")
     worker.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    worker.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
     worker.add_argument("--db", default="tensorlab")
     worker.add_argument("--study", default=None)
     worker.add_argument("--name", default=None, help="worker name (default host:pid)")
@@ -203,37 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_argument("--study", default=None, help="with fsck: one study (default: every study)")
     database.add_argument("--dry-run", action="store_true", help="with fsck: only report (exit 1 if not clean)")
     database.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    database.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
     database.add_argument("--db", default="tensorlab")
     database.set_defaults(handler=_db_command)
-    copy = commands.add_parser("copy", help="copy studies between servers (resumable; verifies every document "
-                               "and payload)")
-    copy.add_argument("--from", dest="source", required=True, help="source mongodb:// URI ('local': the managed "
-                      "server)")
-    copy.add_argument("--to", dest="target", required=True, help="target mongodb:// URI ('local': the managed server)")
-    copy.add_argument("--study", default=None, help="one study (default: every study)")
-    copy.add_argument("--db", default="tensorlab", help="source database")
-    copy.add_argument("--to-db", default=None, help="target database (default: the source's name)")
-    copy.add_argument("--no-verify", action="store_true", help="skip the final comparison of every document")
-    copy.set_defaults(handler=_copy_command)
-    export = commands.add_parser("export", help="write studies to a folder (mongodump-style BSON files)")
-    export.add_argument("--to", required=True, help="folder to create; one subfolder per study")
-    import_ = commands.add_parser("import", help="load studies written by `tensorlab export` (resumable)")
-    import_.add_argument("folder", help="an export folder (or one study's subfolder)")
-    for command in (export, import_):
-        command.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, "
-                             "else local)")
-        command.add_argument("--db", default="tensorlab")
-    export.add_argument("--study", default=None, help="one study (default: every study)")
-    export.set_defaults(handler=_export_command)
-    import_.set_defaults(handler=_import_command)
+    _add_transfer_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _resolve_uris(args)
         return args.handler(args)
-    except TensorLabError as error:
+    except IntegrityError as error:  # verification failed: damaged data, named
+        print(f"tensorlab: error: {error}", file=sys.stderr)
+        return 1
+    except (TensorLabError, OSError) as error:
         print(f"tensorlab: error: {error}", file=sys.stderr)
         return 2
 

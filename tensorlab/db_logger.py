@@ -21,6 +21,7 @@ import keras
 from .errors import InvalidInput
 from .metric_direction import MODES, known_direction, metric_direction
 from .run_heartbeat import RunHeartbeat
+from .tensordb.retry import through_outages
 from .validation import clean_tags
 
 logger = logging.getLogger("tensorlab.db_logger")
@@ -104,6 +105,7 @@ class DBLogger(keras.callbacks.Callback):
         self._epochs_in_fit = 0
         self._batches_in_epoch = 0
         self.empty_epochs = 0
+        self.missing_checkpoints: list[int] = []
         self._last_begin: float | None = None
         self._last_step_time: float | None = None
         self._counter_lock = threading.Lock()
@@ -234,10 +236,17 @@ class DBLogger(keras.callbacks.Callback):
                                                                            step=self._step))
 
     def _save_parameters(self, epoch: int, metrics: dict[str, float], final: bool = False) -> None:
+        """A checkpoint waits out a restarting or stalled server (ParameterStore.save retries); one that still
+        fails is named in the run's summary (`missing_checkpoints`) and warned about, never silently lost."""
         tags = {"epoch": epoch, **({"final": True} if final else {})}
-        self._safely("save parameters", lambda: self.db.parameters.save(
+        saved = self._safely("save parameters", lambda: self.db.parameters.save(
             self.model, tags, run=self.run_id, epoch=epoch, step=self._step, metrics=metrics,
             architecture=self.architecture))
+        if saved is None:
+            self.missing_checkpoints.append(epoch)
+            warnings.warn(f"TensorLab: the checkpoint of epoch {epoch} could not be stored (the server stayed "
+                          "unreachable); the run records it under summary.missing_checkpoints.", RuntimeWarning,
+                          stacklevel=2)
 
     def checkpoint_now(self, epoch: int | None = None) -> None:
         """Save the current weights on request (the panel's button), tagged manual."""
@@ -253,9 +262,10 @@ class DBLogger(keras.callbacks.Callback):
         """Close the run with its best metrics; `fit`'s own end calls this, and `Model` on errors."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        summary = {"best": self.best, "epochs": self._epoch + 1 - self.empty_epochs, "steps": self._step}
-        self._safely("finish the run", lambda: self.db.run_store.finish(self.run_id, status, summary=summary,
-                                                                       error=error))
+        summary = {"best": self.best, "epochs": self._epoch + 1 - self.empty_epochs, "steps": self._step,
+                   **({"missing_checkpoints": self.missing_checkpoints} if self.missing_checkpoints else {})}
+        self._safely("finish the run", lambda: through_outages(
+            lambda: self.db.run_store.finish(self.run_id, status, summary=summary, error=error), "finish the run"))
         self._safely("flush logs", lambda: self.db.flush_logs(timeout_s=5.0))
 
     def on_train_end(self, logs: dict | None = None) -> None:

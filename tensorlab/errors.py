@@ -37,3 +37,12 @@ class JobError(TensorLabError):
 
 class IntegrityError(TensorLabError):
     """Stored bytes no longer match their checksum or content hash: the item is named, nothing is returned."""
+
+
+class StudyNotReady(TensorLabError):
+    """The study is being copied or imported: it is not readable until that transfer finishes (re-running the
+    same `tensorlab copy` or `tensorlab import` finishes an interrupted one)."""
+
+
+class StorageFull(TensorLabError):
+    """The disk under the server or its payload files is full: the write was undone, nothing partial is visible."""

@@ -48,7 +48,7 @@ def push_halving(db: Any, architecture: Any = None, *, grid_space: Mapping[str, 
     tags = dict(job.pop("tags", None) or {})
     for index, hp in enumerate(settings):
         db.push_job(architecture, hyper_parameters={**(base or {}), **hp}, sweep=sweep, epochs=min_epochs,
-                    tags={**tags, RUNG: 0, CONFIG: index}, job_id=halving_job_id(sweep, 0, index), **job)
+                    tags={**tags, RUNG: 0, CONFIG: index}, job_id=halving_job_id(db.study, sweep, 0, index), **job)
     return sweep
 
 
@@ -75,7 +75,8 @@ def _next_rung_job(db: Any, plan: Mapping[str, Any], job: Mapping[str, Any], run
                 hyper_parameters=job.get("hyper_parameters"), batch_size=job["batch_size"], sweep=job["sweep"],
                 epochs=rung_epochs(plan, rung) - rung_epochs(plan, rung - 1), max_attempts=job["max_attempts"],
                 priority=job["priority"] + 1, queue=job.get("queue", "default"), warm_start={"job": job["_id"]},
-                tags={**job["tags"], RUNG: rung, CONFIG: config}, job_id=halving_job_id(job["sweep"], rung, config))
+                tags={**job["tags"], RUNG: rung, CONFIG: config},
+                job_id=halving_job_id(db.study, job["sweep"], rung, config))
 
 
 def promote(db: Any) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from .db_logger import DBLogger
 from .devices import on_device, set_mixed_precision
 from .errors import InvalidInput, NotFound
+from .fit_arguments import check_fit_arguments
 from .forking import ForkPoint, fork_point
 from .keras_weights import apply_weights
 from .tensordb.stream import DataStream
@@ -139,7 +140,9 @@ class Model:
         try:
             run = db.run_store.resolve(target)
         except NotFound:
-            return None, 0, 0  # nothing to resume yet: a fresh run of that name
+            if resume is True:
+                return None, 0, 0  # nothing to resume yet: a fresh run of that name
+            raise  # a run named explicitly must exist: never train a new run under another name
         try:
             doc = db.parameters.find_doc({"run": run["_id"]}, sort=[("epoch", -1), ("created", -1)])
         except NotFound:
@@ -164,6 +167,8 @@ class Model:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
         db = self._db(db or (logger.db if logger is not None else None))
+        check_fit_arguments(db, run_name=run_name, resume=resume, device=device, hyper_parameters=hyper_parameters,
+                            data=data, validation_data=validation_data, epochs=epochs, batch_size=batch_size)
         if isinstance(validation_data, dict):
             validation_data = db.find_data(validation_data)
         inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),

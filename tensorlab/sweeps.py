@@ -38,8 +38,24 @@ def push_sweep(db: Any, architecture: Any = None, *, grid_space: Mapping[str, Se
         raise InvalidInput("Pass exactly one of grid_space={...} or random_space={...}.")
     settings = grid(grid_space) if grid_space is not None else random_samples(random_space, n, seed)
     sweep = secrets.token_hex(12)  # 24 hex characters, like the ids of everything else it groups
-    ids = [db.push_job(architecture, hyper_parameters={**(base or {}), **hp}, sweep=sweep, **job) for hp in settings]
-    return sweep, ids
+    return sweep, push_jobs(db, architecture, [{**(base or {}), **hp} for hp in settings], sweep=sweep, **job)
+
+
+def push_jobs(db: Any, architecture: Any, settings: Sequence[Mapping[str, Any]], *, model: Any = None,
+              **job: Any) -> list[Any]:
+    """One job per hyper-parameter set, every one checked before the first is stored: a bad value in the last
+    set never leaves the first ones queued. `model`: a Keras model whose architecture is saved (after the
+    checks) and trained by every job."""
+    if model is not None and not (hasattr(model, "to_json") and hasattr(model, "get_weights")):
+        raise InvalidInput(f"`model` must be a Keras model; got {type(model).__name__}.")
+    if not settings:
+        raise InvalidInput("No hyper-parameter sets to push; pass at least one (e.g. [{}]).")
+    placeholder = {"name": "(saved when pushed)"} if model is not None else architecture
+    for hp in settings:
+        db.jobs.push(placeholder, check_only=True, hyper_parameters=hp, **job)
+    if model is not None:
+        architecture = db.save_model_architecture(model)
+    return [db.push_job(architecture, hyper_parameters=hp, **job) for hp in settings]
 
 
 def sweep_summary(db: Any, sweep: str, metric: str = "val_accuracy", mode: str = "auto") -> Any:

@@ -9,27 +9,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+from .validation_queries import QUERY_OPERATORS, check_filter
+from .validation_values import MAX_DEPTH, check_key, clean_value, short
 
-_SCALARS = (str, bool, int, float, type(None))
+__all__ = ["MAX_DEPTH", "QUERY_OPERATORS", "check_database_name", "check_query", "clean_tags", "restore_metrics",
+           "split_metrics", "without_non_finite"]
+
 MAX_TAG_BYTES = 64 * 1024  # tags are copied into every sample's index document: keep them small
-
-
-def _clean_value(value: Any, where: str) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInput(f"Tag {where} is {value!r}; not every MongoDB-protocol server stores non-finite numbers. "
-                           "Use None or a string, or log it as a metric (metrics keep NaN/inf, flagged).")
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_clean_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        return clean_tags(value, where)
-    raise InvalidInput(
-        f"Tag {where} has a value of type {type(value).__name__}; tags hold JSON-like values only "
-        "(str, int, float, bool, None, lists and dicts of those). Store arrays with import_data/save_parameters."
-    )
 
 
 def clean_tags(tags: Mapping[str, Any] | None, where: str = "tags") -> dict[str, Any]:
@@ -38,16 +24,9 @@ def clean_tags(tags: Mapping[str, Any] | None, where: str = "tags") -> dict[str,
         return {}
     if not isinstance(tags, Mapping):
         raise InvalidInput(f"`{where}` must be a dict like {{'split': 'train'}}; got {type(tags).__name__}.")
-    cleaned: dict[str, Any] = {}
-    for key, value in tags.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInput(f"Tag key {key!r} in `{where}` must be a non-empty string.")
-        if key.startswith("$") or "." in key or "\x00" in key:
-            raise InvalidInput(
-                f"Tag key {key!r} in `{where}` is not allowed: keys may not start with '$' or contain '.' "
-                f"(MongoDB reads them as operators/paths). Rename it, e.g. {key.replace('.', '_').lstrip('$')!r}."
-            )
-        cleaned[key] = _clean_value(value, f"{where}.{key}")
+    cleaned: dict[str, Any] = {check_key(key, where): clean_value(value, f"Tag {where}.{key}" if where == "tags"
+                                                                else f"{where}.{key}", depth=1)
+                               for key, value in tags.items()}
     if where == "tags" and (size := _approximate_bytes(cleaned)) > MAX_TAG_BYTES:
         raise InvalidInput(
             f"`tags` take about {size / 1024:,.0f} KB; tags are limited to {MAX_TAG_BYTES // 1024} KB (they are "
@@ -65,32 +44,6 @@ def _approximate_bytes(value: Any) -> int:
     if isinstance(value, list):
         return sum(_approximate_bytes(item) + 4 for item in value) + 8
     return 9
-
-
-QUERY_OPERATORS = frozenset({
-    "$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists",
-    "$type", "$all", "$elemMatch", "$size", "$regex", "$options", "$mod"})
-_SERVER_CODE = frozenset({"$where", "$function", "$accumulator", "$expr"})
-
-
-def _check_operators(value: Any, path: str, what: str) -> None:
-    """Every `$` key is a query operator all MongoDB-protocol servers run; server-side code never is."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and key.startswith("$"):
-                if key in _SERVER_CODE:
-                    raise InvalidInput(
-                        f"`{what}` uses {key} at {path or 'the top level'}: TensorLab does not send server-side "
-                        "code or expressions (not every server runs them, and they can run anything). Write the "
-                        "condition with comparison operators, e.g. {'metrics.loss': {'$lt': 0.5}}.")
-                if key not in QUERY_OPERATORS:
-                    raise InvalidInput(
-                        f"`{what}` uses unknown operator {key} at {path or 'the top level'}. Known operators: "
-                        f"{', '.join(sorted(QUERY_OPERATORS))}.")
-            _check_operators(item, f"{path}.{key}" if path else str(key), what)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_operators(item, f"{path}[{index}]", what)
 
 
 def _check_fields(query: Mapping[str, Any], fields: Sequence[str], what: str, nested: Sequence[str]) -> None:
@@ -127,10 +80,10 @@ def check_query(query: Any, what: str = "query", *, fields: Sequence[str] | None
             f"`{what}` must be a MongoDB filter dict such as {{'tags.split': 'train'}}; got {type(query).__name__} "
             f"{query!r:.60}."
         )
-    _check_operators(query, "", what)
+    query = check_filter(query, what)
     if fields is not None:
         _check_fields(query, fields, what, nested)
-    return dict(query)
+    return query
 
 
 def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
@@ -142,12 +95,14 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], 
     values: dict[str, float | None] = {}
     non_finite: dict[str, str] = {}
     for name, value in metrics.items():
-        if not isinstance(name, str) or not name or name.startswith("$") or "." in name:
-            raise InvalidInput(f"Metric name {name!r} must be a non-empty string without '.' or a leading '$'.")
+        if not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\x00" in name:
+            raise InvalidInput(f"Metric name {short(name)} must be a non-empty string without '.', NUL or a leading "
+                               "'$'; rename it, e.g. 'val_loss'.")
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"Metric {name}={value!r} is not a number; log numbers only.") from None
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInput(f"Metric {name}={short(value)} is not a number a float holds; log numbers only.") \
+                from None
         if not math.isfinite(number):
             non_finite[name] = repr(number)
             values[name] = None
@@ -164,26 +119,45 @@ def restore_metrics(values: Mapping[str, Any], non_finite: Mapping[str, str] | N
     return restored
 
 
-def without_non_finite(value: Any, path: str = "") -> tuple[Any, list[dict[str, str]]]:
+def without_non_finite(value: Any, path: str = "", depth: int = 0) -> tuple[Any, list[dict[str, str]]]:
     """`value` with every NaN/inf (at any depth) replaced by None, and where each was: [{path, value}].
 
     Why: some servers refuse non-finite numbers in documents (FerretDB drops the connection), and a
     run summary holding a NaN loss would then never be written; the flags keep what the value was."""
-    if isinstance(value, np.generic):
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"`{path.split('.')[0]}` is nested more than {MAX_DEPTH} levels deep; MongoDB stores at "
+                           "most 100. Flatten it, or store it as a string (e.g. json.dumps).")
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None, [{"path": path, "value": repr(value)}]
     if isinstance(value, Mapping):
         cleaned, flags = {}, []
         for key, item in value.items():
-            cleaned[key], found = without_non_finite(item, f"{path}.{key}" if path else str(key))
+            cleaned[key], found = without_non_finite(item, f"{path}.{key}" if path else str(key), depth + 1)
             flags += found
         return cleaned, flags
     if isinstance(value, (list, tuple)):
         cleaned_items, flags = [], []
         for index, item in enumerate(value):
-            cleaned_item, found = without_non_finite(item, f"{path}[{index}]")
+            cleaned_item, found = without_non_finite(item, f"{path}[{index}]", depth + 1)
             cleaned_items.append(cleaned_item)
             flags += found
         return cleaned_items, flags
     return value, []
+
+
+_DATABASE_NAME_CHARACTERS = '/\\. "$*<>:|?'
+
+
+def check_database_name(name: Any) -> str:
+    """A MongoDB database name: 1 to 63 bytes, none of /\\. "$*<>:|? or control characters (checked at connect,
+    where the first write would otherwise fail)."""
+    bad = isinstance(name, str) and sorted({c for c in name if c in _DATABASE_NAME_CHARACTERS or ord(c) < 32})
+    if not isinstance(name, str) or not name or bad or len(name.encode("utf-8", "replace")) > 63:
+        why = (f"it holds {', '.join(map(repr, bad))}" if bad else "it is over 63 bytes" if isinstance(name, str)
+               and name else "it is empty or not a string")
+        raise InvalidInput(f"Invalid database name (argument `db`, `db_name`): {short(name)} ({why}). Expected "
+                           "a name of 1 to 63 bytes without '/', '\\', '.', ' ', '\"', '$', '*', '<', '>', ':', '|', "
+                           "'?' or control characters, e.g. 'tensorlab'.")
+    return name

@@ -23,10 +23,21 @@ from .errors import InvalidInput, JobError, UnsafeOperation
 from .failure_class import OOM, RETRIED, classify
 from .halving import promote
 from .tensordb.query_text import query_from_text
+from .validation_values import check_number
 
 logger = logging.getLogger("tensorlab.worker")
 WORKFLOW_POLL_S = 2.0
 COMPILE_DEFAULTS = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+
+def check_worker_arguments(max_jobs: Any, lease_s: Any, poll_interval_s: Any, max_idle_s: Any,
+                           names: tuple[str, ...] = ("max_jobs", "lease_s", "poll_interval_s", "max_idle_s")) -> None:
+    """What a worker's loop needs, checked before it connects or claims: a negative poll would spin, a bad
+    lease would strand the jobs it claims. `names`: how the caller spells them (the CLI's flags)."""
+    check_number(max_jobs, names[0], integer=True, minimum=1, allow_none=True)
+    check_number(lease_s, names[1], above=0, maximum=365 * 24 * 3600)
+    check_number(poll_interval_s, names[2], above=0)
+    check_number(max_idle_s, names[3], minimum=0, allow_none=True)
 
 
 @dataclass
@@ -117,8 +128,7 @@ class Worker:
                  device: str | None = None, allow_code: bool = False, lease_s: float = 60.0,
                  poll_interval_s: float = 1.0, max_idle_s: float | None = None, distribute: str | None = None,
                  max_failures_in_a_row: int = 3) -> None:
-        if lease_s <= 0:
-            raise InvalidInput(f"Invalid value for argument `lease_s`: {lease_s!r}. Expected seconds > 0.")
+        check_worker_arguments(max_jobs, lease_s, poll_interval_s, max_idle_s)
         if distribute not in (None, "mirrored"):
             raise InvalidInput(f"Invalid value for argument `distribute`: {distribute!r}. Expected None or 'mirrored'.")
         self.db, self.name = db, name or default_worker_name()

@@ -278,11 +278,11 @@ def test_a_lost_attempt_that_advanced_the_checkpoint_is_refunded(tdb):
     tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 2, "step": 80})  # same epoch: nothing gained yet
     assert tdb.jobs.get(job)["attempts_left"] == 0
     tdb.jobs.heartbeat(held, "w1", 60, progress={"epoch": 3, "step": 120})  # epoch 2 ended: checkpointed
-    tdb.jobs.heartbeat(held, "w1", 0, progress={"epoch": 4, "step": 160})  # refunded once per attempt; then dies
+    tdb.jobs.heartbeat(held, "w1", 0.001, progress={"epoch": 4, "step": 160})  # refunded once per attempt; then dies
     assert tdb.jobs.get(job)["attempts_left"] == 1 and tdb.jobs.get(job)["refunds"] == 1
     again = tdb.pop_job("w2")  # its only attempt was lost, but it advanced: claimed again, not failed
     assert again is not None and again["_id"] == job and again["worker"] == "w2"
-    tdb.jobs.heartbeat(again, "w2", 0, progress={"epoch": 4, "step": 170})  # this attempt gains nothing
+    tdb.jobs.heartbeat(again, "w2", 0.001, progress={"epoch": 4, "step": 170})  # this attempt gains nothing
     assert tdb.pop_job("w3") is None and tdb.jobs.get(job)["status"] == "failed"
 
 

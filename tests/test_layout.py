@@ -25,6 +25,7 @@ BASE, STORAGE, TRAINING, INTERFACE = range(4)
 LAYER_NAMES = ("base", "storage", "training", "interface")
 LAYERS = {
     "tensorlab.errors": BASE, "tensorlab.clock": BASE, "tensorlab.validation": BASE, "tensorlab.table_rows": BASE,
+    "tensorlab.validation_values": BASE, "tensorlab.validation_queries": BASE,
     "tensorlab.metric_direction": BASE,
     "tensorlab.tensordb": STORAGE,
     "tensorlab.model": TRAINING, "tensorlab.db_logger": TRAINING, "tensorlab.background": TRAINING,
@@ -32,7 +33,7 @@ LAYERS = {
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
     "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.forking": TRAINING, "tensorlab.failure_class": TRAINING, "tensorlab.plans": TRAINING,
-    "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING,
+    "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING, "tensorlab.fit_arguments": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
 }
 ROOT_PACKAGE = "tensorlab"

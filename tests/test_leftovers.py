@@ -7,11 +7,14 @@ import random
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from bson import Binary, ObjectId
+from polling import wait_for_quiet
 
+import tensorlab
 from tensorlab.cli import main as cli_main
 from tensorlab.errors import IntegrityError
 
@@ -55,8 +58,15 @@ def test_saves_killed_at_any_point_leave_nothing_after_the_next_save(any_tdb, mo
                 assert len(tdb.parameters.load(doc)) == 4
         process.kill()
         process.wait()  # reaped: its pid is gone, as after any real crash
+        assert wait_for_quiet(tdb, ("parameters", "blobs.files", "blobs.chunks", "payload_files", "payload_writes"))
         kills += tdb.blobs.pending.count() > 0  # it died inside a save (the next one collects what it left)
     tdb.save_parameters([np.ones(10)], {"kind": "next"})  # the next save collects what the dead left
+    assert tdb.blobs.pending.count() == 0 and tdb.collection("parameters").count_documents({"complete": False}) == 0
+    # a write the dead had already sent can land after that collection; a minute later the next one sweeps again
+    a_while_ago = tensorlab.clock.utc_now() - timedelta(minutes=2)
+    tdb.collection("payload_writes").update_many({"swept": {"$exists": True}}, {"$set": {"swept": a_while_ago}})
+    tdb.parameters.collect_dead_saves()
+    assert tdb.collection("payload_writes").count_documents({}) == 0
     _invariants(tdb)
     report = tdb.fsck(repair=False)
     assert report.clean, report.lines()

@@ -224,3 +224,41 @@ def test_queued_and_staged_rows_give_the_garbage_collector_nothing_to_walk(tdb):
     assert len(gc.get_objects()) - before < 100  # a few lists per bucket, not a dict per row
     sink.persist()
     assert [r["step"] for r in LogReader(tdb._scope).run_rows(run)] == list(range(5 * BUCKET_ROWS))
+
+
+@pytest.mark.parametrize("row", [
+    (None, False, "train", 10 ** 30, None, None, 0.0, "loss", 0.1),  # step=1e30: the writer thread used to die
+    (None, False, "train", 1, 10 ** 400, None, 0.0, "loss", 0.1),
+    (None, False, "train", 1, None, None, 0.0, "a\x00b", 0.1),  # a NUL in a metric name
+    (None, False, "train", 1, None, None, float("inf"), "loss", 0.1),
+], ids=["huge-step", "huge-epoch", "nul-metric", "inf-time"])
+def test_a_row_no_server_can_store_never_stops_the_writer(tdb, row):
+    tdb.train_log(step=1, loss=0.5)
+    tdb.logbook.writer.write(row)  # past the entry checks, straight into the queue
+    tdb.train_log(step=2, loss=0.4)
+    assert tdb.flush_logs(timeout_s=10)
+    assert tdb.logs()["step"].tolist() == [1, 2]
+    assert tdb.logbook.writer.rejected == 1 and tdb.logbook.writer._thread.is_alive()
+    tdb.train_log(step=3, loss=0.3)
+    assert tdb.flush_logs(timeout_s=10) and tdb.logs()["step"].tolist() == [1, 2, 3]
+
+
+def test_a_persist_that_fails_for_good_is_reported_and_logging_goes_on(tdb, monkeypatch):
+    from bson.errors import InvalidDocument
+
+    sink, real = tdb.logbook.sink, tdb.logbook.sink.persist
+    failures = iter([InvalidDocument("cannot encode")])
+
+    def persist_once_broken():
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        real()
+
+    monkeypatch.setattr(sink, "persist", persist_once_broken)
+    tdb.train_log(step=1, loss=0.5)
+    tdb.flush_logs(timeout_s=10)
+    assert tdb.logbook.writer.rejected == 1 and tdb.logbook.writer._thread.is_alive()
+    tdb.train_log(step=2, loss=0.4)
+    assert tdb.flush_logs(timeout_s=10)
+    assert tdb.logs()["step"].tolist() == [2]

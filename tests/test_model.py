@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -130,6 +133,52 @@ def test_server_stopped_mid_fit_training_completes_and_every_batch_row_arrives(t
         steps_per_epoch = int(np.ceil(len(X) / 64))
         rows = db.logbook.count(kind="train")
         assert rows == 3 * steps_per_epoch and db.logbook.writer.dropped == 0
+    finally:
+        db.close()
+        server.stop()
+
+
+def test_a_stalled_server_at_every_epoch_end_loses_no_checkpoint(tmp_path):
+    """SIGSTOPped for longer than the client's timeout just as checkpoints are saved: each waits, none is lost."""
+    server = LocalServer(tmp_path)
+    info = server.start()
+    db = tensorlab.connect(info.uri, db="stalled", study="o", timeout_s=1.0)
+    resumed = []
+
+    class Stall(keras.callbacks.Callback):  # runs before the DBLogger's own on_epoch_end (it is added last)
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:  # longer than the client's heartbeat (10 s): it marks the server gone meanwhile
+                os.kill(info.pid, signal.SIGSTOP)
+                threading.Timer(15.0, lambda: (os.kill(info.pid, signal.SIGCONT), resumed.append(epoch))).start()
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no "checkpoint could not be stored"
+            tensorlab.Model(_mlp(), db=db).fit(X, Y, epochs=3, batch_size=128, run_name="stalled",
+                                               callbacks=[Stall()])
+        assert resumed == [0]
+        run = db.run_store.resolve("stalled")
+        assert run["status"] == "finished" and "missing_checkpoints" not in run["summary"]
+        assert sorted(doc["epoch"] for doc in db.parameters.find_docs({"run": run["_id"]})) == [0, 1, 2]
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+        db.close()
+        server.stop()
+
+
+def test_save_parameters_waits_out_a_server_restart(tmp_path):
+    """Saved across a stop/start of the server: no raw AutoReconnect, one complete version, nothing left over."""
+    server = LocalServer(tmp_path)
+    db = tensorlab.connect(server.start().uri, db="restart", study="o", timeout_s=1.0)
+    try:
+        server.stop()
+        restart = threading.Timer(2.0, server.start)
+        restart.start()
+        version = db.save_parameters([np.arange(100_000, dtype=np.float32)], {"kind": "across"})
+        restart.join()
+        saved = db.find_all_parameters({"tags.kind": "across"})
+        assert len(saved) == 1 and np.array_equal(saved[0][0], np.arange(100_000, dtype=np.float32))
+        assert db.parameters.find_docs({})[0]["_id"] == version and db.fsck(repair=False).clean
     finally:
         db.close()
         server.stop()

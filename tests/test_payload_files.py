@@ -91,7 +91,7 @@ def test_a_failed_write_leaves_no_file_and_no_name(tdb, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(tensorlab.StorageFull, match="is full"):  # a TensorLab error, not a raw OSError
         tdb.save_parameters([np.random.default_rng(4).random(20_000)])
     monkeypatch.setattr(os, "fsync", real_fsync)
     folder = tdb.blobs.local_files.folder

@@ -63,24 +63,35 @@ class DataPanel(widgets.VBox):
         self.add_class("tensorlab-data-panel")
         self.refresh()
 
+    def _selected(self, tags: dict) -> dict:
+        """The samples of one tag group, within the panel's query when it has one."""
+        query = {f"tags.{k}": v for k, v in tags.items()}
+        return {"$and": [self.query, query]} if self.query else query
+
     def groups(self) -> Any:
-        """Imports grouped by their tags, with sample counts."""
+        """Imports grouped by their tags, with sample counts (with a query: only the samples it selects)."""
         summary = self.db.data_summary()
         if not len(summary):
             return summary
         summary["tags_text"] = summary["tags"].map(lambda t: ", ".join(f"{k}={v}" for k, v in sorted(t.items())))
-        return summary.groupby("tags_text", as_index=False).agg(
+        groups = summary.groupby("tags_text", as_index=False).agg(
             samples=("samples", "sum"),
             imports=("import_id", "count"),
             dtype=("dtype", "first"),
             sample_shape=("sample_shape", "first"),
+            tags=("tags", "first"),
         )
+        if self.query:  # the samples the query selects in each group; groups without any are left out
+            groups["samples"] = [self.db.data_count(self._selected(tags)) for tags in groups["tags"]]
+            groups = groups[groups["samples"] > 0].reset_index(drop=True)
+        return groups.drop(columns="tags")
 
     def refresh(self) -> None:
         try:
             groups = self.groups()
             if not len(groups):
-                self.summary_html.value = "No data in this study yet: db.import_data(X, y, tags={...})."
+                self.summary_html.value = (f"No samples match {html.escape(repr(self.query))}." if self.query else
+                                           "No data in this study yet: db.import_data(X, y, tags={...}).")
                 return
             rows = "".join(
                 f"<tr><td>{html.escape(r.tags_text)}</td><td>{r.samples}</td><td>{r.imports}</td>"
@@ -105,8 +116,7 @@ class DataPanel(widgets.VBox):
         try:
             summary = self.db.data_summary()  # the picker shows text; find the typed tags behind it
             typed = next(t for t in summary["tags"] if ", ".join(f"{k}={v}" for k, v in sorted(t.items())) == text)
-            query = {f"tags.{k}": v for k, v in typed.items()}
-            X, y = self.db.find_data(query, limit=self.samples)
+            X, y = self.db.find_data(self._selected(typed), limit=self.samples)
             png = preview_png(X, y)
             if png is None:
                 self.preview_text.value = (

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound, UnsafeOperation
 from ..validation import check_query, clean_tags
+from ..validation_values import check_name
 from .scope import Scope
 
 ARCHITECTURES = "architectures"
@@ -33,7 +34,7 @@ class ArchitectureStore:
 
     def save(self, model_or_code: Any, tags: Mapping[str, Any] | None = None, name: str | None = None) -> Any:
         """Store a Keras model's config or Python source text; returns the architecture id."""
-        tags = clean_tags(tags)
+        tags, name = clean_tags(tags), check_name(name, "name", allow_none=True)
         doc: dict[str, Any] = {"study": self._scope.study, "tags": tags, "created": datetime.now(timezone.utc)}
         if _is_keras_model(model_or_code):
             doc.update(kind=KERAS_JSON, config=model_or_code.to_json(), name=name or model_or_code.name,

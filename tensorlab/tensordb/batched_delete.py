@@ -26,3 +26,13 @@ def delete_matching(collection: Any, query: dict[str, Any], batch: int = DELETE_
         deleted += collection.delete_many({"$and": [query, {"_id": {"$lte": ids[-1]}}]}).deleted_count
         if len(ids) < batch:
             return deleted
+
+
+def tried(step: Any) -> bool:
+    """Run one step of a best-effort cleanup; False when it failed (the caller's original error is the one to
+    report, and the cleanup is tried again later)."""
+    try:
+        step()
+        return True
+    except Exception:  # noqa: BLE001
+        return False

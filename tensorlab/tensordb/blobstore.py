@@ -175,8 +175,7 @@ class BlobStore:
         if self.is_stored(file_id):
             return  # the write finished (or a later identical one did): nothing is left over
         self._delete_chunks(record.get("chunk_ids") or [])
-        writing = [other for other in self.pending.collection.find({"file_id": file_id})
-                   if other["_id"] != record["_id"]]
+        writing = [other for other in self.pending.live({"file_id": file_id}) if other["_id"] != record["_id"]]
         if record.get("in_files") and self.local_files is not None and not writing:
             self.local_files.delete(str(file_id))  # named but never listed; a live identical write keeps it
             self.local_files.delete_temporaries(str(file_id))
@@ -273,6 +272,17 @@ class BlobStore:
             self._bucket.delete(file_id)
         except gridfs.errors.NoFile:
             pass
+
+    def release_files(self, query: dict[str, Any]) -> int:
+        """Unlink the payload files whose documents match `query`, keeping the documents (delete_matching removes
+        them after): on a full disk the unlink frees the space those deletes need. Only for payloads nothing
+        visible names (a rolled-back import)."""
+        if self.local_files is None:
+            return 0
+        names = [str(doc["_id"]) for doc in self._payload_docs.find(query, {"_id": 1})]
+        for name in names:
+            self.local_files.delete(name)
+        return len(names)
 
     def delete_matching(self, query: dict[str, Any]) -> int:
         """Delete every payload whose document matches `query` (e.g. an import's); reads the payload documents."""

@@ -12,14 +12,17 @@ from typing import Any
 
 from bson import ObjectId
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StudyNotReady
 from ..table_rows import flat_row
+from ..validation import check_database_name
 from .architectures import ARCHITECTURES, PYTHON_SOURCE, ArchitectureStore
 from .batched_delete import delete_matching
 from .blobstore import BlobStore
+from .build_markers import STATE
 from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .datastore import DataStore, ImportResult
 from .deployments import DeploymentStore
+from .error_translation import translate_public_methods
 from .fsck import FsckReport, fsck
 from .halving_store import HALVING, HalvingStore
 from .indexes import declare_indexes
@@ -30,6 +33,7 @@ from .payload_files import discover
 from .runs import RunStore
 from .scope import Scope
 from .stream import DataStream
+from .transfer_marker import check_ready
 from .triggers import TRIGGERS, TriggerStore
 from .uri import mask_uri, seed_style_uri
 
@@ -49,12 +53,15 @@ SEED_SPELLINGS = {
 }
 
 
+@translate_public_methods  # a full disk or a lost server is a TensorLab error naming what to do
 class TensorDB:
     """A study inside one MongoDB database: every document TensorDB writes carries `study`.
 
     Two ways in: `tensorlab.connect(uri, db=..., study=...)`, or the seeds' constructor
     `TensorDB(ip=..., port=..., db_name=..., user_name=..., password=..., studyID=...)`.
     `payload_files=False` keeps new payloads in GridFS even beside the managed server's file store.
+    A study being copied or imported raises StudyNotReady (`ignore_transfer=True`: what copy, import and fsck
+    use to reach it anyway).
     """
 
     def __init__(
@@ -70,17 +77,17 @@ class TensorDB:
         client: Any = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         payload_files: bool = True,
+        ignore_transfer: bool = False,
         **client_options: Any,
     ) -> None:
-        if not isinstance(db_name, str) or not db_name or any(c in db_name for c in '/\\. "$'):
-            raise InvalidInput(f"Invalid value for argument `db_name`: {db_name!r}. Expected a non-empty name "
-                               "without '/', '\\', '.', ' ', '\"' or '$'.")
+        check_database_name(db_name)  # checked here: the server would refuse it only at the first write
         study = DEFAULT_STUDY if studyID is None else studyID
         if not isinstance(study, str) or not study:
             raise InvalidInput(f"Invalid value for argument `study`: {study!r}. Expected a non-empty string.")
         if uri is None and ip is not None:
             uri = seed_style_uri(ip, port or 27017, user_name, password)
             user_name = password = None  # now inside the URI
+        owned = client is None
         if client is None:
             uri = resolve_uri(uri)
             client = open_client(uri, user_name, password, timeout_s, **client_options)
@@ -89,6 +96,13 @@ class TensorDB:
         self.db = client[db_name]
         self.db_name = db_name
         self.study = study
+        if not ignore_transfer:  # a study being copied or imported is not readable until that finishes
+            try:
+                check_ready(self.db[STATE], db_name, study)
+            except StudyNotReady:
+                if owned:
+                    client.close()
+                raise
         self._scope = Scope(self.db, study, repr(self))
         self.index_problems = [] if self.is_memory else declare_indexes(self.db)
         advert = None if self.is_memory else discover(client, db_name)
@@ -343,6 +357,7 @@ def connect(
     password: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     payload_files: bool = True,
+    ignore_transfer: bool = False,
     **client_options: Any,
 ) -> TensorDB:
     """Connect to TensorDB: explicit `uri`, else $TENSORLAB_MONGODB_URI, else the managed local server.
@@ -352,4 +367,5 @@ def connect(
     Beside the managed server, large payloads are files next to its data (`payload_files=False`: GridFS).
     """
     return TensorDB(db_name=db, user_name=user, password=password, studyID=study, uri=uri,
-                    timeout_s=timeout_s, payload_files=payload_files, **client_options)
+                    timeout_s=timeout_s, payload_files=payload_files, ignore_transfer=ignore_transfer,
+                    **client_options)

@@ -26,8 +26,9 @@ from bson import Binary, ObjectId
 
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags
+from ..validation_values import check_number
 from . import codec
-from .batched_delete import delete_matching
+from .batched_delete import delete_matching, tried
 from .blobstore import FILE_MIN_BYTES, BlobStore
 from .by_id import find_by_ids
 from .chunk_labels import LABELS, chunk_label_index, selected_count, split_label_condition
@@ -65,6 +66,7 @@ class DataStore:
         self.catalog = SampleCatalog(scope)
         self.counts = SampleCounts(scope)
         self.ledger = ImportLedger(scope, self.catalog.listed)
+        self._unfinished_rollbacks: set[ObjectId] = set()
 
     @property
     def samples(self) -> Any:
@@ -167,23 +169,30 @@ class DataStore:
                                      packed.get("crc32"), what)
 
     def rollback_import(self, import_id: ObjectId) -> None:
-        """Best-effort removal of a failed import, so no partial dataset stays visible."""
-        try:
-            self.catalog.unlist(import_id)
-            self.counts.undo(import_id, self.ledger.count_docs(import_id))
-            delete_matching(self.samples, {"import_id": import_id})
-            self.chunks.delete_many({"import_id": import_id})
-            self.chunk_labels.delete_many({"import_id": import_id})
-            for data in self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1}):
-                self._delete_chunk_files(data)
-            self.chunk_data.delete_many({"import_id": import_id})
-            self._blobs.delete_matching({"metadata.import_id": import_id})  # written before their chunk named them
-            self.ledger.rolled_back(import_id)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            pass
+        """Best-effort removal of a failed import, so no partial dataset stays visible. Its payload files go
+        first (on a full disk their space is what the other deletes need); every step is tried even when one
+        fails, and an import not wholly removed is tried again at the next collection."""
+        steps = (lambda: self._blobs.release_files({"metadata.import_id": import_id}),
+                 lambda: self.catalog.unlist(import_id),
+                 lambda: self.counts.undo(import_id, self.ledger.count_docs(import_id)),
+                 lambda: delete_matching(self.samples, {"import_id": import_id}),
+                 lambda: self.chunks.delete_many({"import_id": import_id}),
+                 lambda: self.chunk_labels.delete_many({"import_id": import_id}),
+                 lambda: [self._delete_chunk_files(data) for data in
+                          self.chunk_data.find({"import_id": import_id}, {"x.file": 1, "y.file": 1})],
+                 lambda: self.chunk_data.delete_many({"import_id": import_id}),
+                 lambda: self._blobs.delete_matching({"metadata.import_id": import_id}),  # written before named
+                 lambda: self.ledger.rolled_back(import_id))
+        if all([tried(step) for step in steps]):
+            self._unfinished_rollbacks.discard(import_id)
+        else:
+            self._unfinished_rollbacks.add(import_id)
 
     def collect_dead_imports(self) -> list[ObjectId]:
-        """Roll back imports of dead writers (and settle the counts of those killed just after listing)."""
+        """Roll back imports of dead writers (and settle the counts of those killed just after listing), and
+        finish this process's own rollbacks that a failure (a full disk) cut short."""
+        for import_id in list(self._unfinished_rollbacks):
+            self.rollback_import(import_id)
         return self.ledger.collect_dead(self.rollback_import, lambda import_id, count_docs: self.counts.settle(
             import_id, count_docs, self.catalog.entry(import_id)))
 
@@ -305,6 +314,7 @@ class DataStore:
 
     def find_data(self, query: Any = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """All samples matching `query` as (X, y); y is None when they were imported without labels."""
+        limit = check_number(limit, "limit", integer=True, minimum=1, allow_none=True)
         selections = self.plan(query)
         if not selections:
             raise NotFound(f"No samples match {query!r} in study {self._scope.study!r}. "

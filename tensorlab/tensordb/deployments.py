@@ -10,6 +10,7 @@ from typing import Any
 
 from ..clock import utc_now
 from ..errors import InvalidInput, NotFound
+from .by_id import id_key
 from .scope import Scope
 
 DEPLOYMENTS = "deployments"
@@ -26,7 +27,7 @@ class DeploymentStore:
     def _id(self, name: str) -> str:
         if not isinstance(name, str) or not name:
             raise InvalidInput(f"A deployment is named by a non-empty string; got {name!r}.")
-        return f"{self._scope.study}:{name}"
+        return id_key(self._scope.study, name)
 
     def point(self, name: str, parameters: Any, metric: str, value: Any) -> dict[str, Any]:
         """Point deployment `name` at parameter version `parameters`; returns the pointer document."""

@@ -13,15 +13,16 @@ from typing import Any
 from bson import ObjectId
 
 from ..clock import utc_now
-from .by_id import derived_id
+from .by_id import derived_id, id_key
 from .scope import Scope
 
 HALVING = "halving_sweeps"
 
 
-def halving_job_id(sweep: str, rung: int, config: int) -> ObjectId:
-    """The same job id for (sweep, rung, configuration) in every worker: a promotion is pushed once."""
-    return derived_id(f"{sweep}:{rung}:{config}")
+def halving_job_id(study: str, sweep: str, rung: int, config: int) -> ObjectId:
+    """The same job id for (study, sweep, rung, configuration) in every worker: a promotion is pushed once
+    (two studies with a sweep of one name used to share ids, and the second's promotions were refused)."""
+    return derived_id(id_key(study, sweep, rung, config))
 
 
 class HalvingStore:
@@ -33,7 +34,7 @@ class HalvingStore:
         return self._scope.collection(HALVING)
 
     def _id_of(self, sweep: str) -> str:
-        return f"{self._scope.study}:{sweep}"
+        return id_key(self._scope.study, sweep)
 
     def register(self, sweep: str, plan: Mapping[str, Any]) -> None:
         self.collection.insert_one({"_id": self._id_of(sweep), "study": self._scope.study, "sweep": sweep,

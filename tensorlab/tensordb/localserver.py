@@ -1,6 +1,7 @@
 """The managed local MongoDB-protocol server: one per machine (per home folder), shared by every kernel.
 
-Private by default: the home folder is 0700, the server writes its files 0600, and FerretDB listens
+Private by default: every folder in the home is 0700 and every file 0600 (from creation on; what older
+versions left looser is tightened when the server starts), and FerretDB listens
 only on a Unix socket inside the home (`mongodb://%2F...%2Fserver.sock`), so on a shared machine no other
 user can connect or read the data; the socket's path never changes, so clients reconnect to a restarted
 server by themselves. TCP on 127.0.0.1 is opened only on request (`TENSORLAB_SERVER_TCP=1`, or
@@ -36,6 +37,7 @@ from pymongo.errors import PyMongoError
 from ..errors import ServerError
 from .ferretdb_build import installed_ferretdb
 from .payload_files import advertise
+from .private_files import open_private, private_dir, tighten_tree, write_private
 from .run_liveness import process_start
 
 HOME_ENV_VAR = "TENSORLAB_HOME"
@@ -215,6 +217,7 @@ class LocalServer:
 
     def __init__(self, home: str | Path | None = None, tcp: bool | None = None) -> None:
         self.home = Path(home) if home else default_home()
+        self.lab_home = None if home else self.home.parent  # TensorLab's own folder ($TENSORLAB_HOME), kept private
         self.tcp = tcp_requested() if tcp is None else tcp
         self.state_file = self.home / "server.json"
         self.log_file = self.home / "server.log"
@@ -226,13 +229,14 @@ class LocalServer:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.home.mkdir(parents=True, exist_ok=True)
         try:
-            os.chmod(self.home, 0o700)  # private: no other user may reach the socket, the data or the payloads
+            private_dir(self.home)  # private: no other user may reach the socket, the data or the payloads
         except PermissionError:
+            if not self.home.is_dir():
+                raise
             warnings.warn(f"TensorLab: cannot make the server home {self.home} private (it belongs to another user); "
                           "other users may be able to reach the server's data.", RuntimeWarning, stacklevel=3)
-        with open(self.home / "server.lock", "w") as handle:
+        with os.fdopen(open_private(self.home / "server.lock", os.O_WRONLY), "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -308,12 +312,9 @@ class LocalServer:
         return folder / SOCKET_NAME
 
     def _make_private(self) -> None:
-        """Data written before the server was private: the data folder 0700, its files 0600."""
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
-        for path in [*self.data_dir.iterdir(), self.log_file, self.state_file]:
-            if path.is_file():
-                os.chmod(path, 0o600)
+        """What older versions left looser (home, data, payload folders and files, log, state): 0700 and 0600."""
+        private_dir(self.data_dir)
+        tighten_tree(self.lab_home or self.home)
 
     def _launch(self, extra_args: list[str], port: int | None) -> ServerInfo:
         kind, binary = find_server_binary()
@@ -324,7 +325,7 @@ class LocalServer:
         socket_path.unlink(missing_ok=True)  # left by a server that died; ours is not running (we hold the lock)
         command = _server_command(kind, binary, port, socket_path, self.data_dir, extra_args)
         address: int | str = int(port or 0) if kind == "mongod" else str(socket_path)
-        with open(self.log_file, "ab") as log:
+        with os.fdopen(open_private(self.log_file, os.O_WRONLY | os.O_APPEND), "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True, umask=0o077)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -335,7 +336,7 @@ class LocalServer:
                 info = ServerInfo(process.pid, port, str(binary), kind, str(self.data_dir), time.time(),
                                   process_start(process.pid), None if kind == "mongod" else str(socket_path))
                 tmp = self.state_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(asdict(info)))
+                write_private(tmp, json.dumps(asdict(info)).encode())
                 tmp.replace(self.state_file)
                 return info
             time.sleep(0.05)

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .by_id import upsert_by_id
+from .by_id import id_key, upsert_by_id
 from .log_columns import ColumnBuffer, encode_rows, row_cells
 from .log_rows import LogRow, row_fields
 from .scope import Scope
@@ -38,11 +38,11 @@ def run_key(run: Any) -> str:
 
 
 def index_id(study: str, run: Any) -> str:
-    return f"{study}:{run_key(run)}"
+    return id_key(study, run_key(run))
 
 
 def bucket_id(study: str, run: Any, kind: str, writer: str, seq: int) -> str:
-    return f"{study}:{run_key(run)}:{kind}:{writer}:{seq}"
+    return id_key(study, run_key(run), kind, writer, seq)
 
 
 def stream_key(kind: str, writer: str) -> str:
@@ -127,6 +127,17 @@ class BucketSink:
             del self._dirty_streams[key]
         self.unsaved = 0
 
+    def abandon_unsaved(self) -> int:
+        """After a persist failed for a reason a retry cannot cure: forget what is staged (each stream goes on in
+        a new bucket, so the rows that could not be encoded are never sent again); returns how many rows."""
+        lost = self.unsaved
+        for stream in self._dirty_streams.values():
+            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, ColumnBuffer(), 0
+        self._dirty_buckets.clear()
+        self._dirty_streams.clear()
+        self.unsaved = 0
+        return lost
+
     def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: ColumnBuffer) -> dict[str, Any]:
         return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
 
@@ -135,15 +146,39 @@ class BucketSink:
                            stream.seq + 1, stream.total, stream.last)
 
 
+INT64_LIMIT = 2 ** 63  # BSON's integers are 64-bit
+
+
+def _whole_number(value: Any, name: str) -> int:
+    """An int the server can store, or TypeError/ValueError naming the field (1e30 as a step killed the writer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            not isinstance(value, numbers.Integral) and not float(value).is_integer()):
+        raise TypeError(f"`{name}` must be a whole number; got {value!r}")
+    number = int(value)
+    if not -INT64_LIMIT <= number < INT64_LIMIT:
+        raise ValueError(f"`{name}`={number:.3g} is outside the 64-bit range a server stores")
+    return number
+
+
+def check_metric_name(name: Any) -> None:
+    """A metric name becomes a field name: a non-empty string without NUL, '.' or a leading '$'."""
+    if not isinstance(name, str) or not name or "\x00" in name or "." in name or name.startswith("$"):
+        raise ValueError(f"metric name {name!r} must be a non-empty string without NUL, '.' or a leading '$'")
+
+
 def storable_row(row: dict[str, Any]) -> dict[str, Any]:
     """The fields a bucket keeps, as plain numbers; TypeError/ValueError names what cannot be stored."""
-    stored: dict[str, Any] = {"step": int(row["step"]), "time": float(row["time"])}
+    when = float(row["time"])
+    if not math.isfinite(when):
+        raise ValueError(f"`time` must be finite; got {when!r}")
+    stored: dict[str, Any] = {"step": _whole_number(row["step"], "step"), "time": when}
     for name in ("epoch", "batch"):
         value = row.get(name)
-        if value is not None and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
-            raise TypeError(f"`{name}` must be a whole number or None; got {value!r}")
-        stored[name] = None if value is None else int(value)
-    metrics = {name: None if value is None else float(value) for name, value in (row.get("metrics") or {}).items()}
+        stored[name] = None if value is None else _whole_number(value, name)
+    metrics = {}
+    for name, value in (row.get("metrics") or {}).items():
+        check_metric_name(name)
+        metrics[name] = None if value is None else float(value)
     for name, text in (row.get("non_finite") or {}).items():  # stored as null + flag before buckets could hold NaN
         if metrics.get(name) is None:
             metrics[name] = float(text)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..validation import check_query, restore_metrics, split_metrics
+from ..validation_values import INT64_MAX, check_number, is_object_id, short
 from .batched_delete import delete_matching
 from .log_buckets import BUCKETS, INDEX, BucketSink
 from .log_migration import LEGACY_LOGS, migrate_legacy_logs
@@ -30,14 +31,29 @@ FRAME_COLUMNS = ["run", "kind", "step", "epoch", "time"]
 
 
 def _whole_number(value: Any, name: str) -> int | None:
-    """`step`/`epoch` as a plain int: numpy integers are welcome, anything else is refused here, not later."""
+    """`step`/`epoch`/`batch` as a plain int from 0 to 2**63-1: numpy integers are welcome, anything else is refused
+    here, before the row is queued (the writer thread could only drop it later)."""
     if value is None:
         return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, numbers.Real) and float(value).is_integer():
-        return int(value)
-    raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected a whole number (or None).")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not isinstance(value, numbers.Integral):
+        value = int(value) if math.isfinite(value) and float(value).is_integer() else value
+    return check_number(value, name, integer=True, minimum=0, maximum=INT64_MAX, allow_none=True)
+
+
+def _check_kinds(kinds: Any) -> None:
+    for kind in [kinds] if isinstance(kinds, str) or kinds is None else kinds:
+        if kind is not None and kind not in KINDS:
+            raise InvalidInput(f"Invalid log kind {short(kind)}. Expected one of {KINDS} (or None for all).")
+
+
+def _check_run(run: Any) -> None:
+    """What a row's `run` may be: a run's id or name (or None, for rows of no run)."""
+    if run is None or is_object_id(run) or (isinstance(run, str) and run and "\x00" not in run):
+        return
+    if isinstance(run, int) and not isinstance(run, bool) and abs(run) <= INT64_MAX:
+        return
+    raise InvalidInput(f"Invalid value for argument `run`: {short(run)}. Expected a run's id (ObjectId) or name "
+                       "(a non-empty string), or None.")
 
 
 class LogBook:
@@ -54,7 +70,8 @@ class LogBook:
             epoch: int | None = None, batch: int | None = None) -> bool:
         """Queue one row; returns False only when the writer had to drop it (reported loudly)."""
         if kind not in KINDS:
-            raise InvalidInput(f"Invalid log kind {kind!r}. Expected one of {KINDS}.")
+            raise InvalidInput(f"Invalid log kind {short(kind)}. Expected one of {KINDS}.")
+        _check_run(run)
         values, non_finite = split_metrics(metrics)
         step, epoch = _whole_number(step, "step"), _whole_number(epoch, "epoch")
         batch = _whole_number(batch, "batch")
@@ -73,15 +90,18 @@ class LogBook:
 
     def cursor(self, run: Any, kinds: Any = None) -> LogCursor:
         """Follow a run: each `poll()` returns only the rows stored since the last one (what panels use)."""
+        _check_kinds(kinds)
         return self.reader.cursor(run, kinds)
 
     def count(self, run: Any = None, kind: str | None = None) -> int:
         """Rows stored for a run (or the whole study), read from index documents; flushes first."""
+        _check_kinds(kind)
         self.writer.flush()
         return self.reader.count(run, kind)
 
     def rows_since(self, run: Any, step: int, kind: str | None = None) -> list[dict[str, Any]]:
         """A run's rows with step >= `step`, reading only the buckets that hold them; flushes first."""
+        _check_kinds(kind)
         self.writer.flush()
         return self.reader.run_rows(run, None if kind is None else [kind], since_step=step)
 
@@ -92,8 +112,10 @@ class LogBook:
         """
         import pandas as pd
 
+        _check_kinds(kind)
         self.writer.flush()
         run, kinds = self._row_filter(check_query(query), run, kind)
+        _check_kinds(kinds)
         if run is not None:
             docs = self.reader.run_rows(run, kinds)
         else:

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from .log_rows import LogRow, describe
 
@@ -112,35 +112,54 @@ class AsyncLogWriter:
                          "Other rows are unaffected.", len(rejected), reason, describe(row))
 
     def _run(self) -> None:
+        """The writer thread: it never dies of a row or an error, only when closed and drained."""
         backoff = 0.0
         while True:
             self._wake.wait(self.flush_interval_s if backoff == 0 else backoff)
             self._wake.clear()
-            while True:
-                batch = self._take_batch()
-                if batch:
-                    self._stage(batch)
-                if not self._sink.unsaved:
-                    break
-                unsaved = self._sink.unsaved
-                try:
-                    self._sink.persist()
-                except PyMongoError as error:
-                    self._report_outage(error)
-                    backoff = min(self.max_backoff_s, max(0.1, backoff * 2))
-                    break
-                with self._lock:
-                    self.written += unsaved
-                    if backoff:
-                        logger.warning("TensorLab log writer: server reachable again; %d rows waiting.",
-                                       len(self._pending))
-                    backoff = 0.0
-                    self.last_error = None
+            try:
+                backoff = self._drain(backoff)
+            except Exception as error:  # noqa: BLE001 - anything unforeseen is reported; logging goes on
+                self._abandon(error)
             with self._lock:
                 if not self._pending and not self._sink.unsaved:
                     self._idle.notify_all()
                     if self._closed:
                         return
+
+    def _drain(self, backoff: float) -> float:
+        """Stage and persist until nothing is left or the server fails; returns the next back-off."""
+        while True:
+            batch = self._take_batch()
+            if batch:
+                self._stage(batch)
+            if not self._sink.unsaved:
+                return backoff
+            unsaved = self._sink.unsaved
+            try:
+                self._sink.persist()
+            except PyMongoError as error:
+                if not _retryable(error):
+                    raise
+                self._report_outage(error)
+                return min(self.max_backoff_s, max(0.1, backoff * 2))
+            with self._lock:
+                self.written += unsaved
+                if backoff:
+                    logger.warning("TensorLab log writer: server reachable again; %d rows waiting.", len(self._pending))
+                backoff = 0.0
+                self.last_error = None
+
+    def _abandon(self, error: Exception) -> None:
+        """A persist failed for a reason no retry cures (the rows could not be encoded): report the staged rows
+        as rejected and go on with the next ones."""
+        lost = self._sink.abandon_unsaved()
+        with self._lock:
+            self._staging = 0
+            self.rejected += lost
+            self.last_error = f"{type(error).__name__}: {error}"[:300]
+        logger.error("TensorLab log writer REJECTED %d staged log row(s) the server would not store (%s); "
+                     "logging goes on.", lost, self.last_error)
 
     def _report_outage(self, error: Exception) -> None:
         with self._lock:
@@ -172,6 +191,14 @@ class AsyncLogWriter:
             logger.error("TensorLab log writer closed with %d rows unsent (server unreachable: %s).",
                          self.pending, self.last_error)
         return done
+
+
+_REFUSED_DOCUMENT_CODES = frozenset({2, 14, 52, 55, 56, 57, 121, 10334, 17419})  # bad value/type/name, too large
+
+
+def _retryable(error: PyMongoError) -> bool:
+    """Everything is retried (outages, timeouts, elections) except a server refusing the document itself."""
+    return not (isinstance(error, OperationFailure) and error.code in _REFUSED_DOCUMENT_CODES)
 
 
 @atexit.register

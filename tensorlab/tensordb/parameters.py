@@ -14,14 +14,18 @@ from typing import Any
 import numpy as np
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import ConnectionFailure
 
 from ..errors import InvalidInput, NotFound
 from ..metric_direction import metric_direction
 from ..validation import check_query, clean_tags, split_metrics
+from ..validation_values import INT64_MAX, short
 from . import codec
 from .batched_delete import delete_matching
 from .blobstore import BlobStore
+from .by_id import id_key
 from .equality_index import EqualityIndex
+from .retry import DEFAULT_DEADLINE_S, through_outages
 from .scope import Scope
 
 PARAMETERS = "parameters"
@@ -83,15 +87,25 @@ COLLECT_EVERY_S = 30.0
 
 def _check_reference(value: Any, name: str) -> None:
     """`run` and `architecture` name other documents: an id, a name, or nothing."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, ObjectId))):
-        raise InvalidInput(f"Invalid value for argument `{name}`: a {type(value).__name__}. Pass the {name}'s id "
-                           f"(ObjectId) or name (str), or None.")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, ObjectId))
+                              or (isinstance(value, int) and abs(value) > INT64_MAX)):
+        raise InvalidInput(f"Invalid value for argument `{name}`: a {type(value).__name__} ({short(value)}). Pass the "
+                           f"{name}'s id (ObjectId) or name (str), or None.")
+
+
+def _tags_allowing_non_finite(tags: Any) -> dict[str, Any]:
+    """The tags as clean_tags checks them (before anything is written), except that NaN/inf numbers pass: they
+    become flagged metrics in `save`."""
+    if not isinstance(tags, Mapping):
+        return clean_tags(tags)  # None, or an error naming the type
+    clean_tags({k: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v for k, v in tags.items()})
+    return dict(tags)
 
 
 def _whole_or_none(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)) or value < 0:
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)) or not 0 <= value <= INT64_MAX:
         raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected a whole number >= 0 or None.")
     return int(value)
 
@@ -109,47 +123,75 @@ class ParameterStore:
 
     def _next_version(self, run: Any) -> int:
         counter = self._scope.collection(COUNTERS).find_one_and_update(
-            {"_id": f"parameters:{self._scope.study}:{run}"}, {"$inc": {"seq": 1}},
+            {"_id": id_key("parameters", self._scope.study, run)}, {"$inc": {"seq": 1}},
             upsert=True, return_document=ReturnDocument.AFTER)
         return int(counter["seq"])
 
     def save(self, weights: Any, tags: Mapping[str, Any] | None = None, *, run: Any = None,
              epoch: int | None = None, step: int | None = None, metrics: Mapping[str, Any] | None = None,
-             architecture: Any = None) -> Any:
-        """Store one parameter version; numeric tags double as metrics for `sort`. Returns its id."""
+             architecture: Any = None, deadline_s: float = DEFAULT_DEADLINE_S) -> Any:
+        """Store one parameter version; numeric tags double as metrics for `sort`. Returns its id.
+
+        A server that restarts or stalls mid-save is waited for (up to `deadline_s`, retry.py); each failed
+        attempt is removed before the next, and an attempt that did complete (its reply was lost) is the answer."""
         _check_reference(run, "run")
         _check_reference(architecture, "architecture")
         epoch, step = _whole_or_none(epoch, "epoch"), _whole_or_none(step, "step")
         names, arrays = weights_of(weights)
-        tags = dict(tags) if isinstance(tags, Mapping) else clean_tags(tags)  # clean_tags rejects non-dicts
+        tags = _tags_allowing_non_finite(tags)
         numeric_tags = {k: v for k, v in tags.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         values, non_finite = split_metrics({**numeric_tags, **(metrics or {})})
         tags = clean_tags({k: (None if k in non_finite else v) for k, v in tags.items()})
         digests = [codec.content_hash(array) for array in arrays]
-        doc = {
-            "_id": ObjectId(), "study": self._scope.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
-            "metrics": values, "non_finite": non_finite, "architecture": architecture,
-            "version": self._next_version(run), "created": datetime.now(timezone.utc), "complete": False,
-            "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape), "blob": d, "nbytes": int(a.nbytes)}
-                       for n, a, d in zip(names, arrays, digests, strict=False)],
-        }
+        base = {"study": self._scope.study, "tags": tags, "run": run, "epoch": epoch, "step": step,
+                "metrics": values, "non_finite": non_finite, "architecture": architecture,
+                "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape), "blob": d, "nbytes": int(a.nbytes)}
+                           for n, a, d in zip(names, arrays, digests, strict=False)]}
+        failed: list[tuple[Any, Any]] = []  # (version id, pending record) of attempts a dropped connection ended
+
+        def attempt() -> Any:
+            for version_id, _record in failed:
+                if (self.collection.find_one({"_id": version_id}, {"complete": 1}) or {}).get("complete"):
+                    return version_id  # it did complete; only the reply was lost
+            doc = {"_id": ObjectId(), **base, "version": self._next_version(run),
+                   "created": datetime.now(timezone.utc), "complete": False}
+            return self._store(doc, arrays, digests, failed)
+
+        def clean_failed() -> None:
+            for version_id, record in list(failed):
+                if not (self.collection.find_one({"_id": version_id}, {"complete": 1}) or {}).get("complete"):
+                    self.discard_incomplete(version_id, digests, record)
+                    self._blobs.pending.end(record)
+                    failed.remove((version_id, record))
+
+        return through_outages(attempt, f"save parameters (run {run!r}, epoch {epoch})", deadline_s, clean_failed)
+
+    def _store(self, doc: dict[str, Any], arrays: list[np.ndarray], digests: list[str],
+               failed: list[tuple[Any, Any]]) -> Any:
+        """One attempt: the version (incomplete), its payloads, then `complete` (what makes it visible)."""
         self.index.ensure_built(self.collection)
         if time.monotonic() >= self._collect_at:  # what killed saves left: at once, then every so often
             self.collect_dead_saves()
             self._collect_at = time.monotonic() + COLLECT_EVERY_S
         record = self._blobs.pending.begin(SAVE_WRITE, version=doc["_id"], blobs=digests)  # found if we are killed
-        self.index.add(doc["_id"], self.index.entries_of(doc))  # first: a stale entry is harmless, a missing one not
-        parameter_id = self.collection.insert_one(doc).inserted_id
         try:
+            self.index.add(doc["_id"], self.index.entries_of(doc))  # first: a stale entry is harmless
+            self.collection.insert_one(doc)
             for array, digest in zip(arrays, digests, strict=False):
                 self._blobs.put_array(array, digest, covered=True)
-            self.collection.update_one({"_id": parameter_id}, {"$set": {"complete": True}})
-        except BaseException:
-            self.discard_incomplete(parameter_id, digests, record)
+            self.collection.update_one({"_id": doc["_id"]}, {"$set": {"complete": True}})
+        except ConnectionFailure:
+            failed.append((doc["_id"], record))  # cleaned once the server answers again (save's retry)
             raise
-        finally:
+        except BaseException:
+            self.discard_incomplete(doc["_id"], digests, record)
             self._blobs.pending.end(record)
-        return parameter_id
+            raise
+        try:
+            self._blobs.pending.end(record)
+        except ConnectionFailure:
+            pass  # the version is complete; the record is dropped by the next collection
+        return doc["_id"]
 
     def collect_dead_saves(self) -> int:
         """Remove what saves killed half-way left (an incomplete version, its payloads); returns how many."""
@@ -169,8 +211,8 @@ class ParameterStore:
             self.index.remove(version_id, self.index.entries_of(doc))
         digests = list(set(digests or []))
         self._blobs.collect_garbage(digests, self._is_referenced)
-        writing = {digest for other in self._blobs.pending.collection.find({"kind": SAVE_WRITE, "blobs": {
-            "$in": digests}}) if other["_id"] != record for digest in other.get("blobs") or []}
+        writing = {digest for other in self._blobs.pending.live({"kind": SAVE_WRITE, "blobs": {"$in": digests}})
+                   if other["_id"] != record for digest in other.get("blobs") or []}
         for digest in digests:  # a payload killed mid-write has no document, so collect_garbage cannot see it
             if digest not in writing and not self._is_referenced(digest):
                 self._blobs.remove_leftovers(digest)

@@ -8,7 +8,10 @@ holds its data folder and can read the files directly.
 The server manager advertises the store in the server itself (`tensorlab_server.payload_store`, one
 document read by `_id`) and writes the same random token into the store's folder; a client uses the
 files only when it finds that token there, so a folder of the same name on another machine, or a copy of
-an old one, is never mistaken for the store. MongoDB and Atlas advertise nothing: payloads stay in GridFS.
+an old one, is never mistaken for the store. Nor is a folder that another user owns or could write (a
+planted advert on a shared server must not send payloads there): the store's folder must be this user's own,
+mode 0700 (private_files.py), else payloads go to GridFS with a warning. MongoDB and Atlas advertise nothing:
+payloads stay in GridFS. Folders are created 0700 and files 0600.
 
 Files are written to a temporary name, fsynced, renamed and the folder fsynced, so a crash leaves
 either the whole file or none. Which payload a file holds, its length and its CRC-32 are in a document
@@ -23,6 +26,7 @@ import re
 import secrets
 import socket
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +34,14 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from ..errors import IntegrityError, TensorLabError
+from .private_files import folder_problem, open_private, private_dir, write_private
 
 SERVER_DB = "tensorlab_server"
 ADVERT = "payload_store"
 ADVERT_ID = "files"
 TOKEN_FILE = "STORE_TOKEN"
 _SAFE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+_warned: set[tuple[str, str]] = set()  # (folder, problem) already reported by this process
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -65,10 +71,10 @@ class PayloadFiles:
     def write(self, name: str, payload: bytes | memoryview) -> None:
         """Write atomically and durably: the whole file under `name`, or nothing."""
         final = self.path(name)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent)
         temporary = final.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(temporary, "wb") as handle:
+            with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_EXCL), "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -119,18 +125,21 @@ class StoreAdvert:
     root: str
     host: str
     files: PayloadFiles | None
+    problem: str | None = None  # why a folder that exists here is not used (see `folder_problem`)
 
     def unreachable_error(self, name: str) -> TensorLabError:
+        why = f"which is not used because it {self.problem}" if self.problem else "which this process cannot read"
         return TensorLabError(
             f"Payload {name} is stored as a file beside the managed server ({self.root} on host {self.host!r}), "
-            "which this process cannot read. Run on that machine, or copy the lab to a server that keeps "
+            f"{why}. Run on that machine, or copy the lab to a server that keeps "
             "payloads in GridFS (MongoDB/Atlas).")
 
 
 def advertise(client: Any, root: Path) -> None:
     """Called by the server manager: create the store's folder and token and tell the server about them.
-    An existing advert for the same folder is kept (its token stays valid for running clients)."""
-    root.mkdir(parents=True, exist_ok=True)
+    An existing advert for the same folder is kept (its token stays valid for running clients). The folder is
+    made 0700 (clients refuse a looser one)."""
+    private_dir(root)
     adverts = client[SERVER_DB][ADVERT]
     current = adverts.find_one({"_id": ADVERT_ID}) or {}
     token_file = root / TOKEN_FILE
@@ -138,7 +147,7 @@ def advertise(client: Any, root: Path) -> None:
         return
     token = secrets.token_hex(16)
     temporary = root / f".{TOKEN_FILE}.tmp"
-    temporary.write_text(token)
+    write_private(temporary, token.encode())
     os.replace(temporary, token_file)
     adverts.replace_one({"_id": ADVERT_ID}, {"_id": ADVERT_ID, "root": str(root), "token": token,
                                              "host": socket.gethostname()}, upsert=True)
@@ -153,8 +162,23 @@ def discover(client: Any, database: str, adverts: str = ADVERT) -> StoreAdvert |
     if not advert or not isinstance(advert.get("root"), str):
         return None
     root = Path(advert["root"])
+    if not os.path.lexists(root):  # another machine's store: reads say so, writes go to GridFS
+        return StoreAdvert(advert["root"], str(advert.get("host")), None)
+    problem = folder_problem(root)  # before reading anything in it
+    if problem is not None:
+        _warn_once(root, problem)
+        return StoreAdvert(advert["root"], str(advert.get("host")), None, problem)
     try:
         reachable = (root / TOKEN_FILE).read_text() == advert.get("token")
     except OSError:
         reachable = False
     return StoreAdvert(advert["root"], str(advert.get("host")), PayloadFiles(root, database) if reachable else None)
+
+
+def _warn_once(root: Path, problem: str) -> None:
+    if (str(root), problem) in _warned:
+        return
+    _warned.add((str(root), problem))
+    warnings.warn(f"TensorLab: the server advertises payload files in {root}, which is not used because it "
+                  f"{problem}; payloads go to GridFS. (`tensorlab server start` makes its own store private.)",
+                  RuntimeWarning, stacklevel=4)

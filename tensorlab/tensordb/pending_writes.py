@@ -8,6 +8,11 @@ create (`payload_writes`: the payload's `_id`, its chunk ids, or the parameter v
 process identity, and removes the record when done. The next save collects the records of writers that
 are gone (the same test as for runs, run_liveness.py), each by `_id`: the collection only ever holds the
 writes in flight, so collecting costs the same after a year of use as on the first day.
+
+A write the dead process had already sent may reach the server after that collection (the server still had
+it in its socket buffer, later the busier the machine). So a collected record stays a while, marked
+`swept`, and is cleaned once more by a collection at least `SWEEP_AGAIN_AFTER_S` later, then dropped
+(the import ledger does the same, imports.py). Swept records no longer count as writes in flight.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any
 
 from bson import ObjectId
 
-from ..clock import utc_now
+from ..clock import as_utc, utc_now
 from .run_liveness import process_gone, this_process
 
 PENDING = "payload_writes"
+SWEEP_AGAIN_AFTER_S = 60.0
+LIVE = {"swept": {"$exists": False}}
 
 
 class PendingWrites:
@@ -43,14 +50,24 @@ class PendingWrites:
         self.collection.delete_one({"_id": record_id})
 
     def collect_dead(self, kind: str, clean: Callable[[dict[str, Any]], None]) -> int:
-        """Call `clean` for every record of `kind` whose writer is gone, then drop it; returns how many."""
+        """Call `clean` for every record of `kind` whose writer is gone and mark it swept; clean swept ones once
+        more a minute later and drop them. Returns how many dead writes were collected now."""
         collected = 0
         for record in list(self.collection.find({"kind": kind})):
-            if process_gone(record):
+            swept = record.get("swept")
+            if swept is None and process_gone(record):
+                clean(record)
+                self.collection.update_one({"_id": record["_id"]}, {"$set": {"swept": utc_now()}})
+                collected += 1
+            elif swept is not None and (utc_now() - as_utc(swept)).total_seconds() > SWEEP_AGAIN_AFTER_S:
                 clean(record)
                 self.end(record["_id"])
-                collected += 1
         return collected
 
+    def live(self, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The records of writes still in flight (not swept) matching `query`."""
+        return list(self.collection.find({"$and": [query or {}, LIVE]}))
+
     def count(self) -> int:
-        return self.collection.count_documents({})
+        """Writes in flight (swept records of dead writers are not)."""
+        return self.collection.count_documents(LIVE)

@@ -11,6 +11,7 @@ from bson import ObjectId
 from ..clock import utc_now
 from ..errors import InvalidInput, NotFound
 from ..validation import check_query, clean_tags, without_non_finite
+from ..validation_values import clean_document, short
 from .batched_delete import delete_matching
 from .equality_index import EqualityIndex
 from .query_text import query_to_text
@@ -51,6 +52,7 @@ class RunStore:
             "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
             **clean_tags(details, "details"),
         }
+        doc = clean_document(doc, "run")  # every field as BSON stores it, before the first write
         self.index.ensure_built(self.collection)
         # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run
         self.index.add(run_id, self.index.entries_of(doc))
@@ -100,6 +102,7 @@ class RunStore:
         fields, flags = without_non_finite(fields)
         if flags:
             fields["non_finite"] = flags
+        fields = clean_document(fields, "run fields")
         moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
         if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
             old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
@@ -120,7 +123,16 @@ class RunStore:
     def finish(self, run_id: ObjectId, status: str = "finished", summary: Mapping[str, Any] | None = None,
                error: str | None = None) -> None:
         if status not in ENDED_BY_CALLER:
-            raise InvalidInput(f"Invalid run status {status!r}. Expected one of {ENDED_BY_CALLER}.")
+            raise InvalidInput(f"Invalid run status {short(status)}. Expected one of {ENDED_BY_CALLER}.")
+        if error is not None and not isinstance(error, str):
+            raise InvalidInput(f"Invalid value for argument `error`: {short(error)}. Expected text or None.")
+        if summary is not None and not isinstance(summary, Mapping):
+            raise InvalidInput(f"Invalid value for argument `summary`: {short(summary)}. Expected a dict or None.")
+        run_id = ObjectId(run_id) if isinstance(run_id, str) and ObjectId.is_valid(run_id) else run_id
+        found = self.collection.find_one({"_id": run_id}, {"study": 1}) if isinstance(run_id, ObjectId) else None
+        if found is None or found.get("study") != self._scope.study:
+            raise NotFound(f"No run {short(run_id)} in study {self._scope.study!r} to finish; pass the id "
+                           "run_store.start() returned (list runs with db.runs()).")
         fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
         if summary is not None:
             fields["summary"] = dict(summary)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..validation_values import check_number
 from .datastore import DataStore
 from .sample_plan import ChunkSelection
 
@@ -87,11 +87,8 @@ class DataStream:
     def __init__(self, store: DataStore, query: Any, batch_size: int, *, shuffle: bool = False,
                  epochs: int | None = 1, cache_bytes: int = 256 * 1024 * 1024, prefetch_chunks: int = 8,
                  shuffle_window: int = 4, seed: int | None = None, poll_interval_s: float = 1.0) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput(f"Invalid value for argument `batch_size`: {batch_size!r}. Expected an int >= 1.")
-        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-            raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1 or None "
-                               "(stream forever).")
+        batch_size = check_number(batch_size, "batch_size", integer=True, minimum=1)
+        epochs = check_number(epochs, "epochs", integer=True, minimum=1, allow_none=True)  # None: stream forever
         store.plan(query)  # validates the query now, in the caller's thread
         self.store, self.query, self.batch_size = store, query, batch_size
         self.shuffle, self.epochs, self.shuffle_window = shuffle, epochs, max(1, shuffle_window)

@@ -2,28 +2,32 @@
 
 Why documents and payloads as they are stored (not re-encoded): the copy is exact, and the target
 decides only where payloads live (files beside a managed server, GridFS elsewhere: MongoDB, Atlas).
-Order: payloads first (content-addressed, named by `_id`), then primary documents, then the
-study's derived lists (indexes, catalog, ready set) and build markers, so a copy killed at any point
-leaves nothing that names a missing payload. Re-running inserts only what the target lacks;
-verification then compares every document's content and every payload's checksum on both sides
-and rewrites any document that differs (the source changed since the killed attempt).
+Order: a transfer marker that hides the target study (transfer_marker.py), payloads (content-addressed,
+named by `_id`), primary documents, then the study's derived lists (indexes, catalog, counts, ready set) and
+build markers, so a copy killed at any point leaves nothing that names a missing payload, and nobody reads
+the half-copied study. Primary documents are inserted where the target lacks them; derived lists and
+markers are replaced from the source (a reader may have built a partial one from a partial copy). The
+verification then compares every document's content and every payload's checksum on both sides, rewrites
+any document that differs (the source changed since the killed attempt), and only then shows the study.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from bson import json_util
+from pymongo import ReplaceOne
 from pymongo.errors import BulkWriteError
 
 from ..errors import IntegrityError, InvalidInput
 from . import codec
-from .build_markers import STATE
+from .batched_delete import delete_matching
+from .build_markers import STATE, study_markers
+from .transfer_marker import Transfer, origin, server_lost
 
 # Primary documents, in an order where what a document names is copied before it.
 PRIMARY = ("architectures", "sample_imports", "sample_chunk_data", "sample_chunk_labels", "sample_chunks",
@@ -31,8 +35,10 @@ PRIMARY = ("architectures", "sample_imports", "sample_chunk_data", "sample_chunk
            "halving_sweeps")
 # Lists derived from the primary documents, copied after them (so they never name what is not there yet).
 DERIVED = ("sample_catalog", "sample_counts", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
+# What a merge (into a study holding other documents) drops rather than copies: rebuilt from the merged
+# documents on first read (their build markers go too). The ready set holds one entry per job: merged as is.
+REBUILT_ON_MERGE = tuple(name for name in DERIVED if name != "job_ready")
 INSERT_BATCH = 500
-COPY_MARKER = "copy:{study}"
 
 
 @dataclass
@@ -91,6 +97,50 @@ def _insert(target: Any, docs: list[dict[str, Any]]) -> int:
         return error.details.get("nInserted", 0)
 
 
+def replace_all(target: Any, docs: Iterable[dict[str, Any]], query: dict[str, Any], keep_others: bool = False,
+                bar: Any = None) -> int:
+    """Make the target's `query` documents exactly `docs` (upserted by `_id`; the others deleted unless
+    `keep_others`): how derived lists are copied, since a reader may have built a partial one meanwhile."""
+    present = {doc["_id"] for doc in target.find(query, {"_id": 1})}
+    written, batch = 0, []
+    for doc in [*docs, None]:
+        if doc is not None:
+            present.discard(doc["_id"])
+            batch.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+            if bar is not None:
+                bar.update()
+        if batch and (doc is None or len(batch) >= INSERT_BATCH):
+            target.bulk_write(batch, ordered=False)
+            written, batch = written + len(batch), []
+    stale = sorted(present, key=str) if not keep_others else []
+    for start in range(0, len(stale), INSERT_BATCH):
+        target.delete_many({"_id": {"$in": stale[start:start + INSERT_BATCH]}})
+    return written
+
+
+def reconcile(report: CopyReport, name: str, target: Any, query: dict[str, Any], source: dict[Any, str],
+              fetch: Callable[[set[Any]], Iterable[dict[str, Any]]], extras_allowed: bool = False) -> None:
+    """Compare the target's documents with the source's content hashes (`source`: `_id` -> hash); rewrite
+    those that differ from the source documents `fetch` gives for their ids; report what still differs."""
+    def hashes() -> dict[Any, str]:
+        return {doc["_id"]: document_hash(doc) for doc in target.find(query, batch_size=INSERT_BATCH)}
+
+    found = hashes()
+    differing = {key for key, digest in source.items() if found.get(key) != digest}
+    if differing:
+        for doc in fetch(differing):
+            target.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        report.repaired[name] = report.repaired.get(name, 0) + len(differing)
+        found = hashes()
+    extra = set(found) - set(source)
+    if extra and not extras_allowed:
+        report.problems.append(f"{name}: {len(extra)} document(s) on the target are not on the source")
+    still = [key for key, digest in source.items() if found.get(key) != digest]
+    if still:
+        report.problems.append(f"{name}: {len(still)} document(s) differ after repair")
+    report.counts[name] = (len(source), len(found) if not extras_allowed else len(source) - len(still))
+
+
 def portable_metadata(doc: dict[str, Any]) -> dict[str, Any]:
     """A payload's metadata without `chunk_ids`: those name chunks of one server's GridFS only."""
     return {key: value for key, value in (doc.get("metadata") or {}).items() if key != "chunk_ids"}
@@ -116,11 +166,38 @@ def payload_ids(source_db: Any, study: str) -> Iterator[Any]:
 
 def counters_and_markers(database: Any, study: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(collection, document) of the study's version counters (`parameters:<study>:<run>`) and build markers."""
-    for name, mine in (("counters", lambda key: key.startswith(f"parameters:{study}:")),
-                       (STATE, lambda key: key.endswith(f"-built:{study}"))):
-        for doc in database[name].find({}):
-            if mine(str(doc["_id"])):
-                yield name, doc
+    for doc in database["counters"].find({}):
+        if str(doc["_id"]).startswith(f"parameters:{study}:"):
+            yield "counters", doc
+    for doc in study_markers(database[STATE], study):
+        yield STATE, doc
+
+
+def put_derived(target_db: Any, study: str, derived: Callable[[str], Iterable[dict[str, Any]]],
+                entries: Iterable[tuple[str, dict[str, Any]]], merge: bool = False) -> None:
+    """Derived lists, counters and build markers from the source, replacing the target's (which a reader may
+    have built from a partial transfer); markers the source lacks go. A merge drops the lists instead, so the
+    first read rebuilds them from the merged documents."""
+    query = {"study": study}
+    for name in DERIVED:
+        if merge and name in REBUILT_ON_MERGE:
+            delete_matching(target_db[name], query)
+        else:
+            replace_all(target_db[name], derived(name), query, keep_others=merge)
+    kept = set()
+    for name, doc in entries:
+        if not (merge and name == STATE):
+            target_db[name].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            kept.add((name, doc["_id"]))
+    for doc in list(study_markers(target_db[STATE], study)):
+        if (STATE, doc["_id"]) not in kept:
+            target_db[STATE].delete_one({"_id": doc["_id"]})
+
+
+def verified_collections(merge: bool) -> list[tuple[str, bool]]:
+    """(collection, whether the target may hold documents the source lacks) that verification compares."""
+    derived = [name for name in DERIVED if not (merge and name in REBUILT_ON_MERGE)]
+    return [(name, merge) for name in (*PRIMARY, *derived)]
 
 
 def progress_bar(total: int, desc: str, progress: bool) -> Any:
@@ -141,21 +218,26 @@ class StudyCopy:
         self.source, self.target, self.study = source, target, source.study
         self.report = CopyReport(self.study)
 
-    def run(self, progress: bool = True, verify: bool = True) -> CopyReport:
-        """Copy what the target lacks, then (by default) verify everything and repair what differs."""
-        marker = {"_id": COPY_MARKER.format(study=self.study)}
-        state = self.target.db[STATE]
-        state.update_one(marker, {"$set": {"state": "copying", "source": self.source.uri,
-                                           "started": datetime.now(timezone.utc)}}, upsert=True)
-        self.target.blobs.collect_dead_writes()  # leftovers of a copy killed while writing a payload
-        self._copy_payloads(progress)
-        for name in (*PRIMARY, *DERIVED):
-            self._copy_collection(name, progress)
-        self._copy_counters_and_markers()
-        if verify:
-            self.verify(progress)
-        state.update_one(marker, {"$set": {"state": "verified" if self.report.ok else "copied",
-                                           "finished": datetime.now(timezone.utc)}})
+    def run(self, progress: bool = True, verify: bool = True, merge: bool = False) -> CopyReport:
+        """Copy what the target lacks, then (by default) verify everything and repair what differs; the target
+        study stays hidden until then. `merge`: copy into a study that holds other documents too."""
+        source = self.source
+        transfer = Transfer(self.target, "copy", origin(source.uri, source.db_name, self.study),
+                            f"{source.uri} (database {source.db_name!r})", legacy_source=source.uri)
+        with server_lost(f"the copy of study {self.study!r}"):
+            transfer.check(PRIMARY, merge)
+            transfer.begin()
+            self.target.blobs.collect_dead_writes()  # leftovers of a copy killed while writing a payload
+            self._copy_payloads(progress)
+            for name in PRIMARY:
+                self._copy_collection(name, progress)
+            query = {"study": self.study}
+            put_derived(self.target.db, self.study, lambda name: source.db[name].find(query, batch_size=INSERT_BATCH),
+                        list(counters_and_markers(source.db, self.study)), merge)
+            if verify:
+                self.verify(progress, merge)
+            if self.report.ok or not verify:
+                transfer.finish(verified=verify)
         return self.report
 
     # -- payloads --------------------------------------------------------------------------------
@@ -187,44 +269,23 @@ class StudyCopy:
             inserted = insert_missing(self.target.db[name], source.find(query, batch_size=INSERT_BATCH), query, bar)
         self.report.inserted[name] = self.report.inserted.get(name, 0) + inserted
 
-    def _copy_counters_and_markers(self) -> None:
-        for name, doc in counters_and_markers(self.source.db, self.study):
-            self.target.db[name].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-
     # -- verification ----------------------------------------------------------------------------
-    def verify(self, progress: bool = True) -> CopyReport:
+    def verify(self, progress: bool = True, merge: bool = False) -> CopyReport:
         """Every document's content hash and every payload's checksum, on both sides; differing documents
         are rewritten from the source (and counted as repaired)."""
-        for name in (*PRIMARY, *DERIVED):
-            self._verify_collection(name, progress)
+        query = {"study": self.study}
+        for name, extras_allowed in verified_collections(merge):
+            collection = self.source.db[name]
+            hashes = {doc["_id"]: document_hash(doc) for doc in collection.find(query, batch_size=INSERT_BATCH)}
+            reconcile(self.report, name, self.target.db[name], query, hashes,
+                      lambda ids, collection=collection: (d for i in ids if (d := collection.find_one({"_id": i}))),
+                      extras_allowed)
         ids = list(dict.fromkeys(payload_ids(self.source.db, self.study)))
         with progress_bar(len(ids), "verify payloads", progress) as bar:
             for file_id in ids:
                 self._verify_payload(file_id)
                 bar.update()
         return self.report
-
-    def _hashes(self, collection: Any, query: dict[str, Any]) -> dict[Any, str]:
-        return {doc["_id"]: document_hash(doc) for doc in collection.find(query, batch_size=INSERT_BATCH)}
-
-    def _verify_collection(self, name: str, progress: bool) -> None:
-        query = {"study": self.study}
-        source, target = self._hashes(self.source.db[name], query), self._hashes(self.target.db[name], query)
-        differing = [key for key, digest in source.items() if target.get(key) != digest]
-        for key in differing:
-            doc = self.source.db[name].find_one({"_id": key})
-            if doc is not None:
-                self.target.db[name].replace_one({"_id": key}, doc, upsert=True)
-        if differing:
-            self.report.repaired[name] = len(differing)
-            target = self._hashes(self.target.db[name], query)
-        extra = set(target) - set(source)
-        if extra:
-            self.report.problems.append(f"{name}: {len(extra)} document(s) on the target are not on the source")
-        still = [key for key, digest in source.items() if target.get(key) != digest]
-        if still:
-            self.report.problems.append(f"{name}: {len(still)} document(s) differ after repair")
-        self.report.counts[name] = (len(source), len(target))
 
     def _verify_payload(self, file_id: Any) -> None:
         found = self.target.blobs.stored(file_id)
@@ -237,6 +298,7 @@ class StudyCopy:
         self.report.payloads_verified += 1
 
 
-def copy_study(source: Any, target: Any, *, progress: bool = True, verify: bool = True) -> CopyReport:
+def copy_study(source: Any, target: Any, *, progress: bool = True, verify: bool = True,
+               merge: bool = False) -> CopyReport:
     """Copy `source`'s study into `target` (two TensorDB connections); see StudyCopy."""
-    return StudyCopy(source, target).run(progress=progress, verify=verify)
+    return StudyCopy(source, target).run(progress=progress, verify=verify, merge=merge)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from ..errors import InvalidInput
 
@@ -13,6 +13,7 @@ MEMORY_SCHEME = "memory://"
 MASK = "****"
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+_URI_IN_TEXT = re.compile(r"[a-z][a-z0-9+.-]*://\S*", re.I)
 
 
 def _split_credentials(uri: str) -> tuple[str, str, str | None, str] | None:
@@ -44,9 +45,14 @@ def mask_secret(text: str, secret: str | None) -> str:
     """Remove a secret (raw and URL-quoted) from an arbitrary message."""
     if not secret:
         return text
-    for form in {secret, quote_plus(secret)}:
+    for form in sorted({secret, quote_plus(secret), unquote_plus(secret)}, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text
+
+
+def mask_uris_in(text: str) -> str:
+    """`text` with the password of every URI in it replaced by ****."""
+    return _URI_IN_TEXT.sub(lambda match: mask_uri(match.group(0)), text)
 
 
 def uri_password(uri: str) -> str | None:
@@ -57,6 +63,22 @@ def uri_password(uri: str) -> str | None:
 def uri_from_environment() -> str | None:
     value = os.environ.get(URI_ENV_VAR, "").strip()
     return value or None
+
+
+def with_password_from(uri: str | None, variable: str) -> str:
+    """`uri` (else $TENSORLAB_MONGODB_URI) with the password that the environment variable `variable` holds, so
+    that no password has to appear on a command line, where every user of the machine sees it (`ps`)."""
+    password = os.environ.get(variable)
+    if password is None:
+        raise InvalidInput(f"The environment variable {variable!r}, named to hold the password, is not set.")
+    uri = uri or uri_from_environment()
+    parts = _split_credentials(uri) if uri else None
+    if parts is None or not parts[1]:
+        shown = mask_uri(uri) if uri else f"none (no URI given and {URI_ENV_VAR} is not set)"
+        raise InvalidInput(f"A password from {variable} needs a URI that names the user, such as "
+                           f"'mongodb://USER@host/'; the URI is {shown}.")
+    scheme, user, _password, rest = parts
+    return f"{scheme}{user}:{quote_plus(password)}@{rest}"
 
 
 def seed_style_uri(ip: str, port: int, user_name: str | None, password: str | None) -> str:

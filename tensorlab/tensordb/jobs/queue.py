@@ -8,7 +8,6 @@ being retried forever.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -19,55 +18,21 @@ from pymongo.errors import DuplicateKeyError
 
 from ...clock import utc_now
 from ...errors import InvalidInput, JobError, NotFound
-from ...validation import check_query, clean_tags
+from ...validation import check_query, clean_tags, without_non_finite
+from ...validation_values import check_name, check_number, clean_document, short
 from ..batched_delete import delete_matching
 from ..by_id import find_by_ids
 from ..equality_index import EqualityIndex
 from ..query_text import query_to_text
 from ..scope import Scope
 from .claims import CLAIMS, JOBS, Claimer, finished
+from .job_fields import STATUSES, as_id, check_job_numbers, check_lease, oldest_first, stored_value, what_to_train
 from .ready import UNFINISHED, ReadySet
 from .recent import RecentJobs
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 JOB_INDEX = "job_index"
 FRESH_JOB_STATE = {"attempts": 0, "claims": 0, "worker": None, "lease_expires": None, "progress": None,
                    "result": None, "error": None, "traceback": None, "run": None}
-
-
-def _as_id(job: Any) -> ObjectId:
-    if isinstance(job, Mapping):
-        job = job.get("_id")
-    if isinstance(job, ObjectId):
-        return job
-    if isinstance(job, str) and ObjectId.is_valid(job):
-        return ObjectId(job)
-    raise InvalidInput(f"A job is named by its id (ObjectId or 24-hex string); got {job!r}.")
-
-
-def _oldest_first(jobs: list[dict]) -> list[dict]:
-    return sorted(jobs, key=lambda job: (job["created"], job["_id"]))
-
-
-def _check_job_numbers(epochs: Any, batch_size: Any, max_attempts: Any, priority: Any) -> None:
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_attempts", max_attempts)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidInput(f"Invalid value for argument `{name}`: {value!r}. Expected an int >= 1.")
-    if not isinstance(priority, (int, float)) or isinstance(priority, bool) or not math.isfinite(priority):
-        raise InvalidInput(f"Invalid value for argument `priority`: {priority!r}. Expected a finite number.")
-
-
-def _what_to_train(architecture: Any, code: str | None, data: Any, validation_data: Any,
-                   source_architecture: bool) -> dict[str, Any]:
-    """The model and data fields of a job; queries are kept as JSON text (`$` keys are not valid field names)."""
-    return {
-        "architecture": query_to_text(architecture) if isinstance(architecture, Mapping) else architecture,
-        "code": code,
-        "requires_code": code is not None or source_architecture,
-        "data_query": query_to_text(check_query(data, "data")) if data is not None else None,
-        "validation_query": None if validation_data is None
-        else query_to_text(check_query(validation_data, "validation_data")),
-    }
 
 
 class JobQueue:
@@ -102,14 +67,19 @@ class JobQueue:
         oom_halve_batch: bool = False,
         after: Sequence[Any] = (),
         job_id: ObjectId | None = None,
-    ) -> ObjectId:
-        """Queue a training job; it needs an architecture (a stored one's id or query) or model code."""
+        check_only: bool = False,
+    ) -> Any:
+        """Queue a training job; it needs an architecture (a stored one's id or query) or model code.
+        `check_only`: validate every argument and return the job document without storing it."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
             raise InvalidInput(
                 "A job needs an architecture (a stored architecture's id or query) or model-building "
                 "`code`; got neither."
             )
-        _check_job_numbers(epochs, batch_size, max_attempts, priority)
+        check_job_numbers(epochs, batch_size, max_attempts, priority)
+        check_name(queue, "queue")
+        if code is not None and not isinstance(code, str):
+            raise InvalidInput(f"Invalid value for argument `code`: {short(code)}. Expected Python source or None.")
         after = self._dependencies(after)
         now = utc_now()
         doc = {
@@ -120,7 +90,7 @@ class JobQueue:
             "priority": priority,
             "created": now,
             "updated": now,
-            **_what_to_train(architecture, code, data, validation_data, source_architecture),
+            **what_to_train(architecture, code, data, validation_data, source_architecture),
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"),
             "epochs": epochs,
             "batch_size": batch_size,
@@ -133,7 +103,8 @@ class JobQueue:
             "max_attempts": max_attempts,
             **FRESH_JOB_STATE,
         }
-        return self._insert(doc, idempotent=job_id is not None)
+        doc = clean_document(doc, "job")  # every field as BSON stores it, checked before the first write
+        return doc if check_only else self._insert(doc, idempotent=job_id is not None)
 
     def _insert(self, doc: dict[str, Any], idempotent: bool) -> ObjectId:
         """Lists first, the job last: a crash in between leaves entries that are later dropped. With a given
@@ -157,7 +128,7 @@ class JobQueue:
         """The jobs a new job waits for, which must exist in this study now (a typo never waits forever)."""
         if isinstance(after, (str, ObjectId, Mapping)):
             after = [after]
-        ids = [_as_id(job) for job in after]
+        ids = [as_id(job) for job in after]
         found = {doc["_id"] for doc in find_by_ids(self.collection, ids) if doc.get("study") == self._scope.study}
         missing = [str(job_id) for job_id in ids if job_id not in found]
         if missing:
@@ -167,7 +138,8 @@ class JobQueue:
     def pop(self, worker: str, lease_s: float = 60.0, query: Any = None, allow_code: bool = False) -> dict | None:
         """Claim the best claimable job for `worker` (exactly one worker wins each claim); None when none."""
         if not isinstance(worker, str) or not worker:
-            raise InvalidInput(f"`worker` must be a non-empty name; got {worker!r}.")
+            raise InvalidInput(f"`worker` must be a non-empty name; got {short(worker)}.")
+        lease_s = check_lease(lease_s)  # before the claim marker is written: a bad lease never strands a job
         base = self._scope.scoped(check_query(query))
         if not allow_code:
             base = {"$and": [base, {"requires_code": False}]}
@@ -190,7 +162,7 @@ class JobQueue:
         """Update a job its worker holds. Ownership is checked on a read, then the write names only `_id`:
         a server may scan the whole collection for any other filter (FerretDB 1.x pushes down only a lone
         `_id`), and exactly-once completion rests on the unique markers, not on this write."""
-        job_id = _as_id(job)
+        job_id = as_id(job)
         if not checked:
             self._held(job_id, worker)
         return self.collection.find_one_and_update(
@@ -206,6 +178,8 @@ class JobQueue:
         resumes after it), the attempt is refunded: a job whose workers keep dying still advances, and only
         attempts that gained nothing count against `max_attempts`. A failure with an error takes the refund
         back (see `fail`), so a job that raises is still retried at most `max_attempts` times."""
+        lease_s = check_lease(lease_s)
+        progress = stored_value(without_non_finite(progress, "progress")[0], "progress")  # a NaN loss: null
         current = self._held(job, worker)
         fields: dict[str, Any] = {"lease_expires": utc_now() + timedelta(seconds=lease_s), "heartbeat": utc_now()}
         extra: dict[str, Any] = {}
@@ -225,7 +199,9 @@ class JobQueue:
     def complete(self, job: Any, worker: str, result: Any = None) -> dict:
         """Mark done, exactly once: a unique `<job>:done` marker is inserted first, so a worker whose
         lease was taken over cannot complete the job a second time on any server."""
-        job_id = _as_id(job)
+        job_id = as_id(job)
+        result, flags = without_non_finite(result, "result")  # NaN/inf become null, listed in `non_finite`
+        result = stored_value(result, "result")
         current = self._held(job_id, worker)
         try:
             self._scope.collection(CLAIMS).insert_one(
@@ -244,7 +220,8 @@ class JobQueue:
         doc = self._owned_update(
             job,
             worker,
-            {"status": "done", "result": result, "finished": utc_now(), "lease_expires": None},
+            {"status": "done", "result": result, "finished": utc_now(), "lease_expires": None,
+             **({"non_finite": flags} if flags else {})},
             checked=True,
         )
         self.ready.remove(job_id)
@@ -254,6 +231,10 @@ class JobQueue:
              failure_class: str | None = None, retry: bool = True, batch_size: int | None = None) -> dict:
         """Record a failure: back to queued while attempts remain (and `retry`), else failed. `failure_class`
         says why (oom, code, data, lost, other); `batch_size` is what a retry uses (halved after an OOM)."""
+        for name, text in (("error", error), ("traceback", traceback), ("failure_class", failure_class)):
+            if not (text is None and name != "error") and not isinstance(text, str):
+                raise InvalidInput(f"Invalid value for argument `{name}`: {short(text)}. Expected text.")
+        check_number(batch_size, "batch_size", integer=True, minimum=1, allow_none=True)
         current = self._held(job, worker)
         refunded = current.get("refunded_claim") is not None and current.get("refunded_claim") == current.get("claims")
         attempts_left = current["attempts_left"] - (1 if refunded else 0)  # an error counts, progress or not
@@ -283,7 +264,7 @@ class JobQueue:
 
     def mark_pruned(self, job: Any) -> None:
         """A finished job whose configuration a successive-halving sweep stopped at this rung."""
-        self.collection.update_one({"_id": _as_id(job)}, {"$set": {"pruned": True}})
+        self.collection.update_one({"_id": as_id(job)}, {"$set": {"pruned": True}})
 
     def attach_run(self, job: Any, worker: str, run_id: Any) -> dict:
         return self._owned_update(job, worker, {"run": run_id})
@@ -306,6 +287,7 @@ class JobQueue:
         return doc
 
     def set_priority(self, job: Any, priority: float) -> dict:
+        priority = check_number(priority, "priority")  # NaN would close the connection on some servers
         doc = self._transition(job, ("queued", "running"), {"priority": priority})
         self._sync_ready(doc)
         return doc
@@ -336,7 +318,7 @@ class JobQueue:
         return count
 
     def _transition(self, job: Any, allowed: tuple[str, ...], fields: dict, extra: dict | None = None) -> dict:
-        job_id = _as_id(job)
+        job_id = as_id(job)
         doc = self.collection.find_one_and_update(
             {"_id": job_id, "status": {"$in": list(allowed)}},
             {"$set": {**fields, "updated": utc_now()}, **(extra or {})},
@@ -348,7 +330,7 @@ class JobQueue:
         return doc
 
     def get(self, job: Any) -> dict:
-        doc = self.collection.find_one({"_id": _as_id(job)})
+        doc = self.collection.find_one({"_id": as_id(job)})
         if doc is None:
             raise NotFound(f"No job {job!r}.")
         return doc
@@ -358,14 +340,14 @@ class JobQueue:
         through the job index, queued/running jobs through the ready set; anything else reads `jobs`."""
         scoped = self._scope.scoped(check_query(query))
         if status is not None and status not in STATUSES:
-            raise InvalidInput(f"Invalid job status {status!r}. Expected one of {STATUSES}.")
+            raise InvalidInput(f"Invalid job status {short(status)}. Expected one of {STATUSES}.")
         found = self.index.lookup(self.collection, scoped)
         if found is None and status in UNFINISHED and ReadySet.covers(scoped):
             found = self._unfinished(scoped)
         if found is None:
             return list(self.collection.find({**scoped, **({"status": status} if status else {})},
                                              sort=[("created", 1), ("_id", 1)]))
-        return _oldest_first([job for job in found if status is None or job["status"] == status])
+        return oldest_first([job for job in found if status is None or job["status"] == status])
 
     def _unfinished(self, scoped: dict[str, Any]) -> list[dict]:
         self.ready.ensure_built(self.collection)
@@ -375,10 +357,13 @@ class JobQueue:
     def recent(self, limit: int = 50, query: Any = None, status: str | None = None) -> list[dict]:
         """What a queue panel shows: every queued or running job and the `limit` newest others, oldest first
         (with a query: the jobs it selects). Costs the jobs it returns, not the queue's history."""
+        limit = check_number(limit, "limit", integer=True, minimum=0)
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"Invalid job status {short(status)}. Expected one of {STATUSES}.")
         if query:
             return self.find(query, status)
         self.recent_jobs.ensure_built(self.collection)
         ids = {entry["_id"] for entry in self.ready.collection.find({"study": self._scope.study}, {"_id": 1})}
         ids.update(self.recent_jobs.newest(limit))
         jobs = find_by_ids(self.collection, ids)
-        return _oldest_first([job for job in jobs if status is None or job["status"] == status])
+        return oldest_first([job for job in jobs if status is None or job["status"] == status])

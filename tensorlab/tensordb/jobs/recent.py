@@ -14,6 +14,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..build_markers import build_once, forget_built
+from ..by_id import id_key
 from ..scope import Scope
 
 RECENT = "job_recent"
@@ -30,13 +31,13 @@ class RecentJobs:
         return self._scope.collection(RECENT)
 
     def _head_id(self) -> str:
-        return f"{self._scope.study}:head"
+        return id_key(self._scope.study, "head")
 
     def add(self, job_id: Any) -> None:
         head = self.collection.find_one({"_id": self._head_id()}) or {}
         seq = int(head.get("seq", 0))
         change = {"$addToSet": {"ids": job_id}, "$set": {"study": self._scope.study, "seq": seq}}
-        identifier = f"{self._scope.study}:{seq}"
+        identifier = id_key(self._scope.study, seq)
         try:
             doc = self.collection.find_one_and_update({"_id": identifier}, change, upsert=True,
                                                       return_document=ReturnDocument.AFTER)
@@ -51,7 +52,7 @@ class RecentJobs:
         head = self.collection.find_one({"_id": self._head_id()}) or {}
         ids: list[Any] = []
         for seq in range(int(head.get("seq", 0)), -1, -1):
-            doc = self.collection.find_one({"_id": f"{self._scope.study}:{seq}"})
+            doc = self.collection.find_one({"_id": id_key(self._scope.study, seq)})
             ids[:0] = (doc or {}).get("ids", [])
             if len(ids) >= limit:
                 break
