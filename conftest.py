@@ -19,7 +19,7 @@ os.environ.setdefault("IPYTHONDIR", str(Path(__file__).resolve().parent / "demo_
 def pytest_sessionstart(session) -> None:
     if os.environ.get("TENSORLAB_MONGODB_URI"):
         return
-    from tensorlab.tensordb.localserver import LocalServer
+    from tensorlab.tensordb.server.localserver import LocalServer
 
     home = tempfile.mkdtemp(prefix="tensorlab-test-server-")
     server = LocalServer(home)

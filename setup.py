@@ -9,15 +9,31 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["tensorlab", "tensorlab.tensordb", "tensorlab.tensordb.jobs", "tensorlab.magics", "tensorlab.widgets"],
+    packages=[
+        "tensorlab",
+        "tensorlab.tensordb",  # and its rooms (tensorlab/tensordb/__init__.py; tests/test_packaging.py checks the list)
+        "tensorlab.tensordb.data",
+        "tensorlab.tensordb.documents",
+        "tensorlab.tensordb.integrity",
+        "tensorlab.tensordb.jobs",
+        "tensorlab.tensordb.logs",
+        "tensorlab.tensordb.models",
+        "tensorlab.tensordb.payloads",
+        "tensorlab.tensordb.runs",
+        "tensorlab.tensordb.server",
+        "tensorlab.tensordb.transfer",
+        "tensorlab.magics",
+        "tensorlab.widgets",
+    ],
     package_dir={"tensorlab": "tensorlab", "tensorlab.magics": "magics", "tensorlab.widgets": "widgets"},
-    package_data={"tensorlab.tensordb": ["ferretdb_patches/*.go"]},  # added to the FerretDB build
+    package_data={"tensorlab.tensordb.server": ["ferretdb_patches/*.go"]},  # added to the FerretDB build
     install_requires=[
         "pymongo>=4.6",
         "lz4>=4.0",
         "numpy>=1.24",
         "keras>=3.11",  # earlier Keras 3 releases have known safe-mode bypasses when loading configs
         "tensorflow>=2.16",
+        "tensorboard>=2.16",  # keras.callbacks.TensorBoard needs it, and TensorFlow 2.21 no longer brings it
         "ipython>=8.0",
         "ipywidgets>=8.0",
         "jupyterlab>=4.0",

@@ -184,7 +184,7 @@ def main() -> None:
     import keras
 
     from tensorlab.devices import list_devices
-    from tensorlab.tensordb.connection import resolve_uri
+    from tensorlab.tensordb.server.connection import resolve_uri
 
     info = list_devices()
     if args.device not in info.devices:

@@ -15,7 +15,7 @@ from pathlib import Path
 from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
 import tensorlab
-from tensorlab.tensordb.connection import resolve_uri
+from tensorlab.tensordb.server.connection import resolve_uri
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from polling import wait_for_quiet  # noqa: E402

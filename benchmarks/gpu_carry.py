@@ -9,8 +9,8 @@ and a call carries at most 64 MiB of ignored paths together with the working tre
 downloads, for that interpreter on manylinux x86_64, the wheels of TensorLab's runtime packages and of every
 dependency the machine does not already hold (`DEVICE_HAS`, from the device docs' package list), following each
 wheel's Requires-Dist until nothing is missing; builds FerretDB with TensorLab's patches
-(`tensorlab.tensordb.ferretdb_build.install_ferretdb`, linked with `-ldflags "-s -w"`) and stores it xz-compressed;
-and prints the folder's size against the limit. There (`benchmarks/gpu_check.sh` calls these):
+(`tensorlab.tensordb.server.ferretdb_build.install_ferretdb`, linked with `-ldflags "-s -w"`) and stores it
+xz-compressed; and prints the folder's size against the limit. There (`benchmarks/gpu_check.sh` calls these):
 
     python3 benchmarks/gpu_carry.py install --site DIR   # pip --no-index --no-deps --target DIR; TensorLab; FerretDB
     python3 benchmarks/gpu_carry.py check                # imports, versions, the device packages the wheels rely on
@@ -95,8 +95,8 @@ def tree_size() -> int:
 def recipe_hash() -> str:
     """The FerretDB recipe as this tree has it: ferretdb_build.py and the Go files it adds."""
     digest = hashlib.sha256()
-    tensordb = ROOT / "tensorlab" / "tensordb"
-    for path in [tensordb / "ferretdb_build.py", *sorted((tensordb / "ferretdb_patches").glob("*"))]:
+    server = ROOT / "tensorlab" / "tensordb" / "server"
+    for path in [server / "ferretdb_build.py", *sorted((server / "ferretdb_patches").glob("*"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -181,7 +181,7 @@ def download_wheels(wheels: Path, python_version: str, pin_from_env: bool = True
 def build_ferretdb(carry: Path, log=print) -> dict:
     """FerretDB with TensorLab's patches (ferretdb_build's own recipe), linked stripped, stored as ferretdb.xz."""
     sys.path.insert(0, str(ROOT))
-    from tensorlab.tensordb import ferretdb_build
+    from tensorlab.tensordb.server import ferretdb_build
 
     real_go = shutil.which("go") or "/usr/local/go/bin/go"
     if not Path(real_go).exists():
@@ -300,8 +300,8 @@ def install(args: argparse.Namespace) -> int:
     (tools / "ferretdb").chmod(0o755)
     shutil.copyfile(carry / "ferretdb.build", tools / "ferretdb.build")
     if manifest["ferretdb"]["recipe"] != recipe_hash():
-        print("warning: tensorlab/tensordb/ferretdb_build.py or its patches changed since the carried FerretDB was "
-              "built; rerun `bash benchmarks/gpu_check.sh --prepare` if the recipe did.")
+        print("warning: tensorlab/tensordb/server/ferretdb_build.py or its patches changed since the carried FerretDB "
+              "was built; rerun `bash benchmarks/gpu_check.sh --prepare` if the recipe did.")
     print(f"installed {len(wheels)} wheels, TensorLab and FerretDB ({manifest['ferretdb']['stamp']}) into {site}")
     return 0
 

@@ -69,7 +69,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi -L || true
 cd "$SITE/work"
 
 step "2/5 server: the carried FerretDB"
-"$PY" -c "from tensorlab.tensordb.ferretdb_build import installed_ferretdb as f; import sys; \
+"$PY" -c "from tensorlab.tensordb.server.ferretdb_build import installed_ferretdb as f; import sys; \
 sys.exit(0 if f() else 'the carried FerretDB is not the current recipe: rerun --prepare')"
 "$PY" -m tensorlab.cli server start
 SERVER_STARTED=1

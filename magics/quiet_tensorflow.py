@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tensorlab.tensordb.private_files import private_dir
+from tensorlab.tensordb.server.private_files import private_dir
 
 LOG_FILE = Path.home() / ".tensorlab" / "logs" / "tensorflow-startup.log"
 

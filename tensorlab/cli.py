@@ -8,9 +8,9 @@ import time
 from typing import Any, NoReturn
 
 from .errors import IntegrityError, InvalidInput, TensorLabError
-from .tensordb.ferretdb_build import install_ferretdb
-from .tensordb.localserver import LocalServer
-from .tensordb.uri import URI_ENV_VAR, mask_uri, mask_uris_in, uri_password, with_password_from
+from .tensordb.server.ferretdb_build import install_ferretdb
+from .tensordb.server.localserver import LocalServer
+from .tensordb.server.uri import URI_ENV_VAR, mask_uri, mask_uris_in, uri_password, with_password_from
 
 # (URI argument, its flag, the argument naming a password variable, its flag), for every command taking a URI
 _URI_ARGUMENTS = (("uri", "--uri", "password_env", "--password-env"),
@@ -108,7 +108,7 @@ def _fsck_command(args: argparse.Namespace) -> int:
 
 def _db_command(args: argparse.Namespace) -> int:
     from .tensordb import connect
-    from .tensordb.log_migration import migrate_legacy_logs
+    from .tensordb.logs.log_migration import migrate_legacy_logs
 
     if args.action == "fsck":
         return _fsck_command(args)
@@ -128,7 +128,7 @@ def _studies(db: Any, fallback: bool = True) -> list[str]:
 
 def _copy_command(args: argparse.Namespace) -> int:
     from .tensordb import connect
-    from .tensordb.study_copy import copy_study
+    from .tensordb.transfer.study_copy import copy_study
 
     source_uri, target_uri = (None if uri == "local" else uri for uri in (args.source, args.target))
     probe = connect(source_uri, db=args.db, ignore_transfer=True)
@@ -152,7 +152,7 @@ def _export_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .tensordb import connect
-    from .tensordb.study_export import export_study
+    from .tensordb.transfer.study_export import export_study
 
     if Path(args.to).exists() and not Path(args.to).is_dir():
         raise InvalidInput(f"--to {args.to} is an existing file; name a folder (it is created when missing).")
@@ -175,7 +175,7 @@ def _import_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .tensordb import connect
-    from .tensordb.study_export import MANIFEST, import_study, read_manifest
+    from .tensordb.transfer.study_export import MANIFEST, import_study, read_manifest
 
     root = Path(args.folder)
     folders = [root] if (root / MANIFEST).exists() else sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))

@@ -21,7 +21,7 @@ import keras
 from .errors import InvalidInput
 from .metric_direction import MODES, known_direction, metric_direction
 from .run_heartbeat import RunHeartbeat
-from .tensordb.retry import through_outages
+from .tensordb.server.retry import through_outages
 from .validation import clean_tags
 
 logger = logging.getLogger("tensorlab.db_logger")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidInput, NotFound
-from .tensordb.datastore import SAMPLE_FIELDS
+from .tensordb.data.datastore import SAMPLE_FIELDS
 from .validation import check_query, clean_tags
 from .validation_values import check_name, check_number, short
 

@@ -18,8 +18,8 @@ from typing import Any
 from .errors import InvalidInput
 from .metric_direction import metric_direction
 from .sweeps import grid, random_samples
-from .tensordb.halving_store import halving_job_id
-from .tensordb.query_text import query_from_text
+from .tensordb.documents.query_text import query_from_text
+from .tensordb.jobs.halving_store import halving_job_id
 
 RUNG, CONFIG = "halving_rung", "halving_config"
 

@@ -21,7 +21,7 @@ from .errors import InvalidInput, NotFound
 from .fit_arguments import check_fit_arguments
 from .forking import ForkPoint, fork_point
 from .keras_weights import apply_weights
-from .tensordb.stream import DataStream
+from .tensordb.data.stream import DataStream
 from .training_input import TrainingInput, training_input
 
 PARAMS_CHOICES = ("best", "latest")

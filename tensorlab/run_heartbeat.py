@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .system_metrics import sample as sample_system
-from .tensordb.run_liveness import HEARTBEAT_S
+from .tensordb.documents.run_liveness import HEARTBEAT_S
 
 logger = logging.getLogger("tensorlab.runs")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInput, NotFound
-from .tensordb.stream import DataStream
+from .tensordb.data.stream import DataStream
 
 DEFAULT_BATCH_SIZE = 32
 

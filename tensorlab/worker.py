@@ -1,6 +1,6 @@
 """Workers: claim jobs from the MongoDB queue, train them, survive crashes, scale over machines.
 
-MongoDB is the whole distributed engine: claims are atomic (see jobs.py), leases expire when a
+MongoDB is the whole distributed engine: claims are atomic (see tensordb/jobs/claims.py), leases expire when a
 worker dies, and every job trains into a run named after it with a checkpoint each epoch. A job
 whose worker was SIGKILLed is claimed again after its lease expires and *resumes* from the last
 checkpoint. SIGTERM/SIGINT stop at the end of the batch, checkpoint, requeue the job and exit 0.
@@ -22,7 +22,7 @@ from typing import Any
 from .errors import InvalidInput, JobError, UnsafeOperation
 from .failure_class import OOM, RETRIED, classify
 from .halving import promote
-from .tensordb.query_text import query_from_text
+from .tensordb.documents.query_text import query_from_text
 from .validation_values import check_number
 
 logger = logging.getLogger("tensorlab.worker")
@@ -68,7 +68,7 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
     """The job's Keras model, compiled with its hyper-parameters (optimizer, learning_rate, loss, metrics)."""
     import keras
 
-    from .tensordb.architectures import build_from_source
+    from .tensordb.models.architectures import build_from_source
 
     hp = dict(job.get("hyper_parameters") or {})
     source = job.get("code")

@@ -9,8 +9,8 @@ import pytest
 
 import tensorlab
 from tensorlab import AuthenticationFailed, ConnectionFailed, InvalidInput, TensorDB
-from tensorlab.tensordb.localserver import LocalServer
-from tensorlab.tensordb.uri import mask_uri
+from tensorlab.tensordb.server.localserver import LocalServer
+from tensorlab.tensordb.server.uri import mask_uri
 
 
 def _free_port() -> int:

@@ -7,8 +7,8 @@ import pytest
 from bson import ObjectId
 
 from tensorlab import InvalidInput, NotFound
-from tensorlab.tensordb import codec
-from tensorlab.tensordb.datastore import CHUNK_DATA, CHUNKS, SAMPLES
+from tensorlab.tensordb.data.datastore import CHUNK_DATA, CHUNKS, SAMPLES
+from tensorlab.tensordb.payloads import codec
 
 
 def _counts(tdb) -> tuple[int, int, int]:

@@ -13,7 +13,7 @@ import pytest
 
 import tensorlab
 from tensorlab import StorageFull
-from tensorlab.tensordb.localserver import LocalServer
+from tensorlab.tensordb.server.localserver import LocalServer
 
 
 @pytest.fixture

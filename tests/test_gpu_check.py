@@ -65,7 +65,7 @@ def test_install_puts_wheels_tensorlab_and_ferretdb_in_the_site(tmp_path):
     assert (site / "demo_pkg" / "__init__.py").is_file()
     assert (site / "tensorlab" / "magics" / "__init__.py").is_file()  # laid out as setup.py's package_dir does
     assert (site / "tensorlab" / "widgets" / "__init__.py").is_file()
-    assert (site / "tensorlab" / "tensordb" / "ferretdb_patches").is_dir()
+    assert (site / "tensorlab" / "tensordb" / "server" / "ferretdb_patches").is_dir()
     assert (site / "tools" / "ferretdb").read_bytes() == binary
     assert (site / "tools" / "ferretdb.build").read_text().strip() == "the stamp"
     (carry / "ferretdb.xz").write_bytes(lzma.compress(b"another binary"))

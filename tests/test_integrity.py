@@ -11,7 +11,7 @@ from polling import wait_for_quiet
 
 import tensorlab
 from tensorlab import IntegrityError, InvalidInput, NotFound
-from tensorlab.tensordb.datastore import CHUNK_DATA
+from tensorlab.tensordb.data.datastore import CHUNK_DATA
 
 keras = pytest.importorskip("keras")
 
@@ -128,7 +128,7 @@ def test_every_flipped_byte_of_an_inline_sample_chunk_is_detected(tdb, part):
 
 
 def test_every_flipped_byte_of_a_gridfs_sample_chunk_is_detected(gridfs_tdb, monkeypatch):
-    from tensorlab.tensordb import datastore
+    from tensorlab.tensordb.data import datastore
 
     tdb = gridfs_tdb
     monkeypatch.setattr(datastore, "INLINE_LIMIT_BYTES", 1024)  # force the GridFS path with a small import
@@ -196,7 +196,7 @@ def test_a_run_on_another_host_is_crashed_only_once_its_heartbeat_is_stale(tdb):
     from datetime import timedelta
 
     from tensorlab.clock import utc_now
-    from tensorlab.tensordb.run_liveness import STALE_AFTER_S
+    from tensorlab.tensordb.documents.run_liveness import STALE_AFTER_S
 
     fresh, stale = tdb.run_store.start("fresh"), tdb.run_store.start("stale")
     tdb.collection("runs").update_many({}, {"$set": {"host": "another-machine"}})
@@ -305,7 +305,7 @@ def test_an_import_on_another_host_is_collected_only_once_its_heartbeat_is_stale
     from datetime import timedelta
 
     from tensorlab.clock import utc_now
-    from tensorlab.tensordb.run_liveness import STALE_AFTER_S
+    from tensorlab.tensordb.documents.run_liveness import STALE_AFTER_S
 
     long_ago = utc_now() - timedelta(hours=1)
     for name, beat in (("busy", utc_now()), ("dead", long_ago - timedelta(seconds=STALE_AFTER_S))):

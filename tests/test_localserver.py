@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tensorlab.errors import ServerError
-from tensorlab.tensordb.localserver import LocalServer, ping
+from tensorlab.tensordb.server.localserver import LocalServer, ping
 
 
 def _start_in_subprocess(home) -> dict:
     code = (
-        "import json, sys; from tensorlab.tensordb.localserver import LocalServer; "
+        "import json, sys; from tensorlab.tensordb.server.localserver import LocalServer; "
         "i = LocalServer(sys.argv[1]).start(); print(json.dumps({'pid': i.pid, 'address': i.address}))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, check=True)
@@ -142,7 +142,7 @@ def test_a_paused_server_is_not_replaced_and_is_found_again(tmp_path, monkeypatc
     import os
     import signal
 
-    from tensorlab.tensordb import localserver
+    from tensorlab.tensordb.server import localserver
 
     server = LocalServer(tmp_path)
     info = server.start()

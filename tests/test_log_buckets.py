@@ -14,11 +14,11 @@ from pymongo.errors import AutoReconnect
 
 import tensorlab
 from tensorlab import InvalidInput
-from tensorlab.tensordb.log_buckets import BUCKET_ROWS, BUCKETS, INDEX, BucketSink
-from tensorlab.tensordb.log_migration import LEGACY_LOGS, STATE, STATE_ID, migrate_legacy_logs
-from tensorlab.tensordb.log_reader import LogReader
-from tensorlab.tensordb.log_rows import make_row, row_fields
-from tensorlab.tensordb.scope import Scope
+from tensorlab.tensordb.documents.scope import Scope
+from tensorlab.tensordb.logs.log_buckets import BUCKET_ROWS, BUCKETS, INDEX, BucketSink
+from tensorlab.tensordb.logs.log_migration import LEGACY_LOGS, STATE, STATE_ID, migrate_legacy_logs
+from tensorlab.tensordb.logs.log_reader import LogReader
+from tensorlab.tensordb.logs.log_rows import make_row, row_fields
 
 
 def _rows(run, count, start=0, kind="train"):

@@ -11,10 +11,10 @@ from bson import ObjectId
 
 import tensorlab
 from tensorlab import InvalidInput, NotFound
-from tensorlab.tensordb.localserver import LocalServer
-from tensorlab.tensordb.log_buckets import BucketSink
-from tensorlab.tensordb.logwriter import AsyncLogWriter
-from tensorlab.tensordb.scope import Scope
+from tensorlab.tensordb.documents.scope import Scope
+from tensorlab.tensordb.logs.log_buckets import BucketSink
+from tensorlab.tensordb.logs.logwriter import AsyncLogWriter
+from tensorlab.tensordb.server.localserver import LocalServer
 
 
 def test_train_valid_test_logs_as_dataframe(tdb):
@@ -97,7 +97,7 @@ def test_run_documents(tdb):
                               device="cpu")
     doc = tdb.run_store.resolve("exp-1")
     assert doc["_id"] == run and doc["status"] == "running" and doc["host"] and doc["study"] == "test"
-    assert tensorlab.tensordb.query_text.query_from_text(doc["data_query"]) == {"label": {"$lt": 5}}
+    assert tensorlab.tensordb.documents.query_text.query_from_text(doc["data_query"]) == {"label": {"$lt": 5}}
     tdb.run_store.finish(run, "finished", summary={"best": {"val_accuracy": 0.93}})
     frame = tdb.runs()
     assert frame.loc[0, "status"] == "finished" and frame.loc[0, "best.val_accuracy"] == 0.93

@@ -15,7 +15,7 @@ import tensorlab
 from tensorlab import InvalidInput, NotFound
 from tensorlab.datasets import load_digits, load_mnist
 from tensorlab.devices import list_devices, on_device
-from tensorlab.tensordb.localserver import LocalServer
+from tensorlab.tensordb.server.localserver import LocalServer
 
 keras = pytest.importorskip("keras")
 (X, Y), (XV, YV) = load_digits()
@@ -50,7 +50,7 @@ def test_fit_from_a_tensordb_query(tdb):
                         batch_size=64, run_name="from-query")
     assert max(history.history["val_accuracy"]) >= 0.85
     run = tdb.run_store.resolve("from-query")
-    assert tensorlab.tensordb.query_text.query_from_text(run["data_query"]) == {"tags.split": "train"}
+    assert tensorlab.tensordb.documents.query_text.query_from_text(run["data_query"]) == {"tags.split": "train"}
 
 
 def test_resume_continues_at_the_next_epoch_in_the_same_run(tdb):

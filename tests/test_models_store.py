@@ -7,7 +7,7 @@ import pytest
 
 from tensorlab import InvalidInput, NotFound, UnsafeOperation
 from tensorlab.keras_weights import apply_weights
-from tensorlab.tensordb.architectures import build_from_source
+from tensorlab.tensordb.models.architectures import build_from_source
 
 keras = pytest.importorskip("keras")
 
@@ -118,7 +118,7 @@ def test_blobs_are_addressed_by_content_and_old_layout_blobs_still_load(gridfs_t
     import gridfs
 
     tdb = gridfs_tdb
-    from tensorlab.tensordb import codec
+    from tensorlab.tensordb.payloads import codec
 
     weights = np.random.default_rng(1).random((64, 64)).astype(np.float32)
     version = tdb.parameters.find_doc({"_id": tdb.save_parameters([weights])})

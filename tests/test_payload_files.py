@@ -10,9 +10,10 @@ import pytest
 
 import tensorlab
 from tensorlab.errors import IntegrityError, TensorLabError
-from tensorlab.tensordb import codec
-from tensorlab.tensordb.blobstore import BlobStore
-from tensorlab.tensordb.payload_files import ADVERT, ADVERT_ID, SERVER_DB, TOKEN_FILE, StoreAdvert, discover
+from tensorlab.tensordb.payloads import codec
+from tensorlab.tensordb.payloads.blobstore import BlobStore
+from tensorlab.tensordb.payloads.payload_files import StoreAdvert, discover
+from tensorlab.tensordb.server.payload_advert import ADVERT, ADVERT_ID, SERVER_DB, TOKEN_FILE
 
 
 def _file_of(tdb, name: str):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
-from tensorlab.tensordb.build_markers import forget_built
-from tensorlab.tensordb.sample_counts import COUNTS, canonical
+from tensorlab.tensordb.data.sample_counts import COUNTS, canonical
+from tensorlab.tensordb.documents.build_markers import forget_built
 
 LABELS = np.arange(60) % 6
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import tensorlab
-from tensorlab.tensordb.localserver import LocalServer
-from tensorlab.tensordb.payload_files import ADVERT, ADVERT_ID, SERVER_DB, TOKEN_FILE
+from tensorlab.tensordb.server.localserver import LocalServer
+from tensorlab.tensordb.server.payload_advert import ADVERT, ADVERT_ID, SERVER_DB, TOKEN_FILE
 
 PASSWORD = "Sup3r-Secret_pw"
 

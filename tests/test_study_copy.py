@@ -14,8 +14,8 @@ import pandas
 import pytest
 
 import tensorlab
-from tensorlab.tensordb.localserver import LocalServer
-from tensorlab.tensordb.study_copy import DERIVED, PRIMARY, copy_study, document_hash
+from tensorlab.tensordb.server.localserver import LocalServer
+from tensorlab.tensordb.transfer.study_copy import DERIVED, PRIMARY, copy_study, document_hash
 
 keras = pytest.importorskip("keras")
 STUDY = "moving"

@@ -23,11 +23,11 @@ import pytest
 
 import tensorlab
 from tensorlab import IntegrityError, InvalidInput, StudyNotReady
-from tensorlab.tensordb import study_export
-from tensorlab.tensordb.export_check import MANIFEST
-from tensorlab.tensordb.localserver import LocalServer
-from tensorlab.tensordb.study_copy import DERIVED, PRIMARY, document_hash
-from tensorlab.tensordb.study_export import export_study, import_study
+from tensorlab.tensordb.server.localserver import LocalServer
+from tensorlab.tensordb.transfer import study_export
+from tensorlab.tensordb.transfer.export_check import MANIFEST
+from tensorlab.tensordb.transfer.study_copy import DERIVED, PRIMARY, document_hash
+from tensorlab.tensordb.transfer.study_export import export_study, import_study
 
 STUDY = "moving"
 PER_IMPORT = 4_000

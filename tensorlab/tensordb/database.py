@@ -15,27 +15,27 @@ from bson import ObjectId
 from ..errors import InvalidInput, StudyNotReady
 from ..table_rows import flat_row
 from ..validation import check_database_name
-from .architectures import ARCHITECTURES, PYTHON_SOURCE, ArchitectureStore
-from .batched_delete import delete_matching
-from .blobstore import BlobStore
-from .build_markers import STATE
-from .connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
-from .datastore import DataStore, ImportResult
-from .deployments import DeploymentStore
-from .error_translation import translate_public_methods
-from .fsck import FsckReport, fsck
-from .halving_store import HALVING, HalvingStore
-from .indexes import declare_indexes
+from .data.datastore import DataStore, ImportResult
+from .data.stream import DataStream
+from .documents.batched_delete import delete_matching
+from .documents.build_markers import STATE
+from .documents.scope import Scope
+from .documents.transfer_marker import check_ready
+from .integrity.fsck import FsckReport, fsck
 from .jobs import JobQueue
-from .logbook import LogBook
-from .parameters import ParameterStore
-from .payload_files import discover
-from .runs import RunStore
-from .scope import Scope
-from .stream import DataStream
-from .transfer_marker import check_ready
-from .triggers import TRIGGERS, TriggerStore
-from .uri import mask_uri, seed_style_uri
+from .jobs.halving_store import HALVING, HalvingStore
+from .jobs.triggers import TRIGGERS, TriggerStore
+from .logs.logbook import LogBook
+from .models.architectures import ARCHITECTURES, PYTHON_SOURCE, ArchitectureStore
+from .models.deployments import DeploymentStore
+from .models.parameters import ParameterStore
+from .payloads.blobstore import BlobStore
+from .payloads.payload_files import discover
+from .runs.runs import RunStore
+from .server.connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
+from .server.error_translation import translate_public_methods
+from .server.indexes import declare_indexes
+from .server.uri import mask_uri, seed_style_uri
 
 DEFAULT_DB = "tensorlab"
 DEFAULT_STUDY = "default"

@@ -24,8 +24,8 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from ...clock import as_utc, utc_now
-from ..by_id import find_by_ids
-from ..scope import Scope
+from ..documents.by_id import find_by_ids
+from ..documents.scope import Scope
 from .ready import UNFINISHED, ReadySet
 
 LOST = "lost"  # a failure class (see tensorlab/failure_class.py): the worker died or lost its lease

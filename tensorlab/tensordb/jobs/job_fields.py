@@ -10,7 +10,7 @@ from bson import ObjectId
 from ...errors import InvalidInput
 from ...validation import check_query
 from ...validation_values import check_number, clean_value, short
-from ..query_text import query_to_text
+from ..documents.query_text import query_to_text
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 MAX_LEASE_S = 365 * 24 * 3600.0

@@ -20,11 +20,11 @@ from ...clock import utc_now
 from ...errors import InvalidInput, JobError, NotFound
 from ...validation import check_query, clean_tags, without_non_finite
 from ...validation_values import check_name, check_number, clean_document, short
-from ..batched_delete import delete_matching
-from ..by_id import find_by_ids
-from ..equality_index import EqualityIndex
-from ..query_text import query_to_text
-from ..scope import Scope
+from ..documents.batched_delete import delete_matching
+from ..documents.by_id import find_by_ids
+from ..documents.equality_index import EqualityIndex
+from ..documents.query_text import query_to_text
+from ..documents.scope import Scope
 from .claims import CLAIMS, JOBS, Claimer, finished
 from .job_fields import STATUSES, as_id, check_job_numbers, check_lease, oldest_first, stored_value, what_to_train
 from .ready import UNFINISHED, ReadySet

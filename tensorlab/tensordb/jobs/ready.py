@@ -20,8 +20,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from ..batched_delete import delete_matching
-from ..scope import Scope
+from ..documents.batched_delete import delete_matching
+from ..documents.scope import Scope
 
 READY = "job_ready"
 STATE = "job_queue_state"

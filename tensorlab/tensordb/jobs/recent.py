@@ -13,9 +13,9 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from ..build_markers import build_once, forget_built
-from ..by_id import id_key
-from ..scope import Scope
+from ..documents.build_markers import build_once, forget_built
+from ..documents.by_id import id_key
+from ..documents.scope import Scope
 
 RECENT = "job_recent"
 PER_DOC = 100

@@ -1,0 +1,155 @@
+"""Run documents: one per training run, the record that logs and parameter versions point to."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from bson import ObjectId
+
+from ...clock import utc_now
+from ...errors import InvalidInput, NotFound
+from ...validation import check_query, clean_tags, without_non_finite
+from ...validation_values import clean_document, short
+from ..documents.batched_delete import delete_matching
+from ..documents.equality_index import EqualityIndex
+from ..documents.query_text import query_to_text
+from ..documents.run_liveness import process_gone, this_process
+from ..documents.scope import Scope
+
+RUNS = "runs"
+RUN_INDEX = "run_index"
+INDEXED_TOP_FIELDS = ("name", "status", "job")
+STATUSES = ("running", "finished", "failed", "stopped", "crashed")
+ENDED_BY_CALLER = ("finished", "failed", "stopped")
+
+
+class RunStore:
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ("tags.", "hyper_parameters."))
+
+    @property
+    def collection(self) -> Any:
+        return self._scope.collection(RUNS)
+
+    def start(self, name: str | None = None, *, hyper_parameters: Mapping[str, Any] | None = None,
+              architecture: Any = None, data_query: Any = None, tags: Mapping[str, Any] | None = None,
+              device: str | None = None, job: Any = None, forked_from: Mapping[str, Any] | None = None,
+              **details: Any) -> ObjectId:
+        """Create a run in status 'running' and return its id. A name a live run already uses gets a suffix
+        (`name-2`, ...) and a warning: two writers never share one name, so `logs(run=name)` is one run."""
+        if name is not None and not (isinstance(name, str) and name):
+            raise InvalidInput(f"A run name must be a non-empty string; got {name!r}.")
+        now = utc_now()
+        run_id = ObjectId()
+        doc = {
+            "_id": run_id, "study": self._scope.study, "name": self._free_name(name) or f"run-{str(run_id)[-6:]}",
+            "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
+            "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
+            **this_process(), "device": device, "job": job, "forked_from": dict(forked_from) if forked_from else None,
+            "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
+            **clean_tags(details, "details"),
+        }
+        doc = clean_document(doc, "run")  # every field as BSON stores it, before the first write
+        self.index.ensure_built(self.collection)
+        # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run
+        self.index.add(run_id, self.index.entries_of(doc))
+        self.collection.insert_one(doc)
+        return run_id
+
+    def _free_name(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        live = self.find({"name": name, "status": "running"})
+        if not live:
+            return name
+        number = 2
+        while self.find({"name": f"{name}-{number}"}):
+            number += 1
+        warnings.warn(f"TensorLab: run name {name!r} is in use by a live run (host {live[0].get('host')}, pid "
+                      f"{live[0].get('pid')}); this run is named {name}-{number}.", RuntimeWarning, stacklevel=4)
+        return f"{name}-{number}"
+
+    def resolve(self, run: Any) -> dict[str, Any]:
+        """A run document from its id (ObjectId or hex string) or its name (newest of that name)."""
+        if isinstance(run, Mapping) and "_id" in run:
+            run = run["_id"]
+        if isinstance(run, ObjectId) or (isinstance(run, str) and ObjectId.is_valid(run)):
+            doc = self.collection.find_one({"_id": ObjectId(run)})
+        elif isinstance(run, str) and run:
+            named = self.find({"name": run})
+            doc = named[-1] if named else None
+        else:
+            raise InvalidInput(f"A run is named by its id or name; got {run!r}.")
+        if doc is None:
+            raise NotFound(f"No run {run!r} in study {self._scope.study!r}; list runs with db.runs().")
+        return self._settle(doc)
+
+    def _settle(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A `running` run whose process is gone is marked `crashed` here, by whoever reads it first."""
+        if doc.get("status") != "running" or not process_gone(doc):
+            return doc
+        step = (doc.get("progress") or {}).get("step")
+        error = (f"the process ({doc.get('host')}, pid {doc.get('pid')}) ended without closing the run; "
+                 f"last heartbeat {doc.get('heartbeat')}, last step {step}")
+        self.update(doc["_id"], status="crashed", ended=doc.get("heartbeat") or utc_now(), error=error)
+        return {**doc, "status": "crashed", "ended": doc.get("heartbeat"), "error": error}
+
+    def update(self, run_id: ObjectId, **fields: Any) -> None:
+        """Set fields of a run; NaN/inf anywhere become None, listed in `non_finite` (path and value)."""
+        fields, flags = without_non_finite(fields)
+        if flags:
+            fields["non_finite"] = flags
+        fields = clean_document(fields, "run fields")
+        moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
+        if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
+            old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
+            self.index.add(run_id, moved)
+        self.collection.update_one({"_id": run_id}, {"$set": fields})
+        if moved:
+            self.index.remove(run_id, {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]})
+
+    def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
+        """Keep the run alive; `progress` (epoch, step) and `system` (CPU, memory) replace the last ones."""
+        fields: dict[str, Any] = {"heartbeat": utc_now()}
+        if progress:
+            fields["progress"] = progress
+        if system:
+            fields["system"] = dict(system)
+        self.update(run_id, **fields)
+
+    def finish(self, run_id: ObjectId, status: str = "finished", summary: Mapping[str, Any] | None = None,
+               error: str | None = None) -> None:
+        if status not in ENDED_BY_CALLER:
+            raise InvalidInput(f"Invalid run status {short(status)}. Expected one of {ENDED_BY_CALLER}.")
+        if error is not None and not isinstance(error, str):
+            raise InvalidInput(f"Invalid value for argument `error`: {short(error)}. Expected text or None.")
+        if summary is not None and not isinstance(summary, Mapping):
+            raise InvalidInput(f"Invalid value for argument `summary`: {short(summary)}. Expected a dict or None.")
+        run_id = ObjectId(run_id) if isinstance(run_id, str) and ObjectId.is_valid(run_id) else run_id
+        found = self.collection.find_one({"_id": run_id}, {"study": 1}) if isinstance(run_id, ObjectId) else None
+        if found is None or found.get("study") != self._scope.study:
+            raise NotFound(f"No run {short(run_id)} in study {self._scope.study!r} to finish; pass the id "
+                           "run_store.start() returned (list runs with db.runs()).")
+        fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
+        if summary is not None:
+            fields["summary"] = dict(summary)
+        self.update(run_id, **fields)
+
+    def find(self, query: Any = None) -> list[dict[str, Any]]:
+        """Runs matching `query`, oldest first: through the run index when the query is equalities it covers."""
+        scoped = self._scope.scoped(check_query(query))
+        found = self.index.lookup(self.collection, scoped)
+        if found is not None:
+            found = sorted(found, key=lambda d: (d["started"], d["_id"]))
+        else:
+            found = list(self.collection.find(scoped, sort=[("started", 1)]))
+        settled = [self._settle(doc) for doc in found]
+        wanted = scoped.get("status")
+        return [doc for doc in settled if not isinstance(wanted, str) or doc["status"] == wanted]
+
+    def drop_study(self) -> int:
+        self.index.drop_study()
+        return delete_matching(self.collection, {"study": self._scope.study})
