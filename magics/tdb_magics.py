@@ -22,6 +22,28 @@ def _usage(error: Exception) -> UsageError:
     return UsageError(str(error))
 
 
+def _panel(handle: Any) -> Any:
+    from tensorlab.widgets import LivePanel
+
+    return LivePanel(handle).show()
+
+
+def _follow(handle: Any, interrupt: bool) -> None:
+    """Show a run's live panel and wait for it; Ctrl-C stops it after the batch (with a checkpoint) and, for a
+    fit inside the cell (`interrupt`), ends the cell too. The saved notebook shows the final state."""
+    panel = _panel(handle)
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        handle.stop()
+        handle.wait()
+        panel.finish()
+        if interrupt:
+            raise
+        return
+    panel.finish()
+
+
 @magics_class
 class TensorLabMagics(Magics):
     """`%tdb_connect` binds a TensorDB to the notebook; the other magics use it."""
@@ -81,6 +103,9 @@ class TensorLabMagics(Magics):
     @argument("--x", default=None, help="notebook variable holding the inputs")
     @argument("--y", default=None, help="notebook variable holding the labels")
     @argument("--validation-vars", nargs=2, default=None, metavar=("XV", "YV"), help="validation variables")
+    @argument("--steps-per-epoch", type=int, default=None,
+              help="batches per epoch (needed for a generator that never ends)")
+    @argument("--callbacks", default=None, metavar="VAR", help="notebook variable holding a callback or a list")
     @argument("--checkpoint", choices=["every", "best", "none"], default="every")
     @argument("--monitor", default="val_loss")
     @argument("--mode", choices=["auto", "min", "max"], default="auto",
@@ -90,46 +115,47 @@ class TensorLabMagics(Magics):
               help="start a new run from RUN's parameters at EPOCH (default: its latest)")
     @argument("--background", action="store_true", help="return at once; training continues")
     @argument("--device", default=None)
+    @argument("--mixed-precision", action="store_true", help="train in mixed_float16 (the policy is restored after)")
     @argument("--tag", nargs="+", default=None, help="k=v tags for the run")
     @cell_magic
     def tdb_train(self, line: str, cell: str) -> Any:
-        """Train the cell's Keras model with DBLogger and the live panel."""
-        from tensorlab.widgets import LivePanel
-
+        """Train the cell's Keras model with DBLogger and the live panel. Variables are read after the cell ran;
+        a model.fit(...) inside the cell is logged as a run too."""
         import tensorlab
+        from tensorlab.cell_training import NEEDS_DATA
 
         args = parse_argstring(self.tdb_train, line)
-        require_positive(args, "--epochs", "--batch-size")
+        require_positive(args, "--epochs", "--batch-size", "--steps-per-epoch")
         db = self._connection()
         data = parse_query(args.data)
-        if data is None and args.x is None:
-            raise UsageError("%%tdb_train needs data: --data QUERY or --x VAR --y VAR.")
+        if data is None and args.x is None and ".fit(" not in cell:
+            raise UsageError(NEEDS_DATA)
         fit: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size,
                                "checkpoint": {"every": "epoch", "best": "best", "none": None}[args.checkpoint],
                                "monitor": args.monitor, "mode": args.mode, "resume": args.resume,
-                               "device": args.device, "hyper_parameters": parse_pairs(args.tag, "--tag")}
+                               "device": args.device, "hyper_parameters": parse_pairs(args.tag, "--tag"),
+                               "mixed_precision": args.mixed_precision}
+        if args.steps_per_epoch is not None:
+            fit["steps_per_epoch"] = args.steps_per_epoch
         if data is not None:
             fit["data"] = data
-        else:
-            fit["x"] = self._variable(args.x, "--x")
-            fit["y"] = self._variable(args.y, "--y") if args.y else None
         if args.validation:
             fit["validation_data"] = parse_query(args.validation)
-        elif args.validation_vars:
-            fit["validation_data"] = tuple(self._variable(v, "--validation-vars") for v in args.validation_vars)
+        variables = {"x": args.x, "y": args.y, "callbacks": args.callbacks,
+                     "validation_data": tuple(args.validation_vars) if args.validation_vars else None}
         try:
-            handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, fork=args.fork, **fit)
+            handle = tensorlab.train_cell(self.shell, cell, db, name=args.name, fork=args.fork, variables=variables,
+                                          follow=lambda run: _follow(run, interrupt=True), **fit)
         except TensorLabError as error:
             raise _usage(error) from None
-        panel = LivePanel(handle).show()  # a background run writes its final state into the output itself
-        if args.background:
+        if handle.followed:  # the cell's own fit: shown and waited for already
             return None
-        try:
-            handle.wait()
-        except KeyboardInterrupt:
-            handle.stop()
-            handle.wait()
-        panel.finish()  # the saved notebook shows the final status and curves
+        if args.background:
+            _panel(handle)  # a background run writes its final state into the output itself
+            return None
+        _follow(handle, interrupt=False)
+        if isinstance(handle.error, TensorLabError):  # refused by Model.fit's checks, before anything trained
+            raise _usage(handle.error) from None
         if handle.error is not None:
             raise handle.error
         return None

@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 
+from .fit_arguments import callback_list
 from .model import Model
 
 
@@ -94,7 +95,9 @@ class TrainingHandle:
         self._stop = threading.Event()
         self._done = threading.Event()
         self.listeners: list[Callable[..., None]] = []
-        callbacks = [*fit_kwargs.pop("callbacks", ()), _ProgressCallback(self.progress, self.listeners)]
+        self.followed = False  # shown and waited for already (a fit inside a %%tdb_train cell)
+        callbacks = [*callback_list(fit_kwargs.pop("callbacks", None)),
+                     _ProgressCallback(self.progress, self.listeners)]
         self._thread = threading.Thread(target=self._run, args=(fit_kwargs, callbacks), daemon=True,
                                         name=f"tensorlab-train-{model.name}")
 

@@ -57,3 +57,30 @@ def check_fit_arguments(db: Any, *, run_name: Any = None, resume: Any = False, d
             check_query(query, name, fields=SAMPLE_FIELDS)
     check_device(device)
     check_resume(db, resume)
+
+
+def callback_list(callbacks: Any) -> list[Any]:
+    """`callbacks` as a list: None, one Keras callback (e.g. `%%tdb_train --callbacks cb`) or a list of them."""
+    if callbacks is None:
+        return []
+    items = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for item in items:
+        if not (hasattr(item, "set_model") and hasattr(item, "on_epoch_end")):
+            raise InvalidInput(f"Invalid value for argument `callbacks`: {short(item)} is not a Keras callback. "
+                               "Expected a keras.callbacks.Callback or a list of them.")
+    return items
+
+
+def check_keras_arguments(keras_args: Mapping[str, Any], *, epochs: int, streamed: bool, resume: Any) -> None:
+    """Keras' own fit arguments pass through; refuse, before training, what cannot work with the others."""
+    initial = keras_args.get("initial_epoch", 0)
+    check_number(initial, "initial_epoch", integer=True, minimum=0)
+    if initial >= epochs:
+        raise InvalidInput(f"Invalid value for argument `initial_epoch`: {initial}. It must be below epochs={epochs} "
+                           "(Keras trains epochs initial_epoch .. epochs-1).")
+    if initial and resume:
+        raise InvalidInput("Pass either resume=... (which continues at the run's next epoch) or initial_epoch=..., "
+                           "not both.")
+    if streamed and keras_args.get("validation_split"):
+        raise InvalidInput("validation_split slices arrays, and this data is streamed from TensorDB; pass "
+                           "validation_data={...} (a query of held-out samples) instead.")

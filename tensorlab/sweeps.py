@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .architecture_save import check_pushable
 from .errors import InvalidInput
 from .metric_direction import metric_direction
 from .table_rows import flat_row
@@ -48,6 +49,8 @@ def push_jobs(db: Any, architecture: Any, settings: Sequence[Mapping[str, Any]],
     checks) and trained by every job."""
     if model is not None and not (hasattr(model, "to_json") and hasattr(model, "get_weights")):
         raise InvalidInput(f"`model` must be a Keras model; got {type(model).__name__}.")
+    if model is not None:
+        check_pushable(model)  # a worker rebuilds it from its stored architecture: refuse what it could not
     if not settings:
         raise InvalidInput("No hyper-parameter sets to push; pass at least one (e.g. [{}]).")
     placeholder = {"name": "(saved when pushed)"} if model is not None else architecture

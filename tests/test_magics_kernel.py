@@ -177,3 +177,24 @@ def test_load_ext_keeps_tensorflow_start_up_lines_out_of_the_notebook(tmp_path, 
     else:
         assert "I0000" in out.stderr and not log.exists()  # what users saw without it
 
+
+
+def test_a_pasted_keras_io_example_trains_logged_in_a_real_kernel(mongo_uri, db_name):
+    """keras-io's mnist_convnet.py (data made up, one epoch) in a `%%tdb_train` cell: its own fit is the run (#28)."""
+    from test_keras_as_written import MNIST_CONVNET
+
+    notebook = _run([
+        f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study pasted",
+        "%%tdb_train --name convnet\n" + MNIST_CONVNET,
+        "print(type(history).__name__, _tdb_run.status)",
+    ])
+    assert not any(o.output_type == "error" for cell in notebook.cells for o in cell.outputs)
+    assert "Test loss:" in _text(notebook.cells[1]) and _panel_outputs(notebook.cells[1])
+    assert _text(notebook.cells[2]).strip() == "History finished"
+    db = tensorlab.connect(mongo_uri, db=db_name, study="pasted")
+    try:
+        assert db.run_store.resolve("convnet")["status"] == "finished"
+        assert "val_accuracy" in db.logs(run="convnet", kind="valid").columns
+    finally:
+        db.client.drop_database(db_name)
+        db.close()
