@@ -1,6 +1,35 @@
-"""TensorLab packaging: `magics/` and `widgets/` install as `tensorlab.magics` and `tensorlab.widgets`."""
+"""TensorLab packaging: `magics/` and `widgets/` install as `tensorlab.magics` and `tensorlab.widgets`.
+
+The JupyterLab extension's front end is built from `labextension/` (`make labextension`: npm ci, tsc, webpack)
+into `tensorlab/lab/labextension/` (not committed); every file there is installed as data under
+share/jupyter/labextensions/tensorlab/, and jupyter-config/ enables the server half (`tensorlab.lab`).
+"""
+
+import sys
+from pathlib import Path
 
 from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+BUILT = "tensorlab/lab/labextension"  # outputDir of labextension/package.json
+LABEXTENSION_DEST = "share/jupyter/labextensions/tensorlab"
+
+
+def data_files() -> list[tuple[str, list[str]]]:
+    """The server extension's config, and the built front end file by file (data_files takes folders one by one)."""
+    files = {"etc/jupyter/jupyter_server_config.d": ["jupyter-config/server-config/tensorlab.json"]}
+    built = HERE / BUILT
+    if not (built / "package.json").exists():
+        print(f"tensorlab: {BUILT} is not built (make labextension); installing without the JupyterLab front end",
+              file=sys.stderr)
+        return sorted(files.items())
+    for path in sorted(built.rglob("*")):
+        if path.is_file():
+            folder = path.parent.relative_to(built).as_posix()
+            target = LABEXTENSION_DEST if folder == "." else f"{LABEXTENSION_DEST}/{folder}"
+            files.setdefault(target, []).append(path.relative_to(HERE).as_posix())
+    return sorted(files.items())
+
 
 setup(
     name="tensorlab",
@@ -22,6 +51,7 @@ setup(
         "tensorlab.tensordb.runs",
         "tensorlab.tensordb.server",
         "tensorlab.tensordb.transfer",
+        "tensorlab.lab",  # the JupyterLab server extension (its front end: labextension/)
         "tensorlab.magics",
         "tensorlab.widgets",
     ],
@@ -48,6 +78,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
+            "hypothesis>=6.100",  # random runs for the run-search equivalence tests
             "nbval>=0.11",
             "nbclient>=0.10",
             "nbformat>=5.9",
@@ -57,7 +88,9 @@ setup(
             "mlflow-skinny>=2.10",
             "build>=1.0",
             "jax[cpu]>=0.4",  # the backend-agnostic test trains on JAX with TensorFlow hidden
+            "pytest-jupyter[server]>=0.10",  # jp_fetch: the lab extension's API against a real Jupyter server
         ],
     },
+    data_files=data_files(),
     entry_points={"console_scripts": ["tensorlab=tensorlab.cli:main"]},
 )

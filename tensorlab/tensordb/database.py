@@ -267,19 +267,24 @@ class TensorDB:
     def flush_logs(self, timeout_s: float | None = 30.0) -> bool:
         return self._logbook.writer.flush(timeout_s) if self._logbook is not None else True
 
-    def logs(self, query: dict[str, Any] | None = None, *, run: Any = None, kind: str | None = None) -> Any:
-        """Log rows as a DataFrame; `run` takes an id or a run name."""
+    def logs(self, query: dict[str, Any] | None = None, *, run: Any = None, kind: str | None = None,
+             metrics: Any = None, since: int | None = None, until: int | None = None,
+             max_points: int | None = None) -> Any:
+        """Log rows as a DataFrame; `run` takes an id or a run name. `metrics`, `since`/`until` (steps) read only
+        those columns and rows; `max_points` downsamples for a chart (min and max of each step bin)."""
         run_id = self.run_store.resolve(run)["_id"] if run is not None else None
-        return self.logbook.read(query, run=run_id, kind=kind)
+        return self.logbook.read(query, run=run_id, kind=kind, metrics=metrics, since=since, until=until,
+                                 max_points=max_points)
 
-    def runs(self, query: dict[str, Any] | None = None) -> Any:
-        """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times."""
+    def runs(self, query: dict[str, Any] | None = None, sort: Any = None, limit: int | None = None) -> Any:
+        """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times; oldest first, or in `sort`
+        order (e.g. `sort=[("accuracy", -1)], limit=10`: a summary metric, or a field like "started")."""
         import pandas as pd
 
         columns = ("name", "status", "started", "ended", "host", "device")
         rows = [flat_row({"run": d["_id"], **{c: d.get(c) for c in columns}}, d.get("hyper_parameters"),
                          (d.get("summary") or {}).get("best"), "best.")
-                for d in self.run_store.find(query)]
+                for d in self.run_store.find(query, sort, limit)]
         return pd.DataFrame(rows)
 
     # -- jobs ------------------------------------------------------------------------------------

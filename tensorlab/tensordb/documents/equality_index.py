@@ -22,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
+
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
 from .by_id import find_by_ids, id_key, upsert_by_id
@@ -113,20 +116,34 @@ class EqualityIndex:
         return f"{id_key(self._scope.study)}:{id_key(field, separator='=')}={canonical(value)}"
 
     def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
-        for field, stored in pairs.items():
-            for value in filed_values(stored):
-                self._change(self._id(field, value), {"$addToSet": {"ids": doc_id}})
+        """File `doc_id` under every (field, value) pair, in one round trip."""
+        change = {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}}
+        self._write(self._keys(pairs), lambda key: UpdateOne({"_id": key}, change, upsert=True),
+                    lambda key: upsert_by_id(self.collection, key, change))
 
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
-        for field, stored in pairs.items():
-            for value in filed_values(stored):
-                self.collection.update_one({"_id": self._id(field, value)}, {"$pull": {"ids": doc_id}})
+        change = {"$pull": {"ids": doc_id}}
+        self._write(self._keys(pairs), lambda key: UpdateOne({"_id": key}, change),
+                    lambda key: self.collection.update_one({"_id": key}, change))
 
-    def _change(self, identifier: str, change: dict[str, Any]) -> None:
-        upsert_by_id(self.collection, identifier, {**change, "$set": {"study": self._scope.study}})
+    def _keys(self, pairs: Mapping[str, Any]) -> list[str]:
+        return list(dict.fromkeys(self._id(field, value) for field, stored in pairs.items()
+                                  for value in filed_values(stored)))
 
-    def candidates(self, wanted: Mapping[str, Any]) -> list[Any] | None:
-        """Ids that may match (every equality's entry intersected); None when a scan is cheaper."""
+    def _write(self, keys: list[str], operation: Any, one_by_one: Any) -> None:
+        """One bulk write of `operation(key)` for every entry; those it refused (two first inserts of one entry
+        racing, on MongoDB) are written one by one."""
+        if not keys:
+            return
+        try:
+            self.collection.bulk_write([operation(key) for key in keys], ordered=False)
+        except BulkWriteError as error:
+            for failed in error.details.get("writeErrors", []):
+                one_by_one(keys[failed["index"]])
+
+    def candidates(self, wanted: Mapping[str, Any], cap: int | None = SCAN_ABOVE) -> list[Any] | None:
+        """Ids that may match (every equality's entry intersected); None when more than `cap` (a scan is
+        cheaper)."""
         ids: set[Any] | None = None
         for field, value in sorted(wanted.items(), key=lambda item: item[0] != "name"):
             entry = self.collection.find_one({"_id": self._id(field, value)})
@@ -134,7 +151,7 @@ class EqualityIndex:
             ids = found if ids is None else ids & found
             if not ids:
                 return []
-        return None if ids is None or len(ids) > SCAN_ABOVE else list(ids)
+        return None if ids is None or (cap is not None and len(ids) > cap) else list(ids)
 
     def ensure_built(self, documents: Any) -> None:
         """Databases written before the index get it once, from their documents (one scan)."""

@@ -119,11 +119,13 @@ class BucketSink:
     def persist(self) -> None:
         """Write every changed bucket, then the index documents; raises a PyMongoError to be retried."""
         buckets = self._scope.collection(BUCKETS)
+        ranges: dict[int, dict[int, list[int]]] = {}  # id(stream) -> seq -> [min step, max step]
         for identifier, (stream, seq, rows) in list(self._dirty_buckets.items()):
             buckets.replace_one({"_id": identifier}, self._bucket_document(identifier, stream, seq, rows), upsert=True)
+            ranges.setdefault(id(stream), {})[seq] = [min(rows.steps), max(rows.steps)]
             del self._dirty_buckets[identifier]  # stage() and persist() both run on the writer thread
         for key, stream in list(self._dirty_streams.items()):
-            self._update_index(stream)
+            self._update_index(stream, ranges.get(id(stream), {}))
             del self._dirty_streams[key]
         self.unsaved = 0
 
@@ -141,9 +143,9 @@ class BucketSink:
     def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: ColumnBuffer) -> dict[str, Any]:
         return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
 
-    def _update_index(self, stream: _Stream) -> None:
+    def _update_index(self, stream: _Stream, ranges: dict[int, list[int]]) -> None:
         write_stream_index(self._scope.collection(INDEX), self._scope.study, stream.run, stream.kind, self.writer,
-                           stream.seq + 1, stream.total, stream.last)
+                           stream.seq + 1, stream.total, stream.last, ranges)
 
 
 INT64_LIMIT = 2 ** 63  # BSON's integers are 64-bit
@@ -204,9 +206,12 @@ def bucket_document(identifier: str, study: str, run: Any, kind: str, writer: st
 
 
 def write_stream_index(index: Any, study: str, run: Any, kind: str, writer: str, buckets: int, rows: int,
-                       last: dict[str, Any]) -> None:
-    """Record in the run's index document how many buckets and rows one stream has, and its last row."""
+                       last: dict[str, Any], ranges: dict[int, list[int]] | None = None) -> None:
+    """Record in the run's index document how many buckets and rows one stream has, its last row, and the step
+    range of each bucket written now (`ranges.b<seq>`: [min, max]), so a read of a step range fetches only the
+    buckets that hold it."""
     prefix = f"streams.{stream_key(kind, writer)}"
     upsert_by_id(index, index_id(study, run), {"$set": {
         "study": study, "run": run, f"{prefix}.kind": kind, f"{prefix}.writer": writer, f"{prefix}.buckets": buckets,
-        f"{prefix}.rows": rows, f"last.{kind}": summary_row(last)}})
+        f"{prefix}.rows": rows, f"last.{kind}": summary_row(last),
+        **{f"{prefix}.ranges.b{seq}": span for seq, span in (ranges or {}).items()}}})

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..documents.by_id import find_by_ids
 from ..documents.scope import Scope
 from .log_buckets import BUCKETS, INDEX, bucket_id, index_id
 from .log_columns import decode_rows
+from .log_frames import Part, bucket_part
 
 
 def _rows_of(bucket: dict[str, Any] | None, start: int = 0) -> list[dict[str, Any]]:
@@ -51,6 +53,31 @@ class LogReader:
                 if since_step is not None and bucket is not None and (bucket.get("first_step") or 0) < since_step:
                     break
         return rows
+
+    def run_parts(self, run: Any, kinds: Iterable[str] | None = None, metrics: set[str] | None = None,
+                  since: int | None = None, until: int | None = None) -> list[Part]:
+        """One run's rows (of `kinds`, with since <= step <= until) as column arrays: only the buckets whose step
+        range (kept in the run's index) meets the range are fetched, a few lookups at a time in parallel."""
+        wanted = []
+        for stream in _streams(self.index(run), kinds):
+            ranges = stream.get("ranges") or {}
+            for seq in range(stream["buckets"]):
+                span = ranges.get(f"b{seq}")
+                if span is not None and ((since is not None and span[1] < since) or (until is not None and
+                                                                                       span[0] > until)):
+                    continue
+                wanted.append(bucket_id(self._scope.study, run, stream["kind"], stream["writer"], seq))
+        buckets = find_by_ids(self._scope.collection(BUCKETS), wanted)
+        return [part for bucket in buckets if (part := bucket_part(bucket, metrics, since, until)) is not None]
+
+    def study_parts(self, kinds: Iterable[str] | None = None, metrics: set[str] | None = None,
+                    since: int | None = None, until: int | None = None) -> list[Part]:
+        """Every run's rows: an explicit read of the whole history, so it costs the whole history."""
+        query: dict[str, Any] = {"study": self._scope.study}
+        if kinds is not None:
+            query["kind"] = {"$in": list(kinds)}
+        parts = (bucket_part(bucket, metrics, since, until) for bucket in self._scope.collection(BUCKETS).find(query))
+        return [part for part in parts if part is not None]
 
     def study_rows(self, kinds: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every row of the study: an explicit read of the whole history, so it costs the whole history."""

@@ -19,6 +19,7 @@ from ...validation_values import INT64_MAX, check_number, is_object_id, short
 from ..documents.batched_delete import delete_matching
 from ..documents.scope import Scope
 from .log_buckets import BUCKETS, INDEX, BucketSink
+from .log_frames import FRAME_COLUMNS, downsample, frame_of
 from .log_migration import LEGACY_LOGS, migrate_legacy_logs
 from .log_reader import LogCursor, LogReader
 from .log_rows import make_row
@@ -27,7 +28,17 @@ from .logwriter import AsyncLogWriter
 LOGS = LEGACY_LOGS
 KINDS = ("train", "valid", "test")
 ROW_QUERY_FIELDS = ("study", "run", "kind")
-FRAME_COLUMNS = ["run", "kind", "step", "epoch", "time"]
+
+
+def _metric_names(metrics: Any) -> list[str] | None:
+    """`metrics=` as a list of names (a single name is fine); None reads every metric."""
+    if metrics is None:
+        return None
+    names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, (list, tuple)) else None
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise InvalidInput(f"Invalid value for argument `metrics`: {metrics!r:.80}. Expected a metric name or a "
+                           "list of names, e.g. metrics=['loss', 'val_accuracy'].")
+    return names
 
 
 def _whole_number(value: Any, name: str) -> int | None:
@@ -105,33 +116,28 @@ class LogBook:
         self.writer.flush()
         return self.reader.run_rows(run, None if kind is None else [kind], since_step=step)
 
-    def read(self, query: Any = None, *, run: Any = None, kind: str | None = None) -> Any:
+    def read(self, query: Any = None, *, run: Any = None, kind: str | None = None, metrics: Any = None,
+             since: int | None = None, until: int | None = None, max_points: int | None = None) -> Any:
         """Log rows as a pandas DataFrame, one column per metric (flushes pending rows first).
 
         `query` may name `run` and `kind` (as MongoDB equality or `$in`); filter on metrics in the DataFrame.
-        """
-        import pandas as pd
-
+        `metrics` (names), `since`/`until` (steps, inclusive) read only those columns and rows; `max_points` keeps
+        per metric the minimum and maximum of each step bin, for a chart of that many points (log_frames.py)."""
         _check_kinds(kind)
+        names = _metric_names(metrics)
+        since, until = _whole_number(since, "since"), _whole_number(until, "until")
+        if max_points is not None:
+            check_number(max_points, "max_points", integer=True, minimum=4)
         self.writer.flush()
         run, kinds = self._row_filter(check_query(query), run, kind)
         _check_kinds(kinds)
-        if run is not None:
-            docs = self.reader.run_rows(run, kinds)
-        else:
-            docs = list(self.reader.study_rows(kinds))
-        rows = []
-        for doc in docs:
-            row = {k: doc.get(k) for k in FRAME_COLUMNS}
-            if doc.get("batch") is not None:
-                row["batch"] = doc["batch"]
-            row.update(doc["metrics"])
-            row["non_finite"] = sorted(name for name, value in doc["metrics"].items() if not math.isfinite(value))
-            rows.append(row)
-        rows.sort(key=lambda row: (row["time"], row["step"] if row["step"] is not None else -1))
-        frame = pd.DataFrame(rows, columns=None if rows else FRAME_COLUMNS)
-        if rows:
-            frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        wanted = None if names is None else set(names)
+        parts = self.reader.run_parts(run, kinds, wanted, since, until) if run is not None else \
+            self.reader.study_parts(kinds, wanted, since, until)
+        frame = frame_of(parts, names)
+        if max_points is not None:
+            shown = names or [c for c in frame.columns if c not in (*FRAME_COLUMNS, "batch", "non_finite")]
+            frame = downsample(frame, shown, int(max_points))
         return frame
 
     def _row_filter(self, query: dict[str, Any], run: Any, kind: str | None) -> tuple[Any, list[str] | None]:

@@ -13,10 +13,13 @@ from ...errors import InvalidInput, NotFound
 from ...validation import check_query, clean_tags, without_non_finite
 from ...validation_values import clean_document, short
 from ..documents.batched_delete import delete_matching
+from ..documents.build_markers import build_once
 from ..documents.equality_index import EqualityIndex
 from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
+from .run_search import BEST, mongodb_order, ranked_runs, resolve_run_sort
+from .run_table import RunTable, ranked_values
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
@@ -29,6 +32,12 @@ class RunStore:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
         self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ("tags.", "hyper_parameters."))
+        self.table = RunTable(scope)
+        self._table_built = False
+
+    @property
+    def study(self) -> str:
+        return self._scope.study
 
     @property
     def collection(self) -> Any:
@@ -54,6 +63,7 @@ class RunStore:
         }
         doc = clean_document(doc, "run")  # every field as BSON stores it, before the first write
         self.index.ensure_built(self.collection)
+        self._ensure_table()
         # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run
         self.index.add(run_id, self.index.entries_of(doc))
         self.collection.insert_one(doc)
@@ -99,15 +109,24 @@ class RunStore:
 
     def update(self, run_id: ObjectId, **fields: Any) -> None:
         """Set fields of a run; NaN/inf anywhere become None, listed in `non_finite` (path and value)."""
+        self._update(run_id, fields)
+
+    def _update(self, run_id: ObjectId, fields: dict[str, Any], old: Mapping[str, Any] | None = None) -> None:
+        """`old`: the run's indexed fields as read just before (saves a lookup)."""
         fields, flags = without_non_finite(fields)
         if flags:
             fields["non_finite"] = flags
         fields = clean_document(fields, "run fields")
         moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
         if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
-            old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
+            if old is None:
+                old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
             self.index.add(run_id, moved)
+        if "summary" in fields:  # the table's row is marked in flight until the document holds the new summary
+            self.table.put(run_id, ranked_values(fields["summary"]), inflight=True)
         self.collection.update_one({"_id": run_id}, {"$set": fields})
+        if "summary" in fields:
+            self.table.settle(run_id)
         if moved:
             self.index.remove(run_id, {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]})
 
@@ -129,18 +148,45 @@ class RunStore:
         if summary is not None and not isinstance(summary, Mapping):
             raise InvalidInput(f"Invalid value for argument `summary`: {short(summary)}. Expected a dict or None.")
         run_id = ObjectId(run_id) if isinstance(run_id, str) and ObjectId.is_valid(run_id) else run_id
-        found = self.collection.find_one({"_id": run_id}, {"study": 1}) if isinstance(run_id, ObjectId) else None
+        found = self.collection.find_one({"_id": run_id}, {"study": 1, **{f: 1 for f in INDEXED_TOP_FIELDS}}) \
+            if isinstance(run_id, ObjectId) else None
         if found is None or found.get("study") != self._scope.study:
             raise NotFound(f"No run {short(run_id)} in study {self._scope.study!r} to finish; pass the id "
                            "run_store.start() returned (list runs with db.runs()).")
         fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
         if summary is not None:
             fields["summary"] = dict(summary)
-        self.update(run_id, **fields)
+        self._update(run_id, fields, old=found)
 
-    def find(self, query: Any = None) -> list[dict[str, Any]]:
-        """Runs matching `query`, oldest first: through the run index when the query is equalities it covers."""
+    def find(self, query: Any = None, sort: Any = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs matching `query`, oldest first (or in `sort` order, e.g. [("accuracy", -1)], at most `limit`):
+        through the run index when the query is equalities it covers, and the run table for a sort on a summary
+        metric with a limit (run_search.py)."""
         scoped = self._scope.scoped(check_query(query))
+        order = resolve_run_sort(sort)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidInput(f"Invalid value for argument `limit`: {limit!r:.40}. Expected a whole number >= 1.")
+        if not order and limit is None:
+            return self._find_oldest_first(scoped)
+        wanted = self.index.equalities(scoped) or ({} if set(scoped) == {"study"} else None)
+        if limit is not None and len(order) == 1 and order[0][0].startswith(BEST) and wanted is not None:
+            self._ensure_table()
+            return ranked_runs(self, wanted, order[0][0], order[0][1], limit)
+        found = self._find_oldest_first(scoped)
+        found = mongodb_order(found, order) if order else found
+        return found[:limit] if limit is not None else found
+
+    def settle_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._settle(doc)
+
+    def _ensure_table(self) -> None:
+        """Studies written before the run table get their rows once, from the run documents."""
+        if not self._table_built:
+            build_once(self._scope, "run_table", lambda: self.table.rebuild(
+                self.collection.find({"study": self._scope.study}, {"summary": 1})))
+            self._table_built = True
+
+    def _find_oldest_first(self, scoped: dict[str, Any]) -> list[dict[str, Any]]:
         found = self.index.lookup(self.collection, scoped)
         if found is not None:
             found = sorted(found, key=lambda d: (d["started"], d["_id"]))
@@ -152,4 +198,5 @@ class RunStore:
 
     def drop_study(self) -> int:
         self.index.drop_study()
+        self.table.drop_study()
         return delete_matching(self.collection, {"study": self._scope.study})

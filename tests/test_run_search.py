@@ -1,0 +1,80 @@
+"""Run search with sort and limit answers exactly what the server's own find().sort().limit() answers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tensorlab
+
+LRS = [0.1, 0.01, 0.001, 1, 1.0, 3]  # 1 and 1.0 are one value to MongoDB
+ACCURACIES = [None, 0.5, 0.5, 0.7, 0.9, 0.91, 1, 0.2]  # ties, ints, and runs without the metric
+
+
+@pytest.fixture(scope="module")
+def lab(mongo_uri):
+    db_name = f"t_search_{random.randrange(10 ** 9)}"
+    db = tensorlab.connect(mongo_uri, db=db_name, study="search")
+    rng = random.Random(29)
+    for i in range(150):
+        run = db.run_store.start(f"r{i}", hyper_parameters={"lr": rng.choice(LRS), "units": rng.choice([32, 64])},
+                                 tags={"group": rng.choice(["a", "b", ["a", "b"]])})
+        accuracy = rng.choice(ACCURACIES)
+        if rng.random() < 0.8:
+            db.run_store.finish(run, rng.choice(["finished", "failed"]),
+                                summary={"best": {} if accuracy is None else {"accuracy": accuracy,
+                                                                              "loss": rng.random()}})
+    yield db
+    db.client.drop_database(db_name)
+    db.close()
+
+
+def _server_answer(db, query: dict, field: str, direction: int, limit: int) -> list:
+    scoped = {"study": "search", **query}
+    docs = db.collection("runs").find(scoped, sort=[(field, direction), ("_id", 1)], limit=limit)
+    return [doc["_id"] for doc in docs]
+
+
+QUERIES = st.sampled_from([{}, {"hyper_parameters.lr": 0.01}, {"hyper_parameters.lr": 1}, {"tags.group": "a"},
+                           {"hyper_parameters.lr": 0.1, "hyper_parameters.units": 64}, {"status": "failed"},
+                           {"hyper_parameters.lr": 3, "tags.group": "b"}, {"hyper_parameters.lr": 0.5}])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=QUERIES, metric=st.sampled_from(["accuracy", "loss"]), direction=st.sampled_from([1, -1]),
+       limit=st.integers(1, 40))
+def test_sort_and_limit_equal_the_servers_answer(lab, query, metric, direction, limit):
+    got = [doc["_id"] for doc in lab.run_store.find(query, sort=[(metric, direction)], limit=limit)]
+    assert got == _server_answer(lab, query, f"summary.best.{metric}", direction, limit)
+
+
+def test_a_row_in_flight_and_a_changed_summary_are_read_from_their_documents(lab):
+    top = lab.runs({}, sort=[("accuracy", -1)], limit=3)
+    run = lab.run_store.start("late", hyper_parameters={"lr": 0.01})
+    lab.run_store.table.put(run, {"accuracy": 0.0}, inflight=True)  # a writer died before its document changed
+    lab.collection("runs").update_one({"_id": run}, {"$set": {"summary": {"best": {"accuracy": 2.0}}}})
+    assert lab.runs({}, sort=[("accuracy", -1)], limit=1)["name"].tolist() == ["late"]
+    assert lab.runs({"hyper_parameters.lr": 0.01}, sort=[("accuracy", -1)], limit=1)["name"].tolist() == ["late"]
+    lab.run_store.finish(run, "finished", summary={"best": {"accuracy": 0.0}})  # now through the table
+    assert lab.runs({}, sort=[("accuracy", -1)], limit=3)["name"].tolist() == top["name"].tolist()
+
+
+def test_other_sorts_and_bad_arguments(lab):
+    by_start = lab.runs({"hyper_parameters.units": 32}, sort=[("started", -1)], limit=5)
+    expected = _server_answer(lab, {"hyper_parameters.units": 32}, "started", -1, 5)
+    assert by_start["run"].tolist() == expected
+    for kwargs in ({"sort": "accuracy"}, {"sort": [("accuracy", 0)]}, {"limit": 0}, {"limit": 2.5}):
+        with pytest.raises(tensorlab.InvalidInput):
+            lab.runs({}, **kwargs)
+
+
+def test_a_study_written_before_the_table_gets_its_rows_once(lab, mongo_uri):
+    old = tensorlab.connect(mongo_uri, db=lab.db_name, study="search")
+    old.collection("run_table").delete_many({"study": "search"})
+    old.collection("tensorlab_state").delete_many({"_id": {"$regex": "^run_table-built"}})
+    got = [doc["_id"] for doc in old.run_store.find({}, sort=[("accuracy", -1)], limit=10)]
+    assert got == _server_answer(old, {}, "summary.best.accuracy", -1, 10)
+    old.close()
