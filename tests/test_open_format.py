@@ -40,6 +40,13 @@ def payload(file_id):                            # FORMAT.md, "Payloads"
     doc = db["blobs.files"].find_one({"_id": file_id})
     return gridfs.GridFSBucket(db, bucket_name="blobs").open_download_stream(file_id).read(), doc["metadata"]
 
+def column(bucket, group, name, dtype):         # FORMAT.md, "Runs and logs"
+    data = bytes(bucket[group][name])
+    if bucket.get("packing") == "shuffle-lz4":
+        raw = np.frombuffer(lz4.frame.decompress(data), np.uint8)
+        return raw.reshape(np.dtype(dtype).itemsize, -1).T.copy().view(dtype).reshape(-1)
+    return np.frombuffer(data, dtype)
+
 def array(description):                          # inline, or a payload; described in the chunk document
     data = description["payload"] if "payload" in description else payload(description["file"])[0]
     return decode(data, description)
@@ -58,8 +65,8 @@ for stream in index["streams"].values():
     if stream["kind"] == "train":
         for seq in range(stream["buckets"]):
             bucket = db["log_buckets"].find_one({"_id": f"{study}:{run['_id']}:train:{stream['writer']}:{seq}"})
-            steps += np.frombuffer(bucket["columns"]["step"], "<i8").tolist()
-            losses += np.frombuffer(bucket["metrics"]["loss"], "<f8").tolist()
+            steps += column(bucket, "columns", "step", "<i8").tolist()
+            losses += column(bucket, "metrics", "loss", "<f8").tolist()
 
 print(json.dumps({"tensorlab_imported": any(m.split(".")[0] == "tensorlab" for m in sys.modules),
                   "weights": [w.tolist() for w in weights], "sample": x[sample["row"]].tolist(),

@@ -27,9 +27,9 @@ from .log_rows import LogRow, row_fields
 
 BUCKETS = "log_buckets"
 INDEX = "log_index"
-BUCKET_ROWS = 500  # rows per bucket: a 5,000-row run is 10 lookups; an open bucket rewrite stays ~50 KB
+BUCKET_ROWS = 2000  # rows per bucket: a 100k-row run is 50 lookups; an open bucket rewrite stays ~40 KB packed
 BUCKET_BYTES = 1 << 20  # and never more than 1 MB, whatever the rows hold (the server's limit is 16 MB)
-FORMAT = 1  # columns packed as in log_columns.py
+FORMAT = 2  # columns packed as in log_columns.py (1: plain bytes, still read)
 
 
 def run_key(run: Any) -> str:

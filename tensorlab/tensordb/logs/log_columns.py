@@ -4,9 +4,14 @@ Why columns of bytes: a server that keeps documents as JSON (FerretDB) rebuilds 
 a reply; 500 rows as objects took 21 ms to return and as binary columns 1.5 ms (and 35 ms vs 3 ms to
 rewrite). Float64 holds NaN and ±inf natively, so non-finite metrics need no workaround here.
 
-Layout (bucket format 1): `columns.step` int64; `columns.time` float64 (Unix seconds); `columns.epoch`
-and `columns.batch` float64 with NaN for "none"; `metrics.<name>` float64 per metric; `absent.<name>`
-uint8 (1 = the row has no such metric), written only for metrics some rows lack.
+Layout: `columns.step` int64; `columns.time` float64 (Unix seconds); `columns.epoch` and `columns.batch`
+float64 with NaN for "none"; `metrics.<name>` float64 per metric; `absent.<name>` uint8 (1 = the row has no
+such metric), written only for metrics some rows lack. Bucket format 1 stores each as the plain bytes; format 2
+(`packing: "shuffle-lz4"`, written since 2026-12) as a standard LZ4 frame of the bytes shuffled (the k-th byte
+of every value together: `np.frombuffer(lz4.frame.decompress(b), np.uint8).reshape(itemsize, -1).T`).
+Why: the managed server parses a document's binary at about 16 MB/s (base64 inside JSON), so a 100k-row
+history of 64 bytes a row cost 0.4 s of server time; steps, epochs and times shrink to almost nothing and a
+history reads 3-5 times faster.
 """
 
 from __future__ import annotations
@@ -15,18 +20,32 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import lz4.frame
 import numpy as np
 from bson import Binary
 
 OPTIONAL_COLUMNS = ("epoch", "batch")
+PACKING = "shuffle-lz4"  # format 2
 
 
-def _pack(values: list[float], dtype: str) -> Binary:
-    return Binary(np.asarray(values, dtype=dtype).tobytes())
+def _pack(values: list[float] | list[bool], dtype: str) -> Binary:
+    array = np.asarray(values, dtype=dtype)
+    shuffled = array.view(np.uint8).reshape(-1, array.itemsize).T.tobytes()
+    return Binary(lz4.frame.compress(shuffled, store_size=False))
 
 
-def _unpack(packed: bytes, dtype: str) -> np.ndarray:
-    return np.frombuffer(packed, dtype=dtype)
+def unpack(packed: bytes, dtype: str, packing: str | None = None) -> np.ndarray:
+    """One packed column of a bucket (either format) as a read-only array."""
+    if packing != PACKING:
+        return np.frombuffer(packed, dtype=dtype)
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.frombuffer(lz4.frame.decompress(packed), np.uint8)
+    return np.ascontiguousarray(raw.reshape(itemsize, -1).T).view(dtype).reshape(-1)
+
+
+def bucket_column(bucket: Mapping[str, Any], group: str, name: str, dtype: str) -> np.ndarray:
+    """`bucket[group][name]` (group: columns, metrics or absent) as an array, whatever the bucket's format."""
+    return unpack(bucket[group][name], dtype, bucket.get("packing"))
 
 
 def row_cells(row: Mapping[str, Any]) -> int:
@@ -76,7 +95,7 @@ class ColumnBuffer:
             metrics[name] = _pack([math.nan if value is None else value for value in values], "<f8")
             if None in values:
                 absent[name] = _pack([value is None for value in values], "u1")
-        return {"columns": columns, "metrics": metrics, "absent": absent}
+        return {"packing": PACKING, "columns": columns, "metrics": metrics, "absent": absent}
 
 
 def encode_rows(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -89,12 +108,12 @@ def encode_rows(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 def decode_rows(bucket: Mapping[str, Any], start: int = 0) -> list[dict[str, Any]]:
     """Rows `start:` of a bucket as dicts: step, time, epoch/batch (None when absent), metrics, run, kind."""
-    columns = bucket["columns"]
-    steps = _unpack(columns["step"], "<i8")[start:].tolist()
-    times = _unpack(columns["time"], "<f8")[start:].tolist()
-    optional = {name: _unpack(columns[name], "<f8")[start:].tolist() for name in OPTIONAL_COLUMNS}
-    metrics = {name: _unpack(packed, "<f8")[start:].tolist() for name, packed in bucket["metrics"].items()}
-    absent = {name: _unpack(packed, "u1")[start:].tolist() for name, packed in (bucket.get("absent") or {}).items()}
+    steps = bucket_column(bucket, "columns", "step", "<i8")[start:].tolist()
+    times = bucket_column(bucket, "columns", "time", "<f8")[start:].tolist()
+    optional = {name: bucket_column(bucket, "columns", name, "<f8")[start:].tolist() for name in OPTIONAL_COLUMNS}
+    metrics = {name: bucket_column(bucket, "metrics", name, "<f8")[start:].tolist() for name in bucket["metrics"]}
+    absent = {name: bucket_column(bucket, "absent", name, "u1")[start:].tolist()
+              for name in (bucket.get("absent") or {})}
     rows = []
     for index, step in enumerate(steps):
         row = {"run": bucket["run"], "kind": bucket["kind"], "step": step, "time": times[index],

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .log_columns import bucket_column
+
 FRAME_COLUMNS = ["run", "kind", "step", "epoch", "time"]
 
 
@@ -36,8 +38,7 @@ def bucket_part(bucket: Mapping[str, Any] | None, metrics: set[str] | None = Non
     """Rows `start:` of a bucket with since <= step <= until, only `metrics` (None: all); None when none is left."""
     if bucket is None:  # announced by the index, not written yet: nothing to add yet
         return None
-    columns = bucket["columns"]
-    step = np.frombuffer(columns["step"], "<i8")[start:]
+    step = bucket_column(bucket, "columns", "step", "<i8")[start:]
     keep = np.ones(len(step), bool)
     if since is not None:
         keep &= step >= since
@@ -47,17 +48,17 @@ def bucket_part(bucket: Mapping[str, Any] | None, metrics: set[str] | None = Non
         return None
     whole = bool(keep.all())
 
-    def column(packed: bytes, dtype: str) -> np.ndarray:
-        values = np.frombuffer(packed, dtype)[start:]
+    def column(group: str, name: str, dtype: str) -> np.ndarray:
+        values = bucket_column(bucket, group, name, dtype)[start:]
         return values if whole else values[keep]
 
-    part = Part(bucket.get("run"), bucket["kind"], column(columns["step"], "<i8"), column(columns["time"], "<f8"),
-                column(columns["epoch"], "<f8"), column(columns["batch"], "<f8"))
+    part = Part(bucket.get("run"), bucket["kind"], column("columns", "step", "<i8"),
+                column("columns", "time", "<f8"), column("columns", "epoch", "<f8"), column("columns", "batch", "<f8"))
     absent = bucket.get("absent") or {}
-    for name, packed in bucket["metrics"].items():
+    for name in bucket["metrics"]:
         if metrics is None or name in metrics:
-            present = ~column(absent[name], "u1").astype(bool) if name in absent else np.ones(len(part.step), bool)
-            part.metrics[name] = (column(packed, "<f8"), present)
+            present = ~column("absent", name, "u1").astype(bool) if name in absent else np.ones(len(part.step), bool)
+            part.metrics[name] = (column("metrics", name, "<f8"), present)
     return part
 
 
@@ -114,10 +115,10 @@ def _metric(parts: list[Part], name: str, sizes: list[int]) -> tuple[np.ndarray,
 
 def _non_finite(flagged: list[tuple[str, np.ndarray]], rows: int) -> list[list[str]]:
     """Per row, the sorted names of its NaN/inf metrics (a list per row, as the DataFrame always had)."""
-    names: list[list[str]] = [[] for _ in range(rows)]
+    names: list[list[str]] = [[]] * rows  # one shared empty list for the (usual) rows without any
     for name, bad in sorted(flagged, key=lambda item: item[0]):
         for index in np.flatnonzero(bad):
-            names[index].append(name)
+            names[index] = [*names[index], name]
     return names
 
 
