@@ -4,11 +4,37 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup server demo test lint bench notebooks clean
+.PHONY: setup server labextension demo test lint bench notebooks clean
 
-setup: $(STAMP) server
+# The JupyterLab extension's front end (labextension/), built by Node into tensorlab/lab/labextension/.
+LABEXT         := tensorlab/lab/labextension/package.json
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/src/*/*.ts labextension/style/* labextension/schema/*) \
+                  labextension/package.json labextension/package-lock.json labextension/tsconfig.json
+LABEXT_LINKED  := $(VENV)/.labextension-linked
 
-$(STAMP): setup.py
+setup: $(STAMP) $(LABEXT_LINKED) server
+
+labextension: $(LABEXT)
+
+# Node is installed when missing (Debian's nodejs/npm through apt); npm ci follows the lockfile, once per change of it.
+NODE_MODULES := labextension/node_modules/.package-lock.json
+
+$(NODE_MODULES): labextension/package-lock.json
+	bash labextension/ensure-node.sh
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+
+$(LABEXT): $(LABEXT_SOURCES) $(NODE_MODULES)
+	cd labextension && npm run build
+
+# An editable install carries no data files: link the built front end into the venv (rebuilds show at once)
+# and enable the server half there; a wheel installs both as data files instead.
+$(LABEXT_LINKED): $(STAMP) $(LABEXT) jupyter-config/server-config/tensorlab.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite .
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/server-config/tensorlab.json $(VENV)/etc/jupyter/jupyter_server_config.d/tensorlab.json
+	touch $(LABEXT_LINKED)
+
+$(STAMP): setup.py | $(LABEXT)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# Large wheels (TensorFlow is 570 MB) sometimes break off mid-download: resume, and retry the whole install.
@@ -43,8 +69,9 @@ test: setup
 notebooks: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)/*.ipynb
 
-lint: $(STAMP)
+lint: $(STAMP) $(LABEXT)
 	$(BIN)/ruff check .
+	cd labextension && npm run lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_tensordb.py
@@ -54,6 +81,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_logging.py
 	$(BIN)/python benchmarks/bench_history.py
 	$(BIN)/python benchmarks/bench_stress.py
+	$(BIN)/python benchmarks/bench_lab.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info labextension/node_modules labextension/lib labextension/.core tensorlab/lab/labextension

@@ -255,6 +255,18 @@ class TensorLabMagics(Magics):
             raise _usage(error) from None
 
     @magic_arguments()
+    @argument("run", help="the run's id or name")
+    @line_magic
+    def tdb_open(self, line: str) -> None:
+        """Open a run's tab in JupyterLab (the TensorLab lab extension), live without this kernel."""
+        from tensorlab.lab.open_run import open_run
+
+        try:
+            open_run(self._connection(), unquote(parse_argstring(self.tdb_open, line).run))
+        except TensorLabError as error:
+            raise _usage(error) from None
+
+    @magic_arguments()
     @argument("runs", nargs="*", help="run names or ids")
     @argument("--query", nargs="+", default=None, help="query selecting runs")
     @argument("--metric", default="val_accuracy")

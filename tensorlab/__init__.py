@@ -69,6 +69,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tensorlab' has no attribute {name!r}")
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built front end of the lab extension lies in the package (`jupyter labextension develop .`
+    links it into JupyterLab; wheels carry a copy under share/jupyter/labextensions/tensorlab)."""
+    return [{"src": "lab/labextension", "dest": "tensorlab"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server half of the lab extension lives in tensorlab.lab (`jupyter server extension enable tensorlab`)."""
+    return [{"module": "tensorlab.lab"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext tensorlab` registers the TensorLab magics."""
     from .magics import load_ipython_extension as register

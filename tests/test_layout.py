@@ -43,6 +43,7 @@ LAYERS = {
     "tensorlab.label_encoding": TRAINING, "tensorlab.monitor_check": TRAINING, "tensorlab.precision": TRAINING,
     "tensorlab.run_record": TRAINING, "tensorlab.cell_fits": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
+    "tensorlab.lab": INTERFACE,  # the JupyterLab server extension (its front end: labextension/)
 }
 ROOT_PACKAGE = "tensorlab"
 MONGODB_PACKAGES = {"pymongo", "gridfs", "bson", "mongomock"}
