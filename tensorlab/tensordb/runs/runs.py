@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -14,6 +14,7 @@ from ...validation import check_query, clean_tags, without_non_finite
 from ...validation_values import clean_document, short
 from ..documents.batched_delete import delete_matching
 from ..documents.build_markers import build_once
+from ..documents.by_id import run_together
 from ..documents.equality_index import EqualityIndex
 from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
@@ -118,17 +119,21 @@ class RunStore:
             fields["non_finite"] = flags
         fields = clean_document(fields, "run fields")
         moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
+        if moved and old is None:
+            old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
+        before: list[Callable[[], None]] = []  # each must be done before the document is written
+        after: list[Callable[[], None]] = []  # each once it is written
         if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
-            if old is None:
-                old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
-            self.index.add(run_id, moved)
+            stale = {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]}
+            before.append(lambda: self.index.add(run_id, moved))
+            after.append(lambda: self.index.remove(run_id, stale))
         if "summary" in fields:  # the table's row is marked in flight until the document holds the new summary
-            self.table.put(run_id, ranked_values(fields["summary"]), inflight=True)
+            values = ranked_values(fields["summary"])
+            before.append(lambda: self.table.put(run_id, values, inflight=True))
+            after.append(lambda: self.table.settle(run_id))
+        run_together(before)  # index and table are separate documents: their writes need no order between them
         self.collection.update_one({"_id": run_id}, {"$set": fields})
-        if "summary" in fields:
-            self.table.settle(run_id)
-        if moved:
-            self.index.remove(run_id, {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]})
+        run_together(after)
 
     def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
         """Keep the run alive; `progress` (epoch, step) and `system` (CPU, memory) replace the last ones."""
