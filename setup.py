@@ -48,6 +48,7 @@ setup(
         "tensorlab.tensordb.logs",
         "tensorlab.tensordb.models",
         "tensorlab.tensordb.payloads",
+        "tensorlab.tensordb.provenance",
         "tensorlab.tensordb.runs",
         "tensorlab.tensordb.server",
         "tensorlab.tensordb.transfer",

@@ -195,6 +195,21 @@ def _import_command(args: argparse.Namespace) -> int:
     return 0 if verified else 1
 
 
+def _diff_command(args: argparse.Namespace) -> int:
+    from bson import json_util
+
+    from .tensordb import connect
+    from .tensordb.provenance.run_diff import diff_text
+
+    db = connect(args.uri, db=args.db, study=args.study)
+    try:
+        found = db.diff_runs(*args.runs)
+    finally:
+        db.close()
+    print(json_util.dumps(found, indent=1) if args.json else diff_text(found))
+    return 0
+
+
 def _resolve_uris(args: argparse.Namespace) -> None:
     """Warn about a password on the command line (every user sees it in `ps`), masked; add the password that a
     --password-env variable holds to its URI (given, else $TENSORLAB_MONGODB_URI)."""
@@ -279,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
     database.add_argument("--db", default="tensorlab")
     database.set_defaults(handler=_db_command)
+    diff = commands.add_parser("diff", help="what differs between two runs: hyper-parameters, code, data imports, "
+                               "packages, seed, hardware")
+    diff.add_argument("runs", nargs=2, metavar="RUN", help="run ids or names")
+    diff.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    diff.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
+    diff.add_argument("--db", default="tensorlab")
+    diff.add_argument("--study", default="default")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.set_defaults(handler=_diff_command)
     _add_transfer_commands(commands)
     return parser
 

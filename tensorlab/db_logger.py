@@ -28,6 +28,7 @@ from .errors import InvalidInput
 from .fit_watch import FitWatch
 from .metric_direction import MODES, known_direction, metric_direction
 from .monitor_check import check_monitor
+from .provenance_capture import record_provenance
 from .run_heartbeat import RunHeartbeat
 from .run_record import device_name, run_details, run_name_of, stop_reason
 from .tensordb.server.retry import through_outages
@@ -143,10 +144,14 @@ class DBLogger(keras.callbacks.Callback):
         if self.architecture is None and self.store_architecture and model.built:
             self._store_architecture()
         if self.run_id is None:
+            details = {**run_details(model, self.params), **self.run_details}
+            given = details.pop("provenance", None)
+            provenance = self._safely("record what made the run", lambda: record_provenance(
+                self.db, device_name(), given))
             self.run_id = self._safely("create the run", lambda: self.db.run_store.start(
                 self.run_name, hyper_parameters=self.hyper_parameters, data_query=self.data_query, tags=self.tags,
                 device=device_name(), model_name=model.name, architecture=self.architecture,
-                **{**run_details(model, self.params), **self.run_details}))
+                provenance=provenance or given, **details))
         else:
             self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))
         self._step = self.step_offset

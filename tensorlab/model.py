@@ -31,6 +31,7 @@ from .keras_weights import apply_weights
 from .label_encoding import LabelMap, check_same_classes, encode_training_labels, is_text
 from .monitor_check import check_monitor
 from .precision import check_mixable, precision
+from .provenance_capture import data_snapshots, training_seed
 from .tensordb import DataStream
 from .training_input import TrainingInput, training_input
 
@@ -226,15 +227,19 @@ class Model:
             hyper_parameters: dict | None = None, callbacks: Any = (), device: str | None = None,
             mixed_precision: bool = False, stop_event: threading.Event | None = None, verbose: Any = 0,
             data_query: dict | None = None, run_details: dict | None = None, logger: DBLogger | None = None,
-            **fit_kwargs: Any) -> Any:
+            seed: int | None = None, **fit_kwargs: Any) -> Any:
         """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed.
 
         `data` (a TensorDB query) or a stream as `x` is streamed at `batch_size` samples a batch (default 32),
         never loaded whole. `logger` uses the caller's DBLogger (the seeds' `dblogger(db, m)`) instead of a new one;
         so does a DBLogger among `callbacks`. Every other keyword is Keras' own fit argument, passed through.
+        `seed` seeds Python, numpy and the backend before training (none given: one drawn from numpy's global
+        generator, so a notebook that seeded numpy draws the same one); the run records it, with the imports
+        and counts its data queries resolved to.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
+        seed = training_seed(seed)
         callbacks = callback_list(callbacks)
         if logger is None and sum(isinstance(c, DBLogger) for c in callbacks) == 1:
             logger = next(c for c in callbacks if isinstance(c, DBLogger))
@@ -254,6 +259,10 @@ class Model:
                             (validation_data if isinstance(validation_data, dict) else None, "validation_data")):
             if query is not None:
                 check_sample_shapes(db, query, what)
+        options.run_details["provenance"] = {"seed": seed, "data": data_snapshots(
+            db, data=data, x=x.query if isinstance(x, DataStream) else None,
+            validation=validation_data if isinstance(validation_data, dict) else None)}
+        keras.utils.set_random_seed(seed)
         if isinstance(validation_data, dict):
             validation_data = db.find_data(validation_data)
         inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),

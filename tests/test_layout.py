@@ -41,7 +41,7 @@ LAYERS = {
     "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING, "tensorlab.fit_arguments": TRAINING,
     "tensorlab.architecture_save": TRAINING, "tensorlab.data_imports": TRAINING, "tensorlab.fit_watch": TRAINING,
     "tensorlab.label_encoding": TRAINING, "tensorlab.monitor_check": TRAINING, "tensorlab.precision": TRAINING,
-    "tensorlab.run_record": TRAINING, "tensorlab.cell_fits": TRAINING,
+    "tensorlab.run_record": TRAINING, "tensorlab.cell_fits": TRAINING, "tensorlab.provenance_capture": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
     "tensorlab.lab": INTERFACE,  # the JupyterLab server extension (its front end: labextension/)
 }
@@ -63,8 +63,9 @@ ROOMS = {
     "jobs": {"documents"},
     "transfer": {"documents", "payloads"},
     "integrity": {"documents", "payloads", "models", "transfer"},
+    "provenance": {"documents"},  # environments and sources by content hash; what differs between two runs
 }
-STORE_ROOMS = {"payloads", "data", "logs", "models", "runs", "jobs", "transfer", "integrity"}
+STORE_ROOMS = {"payloads", "data", "logs", "models", "runs", "jobs", "transfer", "integrity", "provenance"}
 # Modules of tensorlab/tensordb/ itself: the one door, and the paths README documents (thin aliases).
 TENSORDB_TOP = {"database", "study_copy", "study_export"}
 

@@ -16,6 +16,7 @@ from ..errors import InvalidInput, StudyNotReady
 from ..table_rows import flat_row
 from ..validation import check_database_name
 from .data.datastore import DataStore, ImportResult
+from .data.snapshot import data_snapshot
 from .data.stream import DataStream
 from .documents.batched_delete import delete_matching
 from .documents.build_markers import STATE
@@ -31,6 +32,8 @@ from .models.deployments import DeploymentStore
 from .models.parameters import ParameterStore
 from .payloads.blobstore import BlobStore
 from .payloads.payload_files import discover
+from .provenance.records import ProvenanceRecords
+from .provenance.run_diff import diff_runs
 from .runs.runs import RunStore
 from .server.connection import DEFAULT_TIMEOUT_S, open_client, resolve_uri
 from .server.error_translation import translate_public_methods
@@ -115,6 +118,7 @@ class TensorDB:
         self.deployments = DeploymentStore(self._scope)
         self.triggers = TriggerStore(self._scope)
         self.halving = HalvingStore(self._scope)
+        self.provenance = ProvenanceRecords(self._scope)
         self._logbook: LogBook | None = None
         self.current_run: Any = None
 
@@ -170,6 +174,7 @@ class TensorDB:
         removed["runs"] = self.run_store.drop_study()
         removed["jobs"] = self.jobs.drop_study()
         removed["deployments"] = self.deployments.drop_study()
+        removed["provenance"] = self.provenance.drop_study()
         for name in (TRIGGERS, HALVING):  # what would push jobs for the study later
             removed[name] = delete_matching(self._scope.collection(name), {"study": self.study})
         return removed
@@ -178,6 +183,10 @@ class TensorDB:
     def import_data(self, X: Any, y: Any = None, tags: dict[str, Any] | None = None) -> ImportResult:  # noqa: N803
         """Store samples (first axis of X) and labels with shared tags; all or nothing."""
         return self.data.import_data(X, y, tags)
+
+    def data_snapshot(self, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The imports `query` selects now and their sample counts (what a run records as the data it saw)."""
+        return data_snapshot(self.data, query)
 
     def find_data(self, query: dict[str, Any] | None = None, limit: int | None = None) -> tuple[Any, Any]:
         """(X, y) of the samples a MongoDB query selects, e.g. {'tags.split': 'train'}."""
@@ -275,6 +284,17 @@ class TensorDB:
         run_id = self.run_store.resolve(run)["_id"] if run is not None else None
         return self.logbook.read(query, run=run_id, kind=kind, metrics=metrics, since=since, until=until,
                                  max_points=max_points)
+
+    def run_provenance(self, run: Any) -> dict[str, Any]:
+        """What made `run` (id or name): its `provenance` with the code, the uncommitted diff and the environment
+        read back in full (`code.text`, `git.diff`, `environment` as a dict); {} for a run stored without one."""
+        return self.provenance.read(self.run_store.resolve(run))
+
+    def diff_runs(self, a: Any, b: Any) -> dict[str, Any]:
+        """What differs between runs `a` and `b` (ids or names): hyper-parameters, code (a unified diff), data
+        imports added or removed, packages, seed, hardware. `tensorlab diff A B` prints it."""
+        return diff_runs(self.run_store.resolve(a), self.run_store.resolve(b), text=self.provenance.text,
+                         environment=self.provenance.environment)
 
     def runs(self, query: dict[str, Any] | None = None, sort: Any = None, limit: int | None = None) -> Any:
         """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times; oldest first, or in `sort`

@@ -30,9 +30,9 @@ from ..documents.transfer_marker import Transfer, origin, server_lost
 from ..payloads import codec
 
 # Primary documents, in an order where what a document names is copied before it.
-PRIMARY = ("architectures", "sample_imports", "sample_chunk_data", "sample_chunk_labels", "sample_chunks",
-           "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments", "triggers",
-           "halving_sweeps")
+PRIMARY = ("architectures", "environments", "sources", "sample_imports", "sample_chunk_data", "sample_chunk_labels",
+           "sample_chunks", "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments",
+           "triggers", "halving_sweeps")
 # Lists derived from the primary documents, copied after them (so they never name what is not there yet).
 DERIVED = ("sample_catalog", "sample_counts", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
 # What a merge (into a study holding other documents) drops rather than copies: rebuilt from the merged

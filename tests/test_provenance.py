@@ -1,0 +1,152 @@
+"""Every run knows what made it (#32, first part): its code (the cell, or the script with its git commit and
+uncommitted diff), the packages (one document per environment), the seed, the machine and the exact data
+imports its queries resolved to; `diff_runs` / `tensorlab diff` name what differs. Against the real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from IPython.testing import globalipapp
+
+import tensorlab
+from tensorlab import InvalidInput
+from tensorlab.cli import main as cli_main
+from tensorlab.tensordb.data.snapshot import pinned_query
+
+keras = pytest.importorskip("keras")
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(96, 5)).astype("float32")
+Y = (X[:, 0] > 0).astype("int64")
+TRAIN = {"tags.split": "train"}
+
+
+def _model(units: int = 4) -> tensorlab.Model:
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return tensorlab.Model(model)
+
+
+def test_a_fit_records_seed_environment_machine_and_the_imports_its_query_saw(tdb):
+    first = tdb.import_data(X[:40], Y[:40], tags={"split": "train"}).import_id
+    second = tdb.import_data(X[40:70], Y[40:70], tags={"split": "train"}).import_id
+    tdb.import_data(X[70:], Y[70:], tags={"split": "test"})
+    _model().fit(db=tdb, data=TRAIN, epochs=1, batch_size=16, run_name="seen")
+    _model().fit(db=tdb, data=TRAIN, epochs=1, batch_size=16, run_name="seeded", seed=1234)
+    tdb.import_data(X[:10], Y[:10], tags={"split": "train"})  # newer data under the same tag
+
+    run = tdb.run_store.resolve("seen")
+    provenance = run["provenance"]
+    assert isinstance(provenance["seed"], int)
+    assert tdb.run_store.resolve("seeded")["provenance"]["seed"] == 1234
+    snapshot = provenance["data"]["data"]
+    assert snapshot["samples"] == 70 and snapshot["query"] == '{"tags.split": "train"}'
+    assert {(e["import_id"], e["samples"]) for e in snapshot["imports"]} == {(first, 40), (second, 30)}
+    assert tdb.data_count(TRAIN) == 80  # the query alone now selects more than the run saw ...
+    assert tdb.data_count(pinned_query(TRAIN, snapshot)) == 70  # ... its snapshot selects exactly what it saw
+    assert provenance["hardware"]["backend"] == keras.backend.backend() and provenance["hardware"]["cpus"]
+
+    environment = tdb.run_provenance("seen")["environment"]
+    assert f"keras=={keras.__version__}" in environment["packages"]
+    assert any(p.startswith("numpy==") for p in environment["packages"])
+    assert tdb.db["environments"].count_documents({"study": tdb.study}) == 1  # two runs, one environment
+
+
+def test_a_bad_seed_is_refused_before_anything_is_stored(tdb):
+    for seed in (-1, 2.5, "7", True, 2**32):
+        with pytest.raises(InvalidInput, match="seed"):
+            _model().fit(X, Y, db=tdb, epochs=1, run_name="refused", seed=seed)
+    assert tdb.runs().empty and tdb.db["environments"].count_documents({}) == 0
+
+
+def test_the_tdb_train_cell_is_stored_with_the_run(tdb, mongo_uri, db_name):
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "tensorlab")
+    shell.run_line_magic("tdb_connect", f"{mongo_uri} --db {db_name} --study {tdb.study}")
+    shell.user_ns.update(X=X, Y=Y, keras=keras)
+    cell = ("%%tdb_train --name from_a_cell --epochs 1 --x X --y Y\n"
+            "model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, activation='softmax')])\n"
+            "model.compile('adam', 'sparse_categorical_crossentropy')  # the line a reviewer reads\n")
+    result = shell.run_cell(cell, store_history=True)
+    assert result.success, result.error_in_exec
+    shell.user_ns.pop("_tdb").close()
+    code = tdb.run_provenance("from_a_cell")["code"]
+    assert code["kind"] == "cell" and code["text"] == cell.rstrip("\n")  # as IPython keeps it
+
+
+SCRIPT = """
+import sys
+import numpy as np
+import keras
+import tensorlab
+
+db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="scripts")
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(32, 3)).astype("float32"), rng.integers(0, 2, 32)
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+model.compile("sgd", "sparse_categorical_crossentropy")
+LR = 0.1
+tensorlab.Model(model).fit(x, y, db=db, epochs=1, run_name=sys.argv[3], hyper_parameters={"lr": LR},
+                           data_query=None)
+db.close()
+"""
+
+
+def _git(folder, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def test_a_script_in_git_stores_commit_and_diff_and_diff_runs_names_the_changes(tmp_path, mongo_uri, db_name):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "add", "train.py")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    commit = _git(tmp_path, "rev-parse", "HEAD")
+
+    def train(name: str) -> None:
+        subprocess.run([sys.executable, str(script), mongo_uri, db_name, name], check=True, cwd=tmp_path,
+                       timeout=300, capture_output=True)
+
+    train("clean")
+    script.write_text(script.read_text().replace("LR = 0.1", "LR = 0.01"))  # an uncommitted change
+    db = tensorlab.connect(mongo_uri, db=db_name, study="scripts")
+    db.import_data(X[:10], Y[:10], tags={"split": "train"})
+    train("dirty")
+    try:
+        clean, dirty = db.run_provenance("clean"), db.run_provenance("dirty")
+        assert clean["code"]["kind"] == "script" and clean["code"]["path"] == str(script.resolve())
+        assert clean["git"]["commit"] == commit == dirty["git"]["commit"] and clean["git"]["branch"] == "main"
+        assert not clean["git"]["dirty"] and clean["git"]["diff"] == ""
+        assert dirty["git"]["dirty"] and "+LR = 0.01" in dirty["git"]["diff"] and "-LR = 0.1" in dirty["git"]["diff"]
+
+        found = db.diff_runs("clean", "dirty")
+        assert found["hyper_parameters"]["changed"]["lr"] == [0.1, 0.01]
+        assert "-LR = 0.1\n+LR = 0.01" in found["code"]["source"]
+        assert not found["packages"] and not found["same"]
+        assert db.diff_runs("clean", "clean")["same"]
+    finally:
+        db.client.drop_database(db_name)
+        db.close()
+
+
+def test_diff_runs_names_an_added_import_and_the_cli_prints_it(tdb, mongo_uri, db_name, capsys):
+    tdb.import_data(X[:40], Y[:40], tags={"split": "train"})
+    _model().fit(db=tdb, data=TRAIN, epochs=1, run_name="before", seed=1, hyper_parameters={"units": 4})
+    added = tdb.import_data(X[40:60], Y[40:60], tags={"split": "train"}).import_id
+    _model(8).fit(db=tdb, data=TRAIN, epochs=1, run_name="after", seed=2, hyper_parameters={"units": 8})
+    found = tdb.diff_runs("before", "after")
+    assert found["data"]["data"]["added"] == [{"import_id": str(added), "samples": 20}]
+    assert found["seed"] == [1, 2] and found["hyper_parameters"]["changed"]["units"] == [4, 8]
+
+    assert cli_main(["diff", "before", "after", "--uri", mongo_uri, "--db", db_name, "--study", tdb.study]) == 0
+    out = capsys.readouterr().out
+    assert f"data: + import {added} (20 samples)" in out and "units: 4 -> 8" in out and "seed: 1 -> 2" in out
