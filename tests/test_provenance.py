@@ -150,3 +150,34 @@ def test_diff_runs_names_an_added_import_and_the_cli_prints_it(tdb, mongo_uri, d
     assert cli_main(["diff", "before", "after", "--uri", mongo_uri, "--db", db_name, "--study", tdb.study]) == 0
     out = capsys.readouterr().out
     assert f"data: + import {added} (20 samples)" in out and "units: 4 -> 8" in out and "seed: 1 -> 2" in out
+
+
+def test_provenance_moves_with_an_export_and_exports_from_before_it_still_import(tdb, tmp_path, mongo_uri):
+    import json
+
+    from tensorlab.tensordb.transfer.study_export import MANIFEST, export_study, import_study
+
+    tdb.import_data(X[:30], Y[:30], tags={"split": "train"})
+    _model().fit(db=tdb, data=TRAIN, epochs=1, run_name="moved", seed=5)
+    export_study(tdb, tmp_path / "new", progress=False)
+    export_study(tdb, tmp_path / "old", progress=False)
+    old = tmp_path / "old"  # as an export written before environments and sources existed
+    manifest = json.loads((old / MANIFEST).read_text())
+    for name in ("environments", "sources"):
+        (old / f"{name}.bson").unlink()
+        manifest["files"].pop(f"{name}.bson")
+        manifest["counts"].pop(name, None)
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    for folder, target_db in ((tmp_path / "new", f"{tdb.db_name}_new"), (old, f"{tdb.db_name}_old")):
+        target = tensorlab.connect(mongo_uri, db=target_db, study=tdb.study)
+        try:
+            assert import_study(folder, target, progress=False).ok
+            moved = target.run_provenance("moved")
+            assert moved["seed"] == 5 and moved["data"] == tdb.run_provenance("moved")["data"]
+            if folder.name == "new":
+                assert moved["environment"] == tdb.run_provenance("moved")["environment"]
+            else:
+                assert moved["environment"] is None  # the old export carried no environments: none invented
+        finally:
+            target.client.drop_database(target_db)
+            target.close()
