@@ -196,7 +196,7 @@ def _import_command(args: argparse.Namespace) -> int:
 
 
 def _diff_command(args: argparse.Namespace) -> int:
-    from bson import json_util
+    import json
 
     from .tensordb import connect
     from .tensordb.provenance.run_diff import diff_text
@@ -206,7 +206,7 @@ def _diff_command(args: argparse.Namespace) -> int:
         found = db.diff_runs(*args.runs)
     finally:
         db.close()
-    print(json_util.dumps(found, indent=1) if args.json else diff_text(found))
+    print(json.dumps(found, indent=1, default=str) if args.json else diff_text(found))
     return 0
 
 
