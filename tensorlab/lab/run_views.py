@@ -64,19 +64,27 @@ def _store_sorts(db: Any) -> bool:
 
 def _newest(db: Any, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """A page of the study's runs, newest first, and how many there are: the ids come from the run index's
-    status entries (five documents read by `_id`; a run's id is made when it starts, so id order is start
-    order), and only the page's runs are fetched, each settled as the store would (a `running` run whose
-    process died becomes `crashed`). A server that pushes down only `_id` (FerretDB) would otherwise decode
-    every run of the study for each page."""
+    status entries (five documents read by `_id`), and only the runs near the page are fetched, each settled as
+    the store would (a `running` run whose process died becomes `crashed`). A server that pushes down only `_id`
+    (FerretDB) would otherwise decode every run of the study for each page.
+    A run's id holds the second it was made (just before `started`), but ids made in one second by different
+    processes are ordered by their random bytes, not by time: every run from the second before the page's
+    last one on is read, and the page cut from them in `started` order."""
     store = db.run_store
     store.index.ensure_built(store.collection)
     ids: set[Any] = set()
     for status in STATUSES:
         ids.update(store.index.candidates({"status": status}, cap=None) or ())
-    page = heapq.nlargest(offset + limit, ids, key=lambda run_id: run_id.binary)[offset:]  # bytes compare in C
+    first = heapq.nlargest(offset + limit, ids, key=lambda run_id: run_id.binary)  # bytes compare in C
+    if not first:
+        return [], len(ids)
+    since = first[-1].binary[:4]  # the page's oldest second (big-endian), then one second before it
+    since = (int.from_bytes(since, "big") - 1).to_bytes(4, "big") if since != b"\0\0\0\0" else since
+    near = [run_id for run_id in ids if run_id.binary[:4] >= since]
     settle = getattr(store, "settle_doc", None) or store._settle
-    docs = [settle(doc) for doc in find_by_ids(store.collection, page) if doc.get("study") == db.study]
-    return sorted(docs, key=lambda doc: (doc["started"], str(doc["_id"])), reverse=True), len(ids)
+    docs = [settle(doc) for doc in find_by_ids(store.collection, near) if doc.get("study") == db.study]
+    docs.sort(key=lambda doc: (doc["started"], str(doc["_id"])), reverse=True)
+    return docs[offset:offset + limit], len(ids)
 
 
 def _find(db: Any, query: dict[str, Any] | None, sort: str, descending: bool,
