@@ -117,6 +117,8 @@ class TensorLabMagics(Magics):
     @argument("--device", default=None)
     @argument("--mixed-precision", action="store_true", help="train in mixed_float16 (the policy is restored after)")
     @argument("--tag", nargs="+", default=None, help="k=v tags for the run")
+    @argument("--seed", type=int, default=None,
+              help="seed set before the cell runs and for fit (default: drawn, recorded with the run)")
     @cell_magic
     def tdb_train(self, line: str, cell: str) -> Any:
         """Train the cell's Keras model with DBLogger and the live panel. Variables are read after the cell ran;
@@ -137,6 +139,8 @@ class TensorLabMagics(Magics):
                                "mixed_precision": args.mixed_precision}
         if args.steps_per_epoch is not None:
             fit["steps_per_epoch"] = args.steps_per_epoch
+        if args.seed is not None:
+            fit["seed"] = args.seed
         if data is not None:
             fit["data"] = data
         if args.validation:

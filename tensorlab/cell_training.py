@@ -103,9 +103,12 @@ def train_cell(shell: Any, cell: str, db: Any, *, name: str | None = None, fork:
     `variables`: {fit argument: notebook variable}, read after the cell ran. `fork="RUN@EPOCH"`: the cell's
     (compiled) model starts from that stored version, as a new run. Fits the cell calls itself are runs too
     (`follow(handle)` waits for each); with no data given, the last of them is the handle."""
+    import keras
+
     from .background import train_in_background
     from .cell_fits import CellFits
     from .fit_arguments import check_fit_arguments
+    from .provenance_capture import training_seed
 
     fit.setdefault("run_name", name)
     check_fit_arguments(db, run_name=fit.get("run_name"), resume=fit.get("resume", False),
@@ -113,6 +116,8 @@ def train_cell(shell: Any, cell: str, db: Any, *, name: str | None = None, fork:
                         validation_data=fit.get("validation_data"), epochs=fit.get("epochs", 1),
                         batch_size=fit.get("batch_size"))  # before the cell runs or anything is stored
     variables = {k: v for k, v in (variables or {}).items() if v is not None}
+    fit["seed"] = training_seed(fit.get("seed"))
+    keras.utils.set_random_seed(fit["seed"])  # the cell builds its model under the run's seed: a rerun can too
 
     def callbacks_now() -> Any:
         return _read_variables(shell, {"callbacks": variables["callbacks"]})["callbacks"] \

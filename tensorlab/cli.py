@@ -210,6 +210,21 @@ def _diff_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rerun_command(args: argparse.Namespace) -> int:
+    from .reruns import rerun
+    from .tensordb import connect
+
+    db = connect(args.uri, db=args.db, study=args.study)
+    try:
+        again = rerun(db, args.run, name=args.name)
+        best = ", ".join(f"{k} {v:.4g}" for k, v in ((again.get("summary") or {}).get("best") or {}).items())
+        print(f"rerun of {args.run}: run {again['name']} ({again['_id']}) {again['status']}"
+              + (f"; {best}" if best else ""))
+    finally:
+        db.close()
+    return 0
+
+
 def _resolve_uris(args: argparse.Namespace) -> None:
     """Warn about a password on the command line (every user sees it in `ps`), masked; add the password that a
     --password-env variable holds to its URI (given, else $TENSORLAB_MONGODB_URI)."""
@@ -303,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--study", default="default")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
     diff.set_defaults(handler=_diff_command)
+    again = commands.add_parser("rerun", help="train a run again: its architecture, hyper-parameters, seed and the "
+                                "exact data imports it saw")
+    again.add_argument("run", metavar="RUN", help="run id or name")
+    again.add_argument("--name", default=None, help="the new run's name (default: RUN-rerun)")
+    again.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    again.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
+    again.add_argument("--db", default="tensorlab")
+    again.add_argument("--study", default="default")
+    again.set_defaults(handler=_rerun_command)
     _add_transfer_commands(commands)
     return parser
 

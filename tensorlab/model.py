@@ -266,7 +266,7 @@ class Model:
         if isinstance(validation_data, dict):
             validation_data = db.find_data(validation_data)
         inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),
-                                steps_per_epoch=fit_kwargs.pop("steps_per_epoch", None))
+                                steps_per_epoch=fit_kwargs.pop("steps_per_epoch", None), seed=seed)
         try:
             validation_data, classes = encode_training_labels(db, inputs, validation_data, fit_kwargs)
             if classes is not None:

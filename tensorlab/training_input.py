@@ -45,14 +45,15 @@ def _from_stream(stream: DataStream, steps_per_epoch: int | None) -> TrainingInp
 
 
 def training_input(db: Any, x: Any, y: Any, data: Any, batch_size: int | None, *, shuffle: bool = True,
-                   steps_per_epoch: int | None = None) -> TrainingInput:
-    """Resolve fit's inputs; a query or a stream repeats for every epoch at `batch_size` samples a batch."""
+                   steps_per_epoch: int | None = None, seed: int | None = None) -> TrainingInput:
+    """Resolve fit's inputs; a query or a stream repeats for every epoch at `batch_size` samples a batch, in an
+    order `seed` fixes (the run's seed: a rerun sees the batches in the same order)."""
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InvalidInput(f"Invalid value for argument `batch_size`: {batch_size!r}. Expected an int >= 1.")
     if data is not None:
         if x is not None:
             raise InvalidInput("Pass either arrays/generator `x` or a TensorDB query `data`, not both.")
-        stream = db.data_generator(data, batch_size or DEFAULT_BATCH_SIZE, shuffle=shuffle, epochs=None)
+        stream = db.data_generator(data, batch_size or DEFAULT_BATCH_SIZE, shuffle=shuffle, epochs=None, seed=seed)
         return _from_stream(stream, steps_per_epoch)
     if isinstance(x, DataStream):
         if y is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import InvalidInput, JobError, UnsafeOperation
 from .failure_class import OOM, RETRIED, classify
 from .halving import promote
+from .provenance_capture import training_seed
 from .tensordb.documents.query_text import query_from_text
 from .validation_values import check_number
 
@@ -71,6 +72,8 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
     from .tensordb.models.architectures import build_from_source
 
     hp = dict(job.get("hyper_parameters") or {})
+    job["seed"] = training_seed(job.get("seed"))
+    keras.utils.set_random_seed(job["seed"])  # built under the run's seed, so `db.rerun` can build it again
     source = job.get("code")
     if not source:
         model = db.architectures.load({"_id": job_architecture_id(db, job)})
@@ -295,4 +298,4 @@ class Worker:
             data=data, db=self.db, epochs=int(job["epochs"]), batch_size=int(job["batch_size"]),
             validation_data=validation, run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch",
             device=self.device, hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
-            run_details={"job": job["_id"]})
+            run_details={"job": job["_id"]}, seed=job.get("seed"))

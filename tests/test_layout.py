@@ -38,6 +38,7 @@ LAYERS = {
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
     "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.forking": TRAINING, "tensorlab.failure_class": TRAINING, "tensorlab.plans": TRAINING,
+    "tensorlab.reruns": TRAINING,
     "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING, "tensorlab.fit_arguments": TRAINING,
     "tensorlab.architecture_save": TRAINING, "tensorlab.data_imports": TRAINING, "tensorlab.fit_watch": TRAINING,
     "tensorlab.label_encoding": TRAINING, "tensorlab.monitor_check": TRAINING, "tensorlab.precision": TRAINING,

@@ -181,3 +181,91 @@ def test_provenance_moves_with_an_export_and_exports_from_before_it_still_import
         finally:
             target.client.drop_database(target_db)
             target.close()
+
+
+PLAN_BUILD = '''
+import keras
+
+def build_model(units=4):
+    return keras.Sequential([keras.Input((5,)), keras.layers.Dense(units, activation="relu"),
+                             keras.layers.Dense(2, activation="softmax")], name="staged")
+'''
+
+
+def test_lineage_of_a_three_stage_plan(tdb):
+    from tensorlab.plans import push_plan
+
+    imported = tdb.import_data(X, Y, tags={"split": "train"}).import_id
+    common = {"code": PLAN_BUILD, "data": TRAIN, "validation_data": TRAIN, "epochs": 2, "max_attempts": 1}
+    ids = push_plan(tdb, {
+        "pretrain": common,
+        "finetune": {**common, "after": ["pretrain"], "warm_start": {"stage": "pretrain", "metric": "val_loss"}},
+        "evaluate": {**common, "after": ["finetune"], "epochs": 1},
+    })
+    tensorlab.worker.Worker(tdb, allow_code=True, max_idle_s=0.0, poll_interval_s=0.05, lease_s=120).run()
+    jobs = {stage: tdb.jobs.get(job_id) for stage, job_id in ids.items()}
+    assert {job["status"] for job in jobs.values()} == {"done"}
+    runs = {stage: job["result"]["run"] for stage, job in jobs.items()}
+    warm = jobs["finetune"]["result"]["warm_start"]
+
+    graph = tdb.lineage(runs["finetune"])
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    edges = {(edge["from"], edge["to"], edge["kind"]) for edge in graph["edges"]}
+    assert graph["start"] == f"run:{runs['finetune']}" and graph["complete"]
+    job = {stage: f"job:{job_id}" for stage, job_id in ids.items()}
+    run = {stage: f"run:{run_id}" for stage, run_id in runs.items()}
+    assert (f"import:{imported}", run["pretrain"], "data data") in edges
+    assert (job["pretrain"], run["pretrain"], "ran") in edges and (job["finetune"], run["finetune"], "ran") in edges
+    assert (job["pretrain"], job["finetune"], "then") in edges and (job["finetune"], job["evaluate"], "then") in edges
+    assert (run["pretrain"], f"parameters:{warm}", "saved") in edges
+    assert (f"parameters:{warm}", job["finetune"], "warm start") in edges
+    assert {nodes[job[stage]]["stage"] for stage in ids} == set(ids) and run["evaluate"] in nodes
+    finetuned = [n for n in graph["nodes"] if n["kind"] == "parameters" and n["run"] == str(runs["finetune"])]
+    assert len(finetuned) == 2  # one version an epoch
+    assert tdb.lineage(warm)["start"] == f"parameters:{warm}"  # from a parameter version too
+
+
+def _losses(db, run_id) -> np.ndarray:
+    frame = db.logs(run=run_id)
+    return frame[frame["loss"].notna()]["loss"].to_numpy()
+
+
+def test_a_rerun_trains_on_the_data_the_run_saw_and_repeats_its_loss_curve(tdb, mongo_uri, db_name, capsys):
+    tdb.import_data(X[:64], Y[:64], tags={"split": "train"})
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "tensorlab")
+    shell.run_line_magic("tdb_connect", f"{mongo_uri} --db {db_name} --study {tdb.study}")
+    shell.user_ns.update(keras=keras)
+    cell = ("%%tdb_train --name original --epochs 3 --batch-size 16 --data tags.split=train --seed 7\n"
+            "model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation='relu'),\n"
+            "                          keras.layers.Dense(2, activation='softmax')])\n"
+            "model.compile(keras.optimizers.Adam(0.01), 'sparse_categorical_crossentropy')\n")
+    assert shell.run_cell(cell, store_history=True).success
+    shell.user_ns.pop("_tdb").close()
+    tdb.import_data(X[64:], Y[64:], tags={"split": "train"})  # newer data under the same tag: not used
+
+    original = tdb.run_store.resolve("original")
+    again = tensorlab.rerun(tdb, "original")
+    assert again["status"] == "finished" and again["rerun_of"] == original["_id"] and again["name"] == "original-rerun"
+    assert again["provenance"]["seed"] == 7 == original["provenance"]["seed"]
+    assert again["provenance"]["data"]["data"]["imports"] == original["provenance"]["data"]["data"]["imports"]
+    assert again["provenance"]["data"]["data"]["samples"] == 64
+    first, second = _losses(tdb, original["_id"]), _losses(tdb, again["_id"])
+    assert len(first) == 15 and np.allclose(first, second, rtol=1e-6, atol=1e-7), (first, second)
+
+    assert cli_main(["rerun", "original", "--name", "from-cli", "--uri", mongo_uri, "--db", db_name,
+                     "--study", tdb.study]) == 0
+    assert "run from-cli" in capsys.readouterr().out
+    assert np.allclose(_losses(tdb, tdb.run_store.resolve("from-cli")["_id"]), first, rtol=1e-6, atol=1e-7)
+
+
+def test_runs_that_cannot_be_rerun_are_refused_with_the_reason(tdb):
+    _model().fit(X, Y, db=tdb, epochs=1, run_name="in-memory")
+    with pytest.raises(InvalidInput, match="arrays held in memory"):
+        tensorlab.rerun(tdb, "in-memory")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X, Y, epochs=1, verbose=0, callbacks=[tensorlab.DBLogger(tdb, "own-fit")])
+    with pytest.raises(InvalidInput, match="no seed"):
+        tensorlab.rerun(tdb, "own-fit")
+    assert sorted(tdb.runs()["name"]) == ["in-memory", "own-fit"]  # nothing started

@@ -32,6 +32,7 @@ from .models.deployments import DeploymentStore
 from .models.parameters import ParameterStore
 from .payloads.blobstore import BlobStore
 from .payloads.payload_files import discover
+from .provenance.lineage import lineage_of
 from .provenance.records import ProvenanceRecords
 from .provenance.run_diff import diff_runs
 from .runs.runs import RunStore
@@ -291,10 +292,13 @@ class TensorDB:
         return self.provenance.read(self.run_store.resolve(run))
 
     def diff_runs(self, a: Any, b: Any) -> dict[str, Any]:
-        """What differs between runs `a` and `b` (ids or names): hyper-parameters, code (a unified diff), data
-        imports added or removed, packages, seed, hardware. `tensorlab diff A B` prints it."""
+        """What differs between runs `a` and `b` (ids or names); `tensorlab diff A B` prints it."""
         return diff_runs(self.run_store.resolve(a), self.run_store.resolve(b), text=self.provenance.text,
                          environment=self.provenance.environment)
+
+    def lineage(self, thing: Any) -> dict[str, Any]:
+        """The graph around a run (id or name) or a parameter version (id), as {"start", "nodes", "edges"}."""
+        return lineage_of(self, thing)
 
     def runs(self, query: dict[str, Any] | None = None, sort: Any = None, limit: int | None = None) -> Any:
         """Runs as a DataFrame: name, status, hyper-parameters, best metrics, times; oldest first, or in `sort`
