@@ -117,6 +117,8 @@ class TensorLabMagics(Magics):
     @argument("--device", default=None)
     @argument("--mixed-precision", action="store_true", help="train in mixed_float16 (the policy is restored after)")
     @argument("--tag", nargs="+", default=None, help="k=v tags for the run")
+    @argument("--distribution", choices=["data_parallel"], default=None,
+              help="train on every local device (keras.distribution, JAX backend)")
     @argument("--seed", type=int, default=None,
               help="seed set before the cell runs and for fit (default: drawn, recorded with the run)")
     @cell_magic
@@ -141,6 +143,8 @@ class TensorLabMagics(Magics):
             fit["steps_per_epoch"] = args.steps_per_epoch
         if args.seed is not None:
             fit["seed"] = args.seed
+        if args.distribution is not None:
+            fit["distribution"] = args.distribution
         if data is not None:
             fit["data"] = data
         if args.validation:

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
+from .cluster_cli import add_cluster_commands
 from .errors import IntegrityError, InvalidInput, TensorLabError
 from .tensordb.server.ferretdb_build import install_ferretdb
 from .tensordb.server.localserver import LocalServer
@@ -55,6 +56,8 @@ def _reach(info: Any) -> str:
 def _worker_command(args: argparse.Namespace) -> int:
     import json
 
+    from .cluster_cli import liveness_file
+    from .slurm_task import slurm_task, slurm_worker_name, time_guard
     from .tensordb import connect
     from .validation import check_query
     from .worker import Worker, check_worker_arguments
@@ -69,9 +72,12 @@ def _worker_command(args: argparse.Namespace) -> int:
     check_worker_arguments(args.max_jobs, args.lease, args.poll, args.idle_exit,
                            names=("--max-jobs", "--lease", "--poll", "--idle-exit"))
     db = connect(args.uri, db=args.db, study=args.study)
-    worker = Worker(db, args.name, query=query, max_jobs=args.max_jobs, device=args.device,
-                    allow_code=args.allow_code, lease_s=args.lease, max_idle_s=args.idle_exit,
-                    poll_interval_s=args.poll, distribute=args.distribute)
+    task = slurm_task()
+    worker = Worker(db, args.name or (slurm_worker_name(task) if task else None), query=query,
+                    max_jobs=args.max_jobs, device=args.device, allow_code=args.allow_code, lease_s=args.lease,
+                    max_idle_s=args.idle_exit, poll_interval_s=args.poll, distribute=args.distribute,
+                    claim_guard=time_guard(task, args.min_time_left) if task else None,
+                    details={"slurm": task} if task else None, on_beat=liveness_file(args.alive_file))
     worker.install_signal_handlers()
     print(f"worker {worker.name} on {db} (allow_code={args.allow_code}, lease {args.lease:g} s)", flush=True)
     stats = worker.run()
@@ -81,6 +87,8 @@ def _worker_command(args: argparse.Namespace) -> int:
     if stats.quarantined:
         print(f"tensorlab: {stats.quarantined}", file=sys.stderr)
         return 3
+    if stats.stopped:
+        print(f"tensorlab: {stats.stopped}", flush=True)
     return 0
 
 
@@ -296,8 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--lease", type=float, default=60.0, help="lease seconds (heartbeats every third)")
     worker.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
     worker.add_argument("--poll", type=float, default=1.0, help="seconds between polls of an empty queue")
-    worker.add_argument("--distribute", choices=["mirrored"], default=None,
-                        help="train under tf.distribute.MirroredStrategy (all local GPUs)")
+    worker.add_argument("--distribute", choices=["mirrored", "data_parallel"], default=None,
+                        help="every local device: mirrored (tf.distribute, TensorFlow) or data_parallel "
+                        "(keras.distribution, JAX)")
+    worker.add_argument("--min-time-left", type=float, default=300.0, metavar="S",
+                        help="under Slurm: claim no new job with less than S seconds of the time limit left")
+    worker.add_argument("--alive-file", default=None, metavar="PATH",
+                        help="touched on every poll and heartbeat (a liveness probe checks its age)")
     worker.set_defaults(handler=_worker_command)
     database = commands.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade", "fsck"], help="upgrade: move a database to the current "
@@ -328,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--study", default="default")
     again.set_defaults(handler=_rerun_command)
     _add_transfer_commands(commands)
+    add_cluster_commands(commands)
     return parser
 
 

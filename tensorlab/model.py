@@ -22,6 +22,7 @@ import numpy as np
 
 from .architecture_save import load_version, save_architecture
 from .data_imports import check_sample_shapes
+from .data_parallel import check_distribution, distributed
 from .db_logger import DBLogger
 from .devices import on_device
 from .errors import InvalidInput, NotFound
@@ -84,6 +85,7 @@ class FitOptions:
     run_details: dict | None
     logger: DBLogger | None
     keras: dict[str, Any] = field(default_factory=dict)  # Keras' own fit arguments, passed through
+    distribution: str | None = None  # "data_parallel": every local device (data_parallel.py)
 
 
 @dataclass
@@ -227,7 +229,7 @@ class Model:
             hyper_parameters: dict | None = None, callbacks: Any = (), device: str | None = None,
             mixed_precision: bool = False, stop_event: threading.Event | None = None, verbose: Any = 0,
             data_query: dict | None = None, run_details: dict | None = None, logger: DBLogger | None = None,
-            seed: int | None = None, **fit_kwargs: Any) -> Any:
+            seed: int | None = None, distribution: str | None = None, **fit_kwargs: Any) -> Any:
         """Train with DBLogger; returns Keras' History. Raises what fit raises, after marking the run failed.
 
         `data` (a TensorDB query) or a stream as `x` is streamed at `batch_size` samples a batch (default 32),
@@ -235,11 +237,13 @@ class Model:
         so does a DBLogger among `callbacks`. Every other keyword is Keras' own fit argument, passed through.
         `seed` seeds Python, numpy and the backend before training (none given: one drawn from numpy's global
         generator, so a notebook that seeded numpy draws the same one); the run records it, with the imports
-        and counts its data queries resolved to.
+        and counts its data queries resolved to. `distribution="data_parallel"` trains on every local device
+        (keras.distribution, JAX backend).
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
         seed = training_seed(seed)
+        check_distribution(distribution)
         callbacks = callback_list(callbacks)
         if logger is None and sum(isinstance(c, DBLogger) for c in callbacks) == 1:
             logger = next(c for c in callbacks if isinstance(c, DBLogger))
@@ -254,7 +258,8 @@ class Model:
         check_mixable(self.keras_model, mixed_precision)
         options = FitOptions(epochs, run_name, resume, checkpoint, checkpoint_every, monitor, mode, every_n_batches,
                              hyper_parameters, callbacks, device, mixed_precision, stop_event, verbose,
-                             data if data is not None else data_query, dict(run_details or {}), logger, fit_kwargs)
+                             data if data is not None else data_query, dict(run_details or {}), logger, fit_kwargs,
+                             distribution)
         for query, what in ((data, "data"), (x.query if isinstance(x, DataStream) else None, "x"),
                             (validation_data if isinstance(validation_data, dict) else None, "validation_data")):
             if query is not None:
@@ -288,7 +293,8 @@ class Model:
         logger.stop_event, logger.watch_fit = stopper.event, False  # this method ends the run, whatever ends fit
         self.last_run = logger
         try:
-            with on_device(options.device), precision(self.keras_model, options.mixed_precision) as trained:
+            with on_device(options.device), distributed(self.keras_model, options.distribution) as laid_out, \
+                    precision(laid_out, options.mixed_precision) as trained:
                 history = trained.fit(
                     inputs.x, inputs.y, validation_data=validation_data, epochs=options.epochs,
                     batch_size=inputs.batch_size, steps_per_epoch=inputs.steps_per_epoch, initial_epoch=start.epoch,

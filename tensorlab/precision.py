@@ -52,12 +52,19 @@ def check_mixable(model: Any, mixed: bool) -> None:
 
 def mixed_copy(model: Any) -> Any:
     """`model` rebuilt under mixed_float16 with its weights and compile settings; the global policy is unchanged."""
+    return rebuilt_copy(model, _mixed(_config(model)), MIXED)
+
+
+def rebuilt_copy(model: Any, config: dict[str, Any], policy: str | None = None) -> Any:
+    """`model` rebuilt from `config` (its serialised config, changed) with its weights and compile settings,
+    under the global dtype `policy` while it is built (None: as it is); the global policy is left as it was."""
     import keras
 
-    config = _mixed(_config(model))
+    config = dict(config)
     config.pop("compile_config", None)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(MIXED)  # sub-layers a subclassed model makes in __init__ take the global policy
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)  # sub-layers a subclassed model makes in __init__ take it
     try:
         copy = keras.saving.deserialize_keras_object(config)
     finally:
@@ -71,7 +78,8 @@ def mixed_copy(model: Any) -> Any:
     return copy
 
 
-def _copy_back(trained: Any, model: Any) -> None:
+def copy_back(trained: Any, model: Any) -> None:
+    """The trained copy's weights into the caller's model (building it first if it never was)."""
     if not trained.weights:
         return
     if not model.weights:
@@ -90,4 +98,4 @@ def precision(model: Any, mixed: bool) -> Iterator[Any]:
     try:
         yield copy
     finally:
-        _copy_back(copy, model)
+        copy_back(copy, model)

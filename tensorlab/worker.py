@@ -49,6 +49,7 @@ class WorkerStats:
     lost: int = 0
     jobs: list[str] = field(default_factory=list)
     quarantined: str | None = None  # why this worker stopped claiming, if it did
+    stopped: str | None = None  # why it left before the queue was empty (its Slurm time limit, ...)
 
 
 def default_worker_name() -> str:
@@ -130,15 +131,21 @@ class Worker:
     def __init__(self, db: Any, name: str | None = None, *, query: dict | None = None, max_jobs: int | None = None,
                  device: str | None = None, allow_code: bool = False, lease_s: float = 60.0,
                  poll_interval_s: float = 1.0, max_idle_s: float | None = None, distribute: str | None = None,
-                 max_failures_in_a_row: int = 3) -> None:
+                 max_failures_in_a_row: int = 3, claim_guard: Any = None, details: dict | None = None,
+                 on_beat: Any = None) -> None:
+        """`claim_guard()`: a reason not to claim another job (e.g. the Slurm time limit is near), or None.
+        `details`: recorded in each run this worker trains (e.g. its Slurm job and array task). `on_beat()`:
+        called on every poll and job heartbeat (a liveness file for Kubernetes' probe)."""
         check_worker_arguments(max_jobs, lease_s, poll_interval_s, max_idle_s)
-        if distribute not in (None, "mirrored"):
-            raise InvalidInput(f"Invalid value for argument `distribute`: {distribute!r}. Expected None or 'mirrored'.")
+        if distribute not in (None, "mirrored", "data_parallel"):
+            raise InvalidInput(f"Invalid value for argument `distribute`: {distribute!r}. Expected None, 'mirrored' "
+                               "(TensorFlow) or 'data_parallel' (keras.distribution, JAX).")
         self.db, self.name = db, name or default_worker_name()
         self.query, self.max_jobs, self.device = query, max_jobs, device
         self.allow_code, self.lease_s = allow_code, lease_s
         self.poll_interval_s, self.max_idle_s, self.distribute = poll_interval_s, max_idle_s, distribute
         self.max_failures_in_a_row = max_failures_in_a_row
+        self.claim_guard, self.details, self.on_beat = claim_guard, dict(details or {}), on_beat or (lambda: None)
         self._non_code_failures: list[str] = []
         self._workflows_polled_at = -WORKFLOW_POLL_S
         self.stats = WorkerStats()
@@ -168,11 +175,16 @@ class Worker:
         self.warm_up()
         idle_since = time.monotonic()
         while not self._stop.is_set():
+            self.on_beat()
             if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:
                 break
             self.stats.quarantined = self._quarantine_reason()
             if self.stats.quarantined:
                 logger.error("%s", self.stats.quarantined)
+                break
+            self.stats.stopped = self.claim_guard() if self.claim_guard is not None else None
+            if self.stats.stopped:
+                logger.warning("%s", self.stats.stopped)
                 break
             self._poll_workflows()
             job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
@@ -188,6 +200,7 @@ class Worker:
 
     def _heartbeat(self, job: dict, done: threading.Event, model_holder: dict) -> None:
         while not done.wait(self.lease_s / 3):
+            self.on_beat()
             db_logger = getattr(model_holder.get("model"), "last_run", None)
             progress = db_logger.progress if db_logger is not None else {"epoch": None, "step": None}
             try:
@@ -298,4 +311,5 @@ class Worker:
             data=data, db=self.db, epochs=int(job["epochs"]), batch_size=int(job["batch_size"]),
             validation_data=validation, run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch",
             device=self.device, hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
-            run_details={"job": job["_id"]}, seed=job.get("seed"))
+            run_details={**self.details, "job": job["_id"]}, seed=job.get("seed"),
+            distribution="data_parallel" if self.distribute == "data_parallel" else None)

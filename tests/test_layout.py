@@ -38,12 +38,13 @@ LAYERS = {
     "tensorlab.devices": TRAINING, "tensorlab.datasets": TRAINING, "tensorlab.keras_weights": TRAINING,
     "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.forking": TRAINING, "tensorlab.failure_class": TRAINING, "tensorlab.plans": TRAINING,
-    "tensorlab.reruns": TRAINING,
+    "tensorlab.reruns": TRAINING, "tensorlab.data_parallel": TRAINING, "tensorlab.slurm_task": TRAINING,
     "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING, "tensorlab.fit_arguments": TRAINING,
     "tensorlab.architecture_save": TRAINING, "tensorlab.data_imports": TRAINING, "tensorlab.fit_watch": TRAINING,
     "tensorlab.label_encoding": TRAINING, "tensorlab.monitor_check": TRAINING, "tensorlab.precision": TRAINING,
     "tensorlab.run_record": TRAINING, "tensorlab.cell_fits": TRAINING, "tensorlab.provenance_capture": TRAINING,
     "tensorlab.cli": INTERFACE, "tensorlab.magics": INTERFACE, "tensorlab.widgets": INTERFACE,
+    "tensorlab.cluster_cli": INTERFACE, "tensorlab.slurm_submit": INTERFACE, "tensorlab.k8s_manifest": INTERFACE,
     "tensorlab.lab": INTERFACE,  # the JupyterLab server extension (its front end: labextension/)
 }
 ROOT_PACKAGE = "tensorlab"
