@@ -17,13 +17,25 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InvalidInput
-from .precision import _config, copy_back, rebuilt_copy
+from .precision import copy_back, rebuilt_copy
 
 DISTRIBUTIONS = ("data_parallel",)
 
 
-def check_distribution(distribution: Any) -> None:
-    """Refuse, before anything is stored, a distribution this backend cannot run."""
+def _serialised(model: Any) -> dict[str, Any]:
+    import keras
+
+    try:
+        return keras.saving.serialize_keras_object(model)
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise InvalidInput(f"distribution='data_parallel' trains a copy of model {model.name!r} rebuilt while the "
+                           f"distribution is set, and Keras cannot serialise this model ({type(error).__name__}). "
+                           "Call keras.distribution.set_distribution(keras.distribution.DataParallel()) before "
+                           "building the model, and fit it without `distribution`.") from None
+
+
+def check_distribution(distribution: Any, model: Any = None) -> None:
+    """Refuse, before anything is stored, a distribution this backend (or this model) cannot run."""
     if distribution is None:
         return
     if distribution not in DISTRIBUTIONS:
@@ -48,7 +60,7 @@ def distributed(model: Any, distribution: str | None) -> Iterator[Any]:
     previous = keras.distribution.distribution()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
     try:
-        copy = rebuilt_copy(model, _config(model))
+        copy = rebuilt_copy(model, _serialised(model))
         try:
             yield copy
         finally:

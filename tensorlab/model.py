@@ -243,7 +243,7 @@ class Model:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
         seed = training_seed(seed)
-        check_distribution(distribution)
+        check_distribution(distribution, self.keras_model)
         callbacks = callback_list(callbacks)
         if logger is None and sum(isinstance(c, DBLogger) for c in callbacks) == 1:
             logger = next(c for c in callbacks if isinstance(c, DBLogger))
