@@ -24,7 +24,7 @@ STUDY = "test"
 PASSWORD = "Sup3rS3cretPW"
 ID = "0123456789abcdef01234567"
 GETS = ["info", "databases", "runs", f"runs/{ID}", f"runs/{ID}/logs", f"compare?runs={ID}", "jobs", "data",
-        "data/samples"]
+        "data/samples", f"diff?runs={ID},{ID}", f"lineage?of={ID}"]
 POSTS = [f"jobs/{ID}/cancel", f"jobs/{ID}/requeue", f"jobs/{ID}/priority"]
 
 
@@ -148,6 +148,22 @@ async def test_runs_list_filters_sorts_pages_and_shows_crashed(jp_fetch, tdb, mo
     assert [r["name"] for r in newest["runs"]] == ["r4", "r3"] and newest["more"]
     tagged = await ok(jp_fetch, "runs", filter=json.dumps({"hyper_parameters.lr": 0.5}))
     assert [r["name"] for r in tagged["runs"]] == ["r4"] and tagged["runs"][0]["hyper_parameters"] == {"lr": 0.5}
+
+
+async def test_what_differs_between_two_runs_and_the_lineage_of_one(jp_fetch, tdb):
+    first = tdb.run_store.start("narrow", hyper_parameters={"lr": 0.1, "units": 8}, provenance={"seed": 1})
+    second = tdb.run_store.start("wide", hyper_parameters={"lr": 0.1, "units": 64}, provenance={"seed": 2})
+    version = tdb.save_parameters([np.ones((2, 2), np.float32)], {"epoch": 0}, run=second, epoch=0)
+    diff = await ok(jp_fetch, "diff", runs=f"{first},{second}")
+    assert diff["hyper_parameters"] == {"changed": {"units": [8, 64]}} and diff["seed"] == [1, 2]
+    assert diff["runs"]["a"]["name"] == "narrow" and not diff["same"]
+    graph = await ok(jp_fetch, "lineage", of=str(second))
+    assert graph["start"] == f"run:{second}" and {n["kind"] for n in graph["nodes"]} == {"run", "parameters"}
+    assert {"from": f"run:{second}", "to": f"parameters:{version}", "kind": "saved"} in graph["edges"]
+    assert (await ok(jp_fetch, "lineage", of=str(version)))["start"] == f"parameters:{version}"
+    for path, bad, parameter in (("diff", {"runs": str(first)}, "runs"), ("lineage", {"of": "nope"}, "of")):
+        code, answer = await call(jp_fetch, path, **bad)
+        assert code == 400 and answer["parameter"] == parameter, answer
 
 
 async def test_one_run_in_full(jp_fetch, tdb):

@@ -21,6 +21,7 @@ from tensorlab.errors import ConnectionFailed, InvalidInput, JobError, NotFound,
 
 from . import data_views, job_views, log_positions, params, run_views
 from .connections import Connections
+from .json_values import plain
 
 EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tensorlab-lab")
 SCOPE = ("db", "study")
@@ -173,6 +174,28 @@ class CompareHandler(LabHandler):
         mode = params.choice(args, "mode", ("max", "min"))
         db = self.scope(args)
         await self.answer(lambda: run_views.comparison(db(), run_ids, metric, mode))
+
+
+class DiffHandler(LabHandler):
+    @tornado.web.authenticated
+    @checked
+    async def get(self) -> None:
+        args = self.arguments((*SCOPE, "runs"))
+        run_ids = params.identifiers(args, "runs", most=2)
+        if len(run_ids) != 2:
+            raise params.BadParameter("runs", args["runs"], "two run ids separated by a comma")
+        db = self.scope(args)
+        await self.answer(lambda: plain(db().diff_runs(*run_ids)))
+
+
+class LineageHandler(LabHandler):
+    @tornado.web.authenticated
+    @checked
+    async def get(self) -> None:
+        args = self.arguments((*SCOPE, "of"))
+        of = params.identifier(args.get("of"), "of")  # a run's or a parameter version's id
+        db = self.scope(args)
+        await self.answer(lambda: plain(db().lineage(of)))
 
 
 class JobsHandler(LabHandler):

@@ -23,6 +23,8 @@ ROUTES = (
     (f"runs/{ID}", handlers.RunHandler),  # one run: document, parameter versions, log streams
     (f"runs/{ID}/logs", handlers.LogsHandler),  # rows since `cursor`, as columns, and the next cursor
     ("compare", handlers.CompareHandler),  # runs side by side on one metric, the best marked
+    ("diff", handlers.DiffHandler),  # what differs between two runs: hyper-parameters, code, data, packages, seed
+    ("lineage", handlers.LineageHandler),  # the graph around a run or a parameter version (`of`)
     ("jobs", handlers.JobsHandler),  # queued and running jobs, the newest others, their workers
     (f"jobs/{ID}/(cancel|requeue|priority)", handlers.JobActionHandler),  # POST
     ("data", handlers.DataHandler),  # imports grouped by tags, counts, label histogram

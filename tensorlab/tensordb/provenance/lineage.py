@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from bson import ObjectId
+
 MAX_NODES = 500
 
 
@@ -135,8 +137,10 @@ def lineage(db: Any, start_kind: str, start: Any) -> dict[str, Any]:
 
 
 def lineage_of(db: Any, thing: Any) -> dict[str, Any]:
-    """`thing`: a parameter version's id, else a run (id, name or document)."""
+    """`thing`: a parameter version's id (ObjectId or its hex), else a run (id, name or document)."""
     ref = thing.get("_id") if isinstance(thing, dict) else thing
-    if db.parameters.find_docs({"_id": ref}) if not isinstance(ref, str) or len(ref) == 24 else False:
-        return lineage(db, "version", db.parameters.find_docs({"_id": ref})[0]["_id"])
+    if isinstance(ref, str) and ObjectId.is_valid(ref):
+        ref = ObjectId(ref)
+    if isinstance(ref, ObjectId) and db.parameters.find_docs({"_id": ref}):
+        return lineage(db, "version", ref)
     return lineage(db, "run", db.run_store.resolve(thing)["_id"])
