@@ -198,6 +198,8 @@ def _compare(page, seeded: dict) -> None:
     page.wait_for_function("document.querySelectorAll('.tl-compare-panel .tl-parallel polyline').length == 2",
                            timeout=20_000)
     page.wait_for_selector(".tl-compare-panel .tl-chart canvas", timeout=20_000)
+    diff = page.wait_for_selector(".tl-compare-panel .tl-diff-table", timeout=20_000)  # what differs: lr, units
+    assert {"lr", "units"} <= {cell.inner_text() for cell in diff.query_selector_all("td:nth-child(2)")}
     page.click(".tl-compare-panel th:text-is('hp.lr')")  # sortable: ascending by lr puts the best last
     page.click(".tl-compare-panel th:text-is('hp.lr')")
     time.sleep(1.0)

@@ -10,6 +10,7 @@ import { parallelSvg } from '../charts/parallel';
 import { splitKey } from '../charts/runSeries';
 import { CompareModel } from '../compareModel';
 import { fill, formatValue, h, select, statusBadge } from './dom';
+import { loadDiff } from './diffView';
 import { chartControls } from './runView';
 import { VisibleWatch } from './visibility';
 
@@ -23,6 +24,7 @@ export class ComparePanel extends Widget {
   private headerNode = h('div', { className: 'tl-compare-header' });
   private parallelNode = h('div', { className: 'tl-parallel-box' });
   private tableNode = h('div', { className: 'tl-compare-table' });
+  private diffNode = h('div', { className: 'tl-diff' });
 
   constructor(readonly model: CompareModel) {
     super();
@@ -30,7 +32,10 @@ export class ComparePanel extends Widget {
     this.title.label = `Compare ${model.runIds.length} runs`;
     this.chart = new LineChart(model.metric, 260);
     const controls = chartControls(this.view, () => this.schedule(), () => this.chart.resetZoom());
-    this.node.append(this.headerNode, controls, this.chart.node, this.parallelNode, this.tableNode);
+    this.node.append(this.headerNode, controls, this.chart.node, this.parallelNode, this.tableNode, this.diffNode);
+    if (model.runIds.length === 2) {
+      void loadDiff(this.diffNode, model.scope, model.runIds);
+    }
     model.changed.connect((_, topic) => (topic === 'curves' ? this.schedule() : this.drawTable()), this);
     this.drawTable();
   }
