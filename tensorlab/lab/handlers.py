@@ -18,6 +18,8 @@ from jupyter_server.base.handlers import APIHandler
 from tornado.ioloop import IOLoop
 
 from tensorlab.errors import ConnectionFailed, InvalidInput, JobError, NotFound, StudyNotReady, TensorLabError
+from tensorlab.tensordb.jobs import STATUSES as JOB_STATUSES
+from tensorlab.tensordb.runs.runs import STATUSES as RUN_STATUSES
 
 from . import data_views, job_views, log_positions, params, run_views
 from .connections import Connections
@@ -25,8 +27,6 @@ from .json_values import plain
 
 EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tensorlab-lab")
 SCOPE = ("db", "study")
-RUN_STATUSES = ("running", "finished", "failed", "stopped", "crashed")
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 RUN_SORTS = ("started", "ended", "name", "status")
 STATUS_OF = ((params.BadParameter, 400), (NotFound, 404), (JobError, 409), (StudyNotReady, 409),
              (InvalidInput, 400), (ConnectionFailed, 503), (TensorLabError, 500))

@@ -10,7 +10,6 @@ those runs), and re-reads a page of the list only when that set changes.
 from __future__ import annotations
 
 import heapq
-import inspect
 from typing import Any
 
 from tensorlab.errors import InvalidInput
@@ -21,7 +20,6 @@ from .json_values import plain
 from .params import BadParameter
 
 SORT_FIELDS = ("started", "ended", "name", "status")
-STATUSES = ("running", "finished", "failed", "stopped", "crashed")
 ERROR_CHARS = 4000
 
 
@@ -56,12 +54,6 @@ def _sort_key(field: str) -> Any:
     return key
 
 
-def _store_sorts(db: Any) -> bool:
-    """Whether the runs store takes `sort` and `limit` (added beside this extension; older stores do not)."""
-    parameters = inspect.signature(db.run_store.find).parameters
-    return "sort" in parameters and "limit" in parameters
-
-
 def _newest(db: Any, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """A page of the study's runs, newest first, and how many there are: the ids come from the run index's
     status entries (five documents read by `_id`), and only the runs near the page are fetched, each settled as
@@ -71,18 +63,14 @@ def _newest(db: Any, offset: int, limit: int) -> tuple[list[dict[str, Any]], int
     processes are ordered by their random bytes, not by time: every run from the second before the page's
     last one on is read, and the page cut from them in `started` order."""
     store = db.run_store
-    store.index.ensure_built(store.collection)
-    ids: set[Any] = set()
-    for status in STATUSES:
-        ids.update(store.index.candidates({"status": status}, cap=None) or ())
+    ids = store.ids()
     first = heapq.nlargest(offset + limit, ids, key=lambda run_id: run_id.binary)  # bytes compare in C
     if not first:
         return [], len(ids)
     since = first[-1].binary[:4]  # the page's oldest second (big-endian), then one second before it
     since = (int.from_bytes(since, "big") - 1).to_bytes(4, "big") if since != b"\0\0\0\0" else since
     near = [run_id for run_id in ids if run_id.binary[:4] >= since]
-    settle = getattr(store, "settle_doc", None) or store._settle
-    docs = [settle(doc) for doc in find_by_ids(store.collection, near) if doc.get("study") == db.study]
+    docs = [store.settle_doc(doc) for doc in find_by_ids(store.collection, near) if doc.get("study") == db.study]
     docs.sort(key=lambda doc: (doc["started"], str(doc["_id"])), reverse=True)
     return docs[offset:offset + limit], len(ids)
 
@@ -91,7 +79,7 @@ def _find(db: Any, query: dict[str, Any] | None, sort: str, descending: bool,
           want: int) -> tuple[list[dict[str, Any]], int | None]:
     """Runs in the order asked, at least `want` of them when there are; and how many match, when that was known
     without extra work (a page read by a limited query does not know)."""
-    if sort.startswith("best.") and _store_sorts(db):  # the store ranks summary metrics from its run table
+    if sort.startswith("best."):  # the store ranks summary metrics from its run table
         return list(db.run_store.find(query, sort=[(sort[5:], -1 if descending else 1)], limit=want)), None
     docs = db.run_store.find(query)
     key = _sort_key(sort)

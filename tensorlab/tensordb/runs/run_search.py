@@ -103,8 +103,7 @@ def _without_metric(store: Any, wanted: dict[str, Any] | None, candidates: set[b
                     known: set[bytes]) -> tuple[list[bytes], np.ndarray]:
     """Candidate runs (the index's, or every run of the study by status) with no value for the metric, by _id."""
     if candidates is None:
-        candidates = {c.binary for status in STATUSES for c in store.index.candidates({"status": status}, cap=None)
-                      if isinstance(c, ObjectId)}
+        candidates = {run_id.binary for run_id in store.ids()}
     missing = sorted(candidates - known)
     return missing, np.full(len(missing), np.nan)
 

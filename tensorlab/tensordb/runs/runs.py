@@ -19,13 +19,12 @@ from ..documents.equality_index import EqualityIndex
 from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
-from .run_search import BEST, mongodb_order, ranked_runs, resolve_run_sort
+from .run_search import BEST, STATUSES, mongodb_order, ranked_runs, resolve_run_sort
 from .run_table import RunTable, ranked_values
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
 INDEXED_TOP_FIELDS = ("name", "status", "job")
-STATUSES = ("running", "finished", "failed", "stopped", "crashed")
 ENDED_BY_CALLER = ("finished", "failed", "stopped")
 
 
@@ -180,6 +179,12 @@ class RunStore:
         found = self._find_oldest_first(scoped)
         found = mongodb_order(found, order) if order else found
         return found[:limit] if limit is not None else found
+
+    def ids(self) -> set[ObjectId]:
+        """Every run of the study, by id, from the run index's status entries (five `_id` lookups)."""
+        self.index.ensure_built(self.collection)
+        return {found for status in STATUSES for found in self.index.candidates({"status": status}, cap=None) or ()
+                if isinstance(found, ObjectId)}
 
     def settle_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
         return self._settle(doc)
