@@ -17,21 +17,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InvalidInput
-from .precision import copy_back, rebuilt_copy
+from .precision import copy_back, rebuilt_copy, serialised_config
 
 DISTRIBUTIONS = ("data_parallel",)
 
 
 def _serialised(model: Any) -> dict[str, Any]:
-    import keras
-
-    try:
-        return keras.saving.serialize_keras_object(model)
-    except (NotImplementedError, TypeError, ValueError) as error:
-        raise InvalidInput(f"distribution='data_parallel' trains a copy of model {model.name!r} rebuilt while the "
-                           f"distribution is set, and Keras cannot serialise this model ({type(error).__name__}). "
-                           "Call keras.distribution.set_distribution(keras.distribution.DataParallel()) before "
-                           "building the model, and fit it without `distribution`.") from None
+    return serialised_config(model, "distribution='data_parallel'", "while the distribution is set",
+                             "Call keras.distribution.set_distribution(keras.distribution.DataParallel()) before "
+                             "building the model, and fit it without `distribution`.")
 
 
 def check_distribution(distribution: Any, model: Any = None) -> None:

@@ -145,12 +145,11 @@ class DBLogger(keras.callbacks.Callback):
             self._store_architecture()
         if self.run_id is None:
             details = {**run_details(model, self.params), **self.run_details}
-            given = details.pop("provenance", None)
-            provenance = self._safely("record what made the run", lambda: record_provenance(
-                self.db, device_name(), given))
+            given, device = details.pop("provenance", None), device_name()
+            provenance = self._safely("record what made the run", lambda: record_provenance(self.db, device, given))
             self.run_id = self._safely("create the run", lambda: self.db.run_store.start(
                 self.run_name, hyper_parameters=self.hyper_parameters, data_query=self.data_query, tags=self.tags,
-                device=device_name(), model_name=model.name, architecture=self.architecture,
+                device=device, model_name=model.name, architecture=self.architecture,
                 provenance=provenance or given, **details))
         else:
             self._safely("reopen the run", lambda: self.db.run_store.update(self.run_id, status="running", ended=None))

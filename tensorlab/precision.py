@@ -31,17 +31,22 @@ def _mixed(node: Any) -> Any:
     return node
 
 
-def _config(model: Any) -> dict[str, Any]:
-    """The model's serialised config, or InvalidInput naming the fix (called before anything is stored)."""
+def serialised_config(model: Any, option: str, rebuilt: str, fix: str) -> dict[str, Any]:
+    """The model's serialised config, for a fit `option` that trains a copy of it `rebuilt` some other way; or
+    InvalidInput naming the `fix` (called before anything is stored)."""
     import keras
 
     try:
         return keras.saving.serialize_keras_object(model)
     except (NotImplementedError, TypeError, ValueError) as error:
-        raise InvalidInput(f"mixed_precision=True trains a copy of model {model.name!r} rebuilt under the '{MIXED}' "
-                           f"policy, and Keras cannot serialise this model ({type(error).__name__}). Build the model "
-                           f"after keras.mixed_precision.set_global_policy('{MIXED}') and fit it without "
-                           "mixed_precision=True (then set the policy back to 'float32').") from None
+        raise InvalidInput(f"{option} trains a copy of model {model.name!r} rebuilt {rebuilt}, and Keras cannot "
+                           f"serialise this model ({type(error).__name__}). {fix}") from None
+
+
+def _config(model: Any) -> dict[str, Any]:
+    return serialised_config(model, "mixed_precision=True", f"under the '{MIXED}' policy",
+                             f"Build the model after keras.mixed_precision.set_global_policy('{MIXED}') and fit it "
+                             "without mixed_precision=True (then set the policy back to 'float32').")
 
 
 def check_mixable(model: Any, mixed: bool) -> None:
