@@ -20,6 +20,7 @@ from tensorlab.slurm_task import parse_time_left
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.skipif(not slurm_installed(), reason="needs root and Debian's slurmctld, slurmd, munge "
                                                              "(.ci/run installs them)")
+EPOCHS = 30  # long enough that task 0 still holds its job when the cancel lands, on a busy machine too
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(2000, 32)).astype("float32")
 Y = (X[:, 0] > 0).astype("int64")
@@ -60,7 +61,7 @@ def _task_log(workdir: Path, job: str, task: int) -> str:
 
 def test_two_array_tasks_drain_the_queue_and_a_cancelled_task_loses_no_job(cluster, tdb, mongo_uri, tmp_path):
     tdb.import_data(X, Y, {"split": "train"})
-    ids = _jobs(tdb, 6, epochs=12)
+    ids = _jobs(tdb, 6, epochs=EPOCHS)
     job = _submit(cluster, tmp_path, mongo_uri, tdb, "--workers", "2", "--concurrent", "2", "--time", "10")
 
     def task0_mid_job() -> bool:  # a job of task 0 past its first epoch
@@ -78,7 +79,7 @@ def test_two_array_tasks_drain_the_queue_and_a_cancelled_task_loses_no_job(clust
     for queued in ids:
         runs = tdb.run_store.find({"job": queued})
         assert len(runs) == 1 and runs[0]["status"] == "finished"  # each job trained into one run, once
-        assert tdb.jobs.get(queued)["result"]["run"] == runs[0]["_id"] and runs[0]["summary"]["epochs"] == 12
+        assert tdb.jobs.get(queued)["result"]["run"] == runs[0]["_id"] and runs[0]["summary"]["epochs"] == EPOCHS
     # the job task 0 held when cancelled: its run was started there, and task 1 finished it
     started_by = {i: tdb.run_store.resolve(tdb.jobs.get(i)["result"]["run"])["slurm"] for i in ids}
     taken_over = [i for i in ids if started_by[i]["array_task"] == 0
