@@ -91,7 +91,7 @@ def test_two_array_tasks_drain_the_queue_and_a_cancelled_task_loses_no_job(clust
 
 def test_a_task_near_its_time_limit_stops_claiming(cluster, tdb, mongo_uri, tmp_path):
     tdb.import_data(X, Y, {"split": "train"})
-    ids = _jobs(tdb, 12, epochs=3)
+    ids = _jobs(tdb, 30, epochs=10)  # more work than 20 s holds on a fast machine (CI drained 12 of 3 epochs)
     started = time.monotonic()
     job = _submit(cluster, tmp_path, mongo_uri, tdb, "--workers", "1", "--time", "1", "--min-time-left", "40")
     wait_until(lambda: "exits" in _task_log(tmp_path, job, 0), timeout=120, interval=0.5)
