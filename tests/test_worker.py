@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,7 +112,19 @@ def test_sigterm_mid_job_requeues_checkpoints_and_exits_0(tdb, mongo_uri):
 
 KILL_JOBS = 200
 MAX_KILLS = 8  # then the workers are left to finish: a busy machine only makes that slower
-EPOCHS = 3
+EPOCHS = 4
+
+
+def _worker_past_a_checkpoint(db, workers: list) -> int | None:
+    """The index of a worker whose running job has stored a checkpoint and is not finished, if one has."""
+    by_name = {f"{socket.gethostname()}:{w.pid}": n for n, w in enumerate(workers)}
+    for job in db.jobs.collection.find({"status": "running"}, {"worker": 1}):
+        runs = db.run_store.find({"job": job["_id"], "status": "running"})
+        if job.get("worker") in by_name and runs and db.parameters.collection.count_documents(
+                {"run": runs[0]["_id"]}) and not db.parameters.collection.count_documents(
+                {"run": runs[0]["_id"], "epoch": EPOCHS - 1}):
+            return by_name[job["worker"]]
+    return None
 
 
 @pytest.mark.timeout(900)
@@ -126,9 +139,19 @@ def test_sigkilled_workers_lose_nothing_and_jobs_resume_from_checkpoints(tdb, mo
     rng = random.Random(0)
     kills = 0
     try:
+        # odd kills land at a random moment (starting up, claiming, training, finishing); even kills wait for a
+        # worker whose job is past its first checkpoint, so some job must resume (a busy machine otherwise can
+        # place every random kill before one)
         while kills < MAX_KILLS and tdb.jobs.collection.count_documents({"status": "done"}) < KILL_JOBS:
-            time.sleep(rng.uniform(4, 8))
-            victim = rng.randrange(len(workers))
+            if kills % 2:
+                victim, deadline = None, time.time() + 120
+                while victim is None and time.time() < deadline:
+                    victim = _worker_past_a_checkpoint(tdb, workers)
+                if victim is None:
+                    victim = rng.randrange(len(workers))
+            else:
+                time.sleep(rng.uniform(4, 8))
+                victim = rng.randrange(len(workers))
             workers[victim].kill()  # SIGKILL: no cleanup, the lease must expire
             workers[victim].wait()
             kills += 1
