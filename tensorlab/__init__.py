@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 
 # Training classes import Keras, so they load on first use; they are public all the same.
 _LAZY = {"DBLogger": ".db_logger", "Model": ".model", "dblogger": ".model", "train_in_background": ".background",
-         "TrainingHandle": ".background", "train_cell": ".cell_training", "rerun": ".reruns"}
+         "TrainingHandle": ".background", "train_cell": ".cell_training", "rerun": ".reruns",
+         "push_rerun": ".reruns"}
 _LAZY_MODULES = ("continuous", "datasets", "devices", "sweeps", "plans", "worker", "widgets", "magics")
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "connect",
     "dblogger",
     "load_ipython_extension",
+    "push_rerun",
     "rerun",
     "train_cell",
     "train_in_background",

@@ -219,11 +219,17 @@ def _diff_command(args: argparse.Namespace) -> int:
 
 
 def _rerun_command(args: argparse.Namespace) -> int:
-    from .reruns import rerun
+    from .reruns import push_rerun, rerun
     from .tensordb import connect
 
     db = connect(args.uri, db=args.db, study=args.study)
     try:
+        if args.job:
+            if args.name:
+                raise InvalidInput("--name names a run trained here; a rerun job's run is named job-JOB_ID, as every "
+                                   "job's run is. Drop --name or --job.")
+            print(f"rerun of {args.run}: queued as job {push_rerun(db, args.run, priority=args.priority)}")
+            return 0
         again = rerun(db, args.run, name=args.name)
         best = ", ".join(f"{k} {v:.4g}" for k, v in ((again.get("summary") or {}).get("best") or {}).items())
         print(f"rerun of {args.run}: run {again['name']} ({again['_id']}) {again['status']}"
@@ -335,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "exact data imports it saw")
     again.add_argument("run", metavar="RUN", help="run id or name")
     again.add_argument("--name", default=None, help="the new run's name (default: RUN-rerun)")
+    again.add_argument("--job", action="store_true", help="queue the rerun as a job for a worker instead of training "
+                       "it here")
+    again.add_argument("--priority", type=int, default=0, help="the rerun job's priority (with --job)")
     again.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
     again.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
     again.add_argument("--db", default="tensorlab")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
+from .validation_values import check_seed
 
 MAX_TEXT = 256 * 1024
 GIT_TIMEOUT_S = 5.0
@@ -139,10 +139,7 @@ def training_seed(seed: Any) -> int:
         import numpy as np
 
         return int(np.random.randint(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise InvalidInput(f"Invalid value for argument `seed`: {seed!r:.40}. Expected a whole number from 0 to "
-                           "2**32 - 1, or None (TensorLab draws one and records it).")
-    return seed
+    return check_seed(seed)
 
 
 def data_snapshots(db: Any, **queries: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`db.rerun(run)` / `tensorlab rerun RUN`: train a run again, as it was trained, on the data it saw.
+"""`db.rerun(run)` / `tensorlab rerun RUN`: train a run again, as it was trained, on the data it saw; in this
+process, or as a job for a worker (`push_rerun`, `tensorlab rerun RUN --job`, the lab run tab's Rerun button).
 
 What a rerun takes from the run: its stored architecture (rebuilt under the recorded seed, as the original was
 built under it by `%%tdb_train` and by workers), its hyper-parameters, epochs and batch size, the seed, and its
@@ -62,3 +63,15 @@ def rerun(db: Any, run: Any, name: str | None = None) -> dict[str, Any]:
               batch_size=plan["batch_size"], seed=plan["seed"], hyper_parameters=plan["hyper_parameters"] or None,
               run_name=name or f"{doc.get('name')}-rerun", run_details={"rerun_of": doc["_id"]})
     return db.run_store.resolve(model.last_run.run_id)
+
+
+def push_rerun(db: Any, run: Any, *, priority: int = 0, queue: str = "default") -> Any:
+    """Queue `run` (id or name) to be trained again by a worker; returns the job's id. The job pins what `rerun`
+    pins (architecture, hyper-parameters, seed, epochs, batch size, the data snapshot), and its run records
+    `rerun_of`. Refused, before anything is stored, for the same reasons as `rerun`."""
+    doc = db.run_store.resolve(run)
+    plan = rerun_plan(doc)
+    return db.push_job(plan["architecture"], data=plan["data"], validation_data=plan["validation_data"],
+                       epochs=plan["epochs"], batch_size=int(plan["batch_size"] or 32),
+                       hyper_parameters=plan["hyper_parameters"] or None, seed=plan["seed"], rerun_of=doc["_id"],
+                       tags={"rerun_of": doc.get("name") or str(doc["_id"])}, priority=priority, queue=queue)

@@ -158,3 +158,11 @@ def check_name(value: Any, name: str, *, allow_none: bool = False) -> str | None
         raise InvalidInput(f"Invalid value for argument `{name}`: {short(value)}. Expected a non-empty string "
                            f"(without NUL){' or None' if allow_none else ''}, e.g. {name}='mlp'.")
     return value
+
+
+def check_seed(seed: Any) -> int | None:
+    """A random seed as Keras takes it (keras.utils.set_random_seed), or None for "draw one and record it"."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise InvalidInput(f"Invalid value for argument `seed`: {seed!r:.40}. Expected a whole number from 0 to "
+                           "2**32 - 1, or None (TensorLab draws one and records it).")
+    return seed

@@ -84,7 +84,7 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
             raise UnsafeOperation("This job's model is Python source from the database; only a worker started with "
                                   "--allow-code (Worker(allow_code=True)) runs it.")
         model = _build_with_hp(source, hp) if "build_model" in source else build_from_source(source, trust=True)
-    if not getattr(model, "compiled", False) or hp.get("recompile", True):
+    if not getattr(model, "compiled", False) or hp.get("recompile", _compiled_by_job(db, job)):
         optimizer = keras.optimizers.get({"class_name": hp.get("optimizer", COMPILE_DEFAULTS["optimizer"]),
                                           "config": {"learning_rate": float(hp.get("learning_rate",
                                                                                    hp.get("lr", 0.001)))}})
@@ -98,6 +98,15 @@ def build_job_model(db: Any, job: dict, allow_code: bool) -> Any:
         apply_weights(model, db.parameters.load(version))
         job["warm_started_from"] = version["_id"]
     return model
+
+
+def _compiled_by_job(db: Any, job: dict) -> bool:
+    """Whether the job's hyper-parameters compile its model (the default). A rerun of a run trained in a notebook
+    or script keeps the compile settings stored with its architecture, as `tensorlab.rerun` does: those are what
+    the original trained with."""
+    if not job.get("rerun_of"):
+        return True
+    return db.run_store.resolve(job["rerun_of"]).get("job") is not None
 
 
 def warm_start_version(db: Any, warm_start: Any) -> dict:
@@ -311,5 +320,6 @@ class Worker:
             data=data, db=self.db, epochs=int(job["epochs"]), batch_size=int(job["batch_size"]),
             validation_data=validation, run_name=f"job-{job['_id']}", resume=True, checkpoint="epoch",
             device=self.device, hyper_parameters=job.get("hyper_parameters"), stop_event=self._training_stop,
-            run_details={**self.details, "job": job["_id"]}, seed=job.get("seed"),
+            run_details={**self.details, "job": job["_id"], **({"rerun_of": job["rerun_of"]} if job.get("rerun_of")
+                                                                else {})}, seed=job.get("seed"),
             distribution="data_parallel" if self.distribute == "data_parallel" else None)

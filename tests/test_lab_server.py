@@ -25,7 +25,7 @@ PASSWORD = "Sup3rS3cretPW"
 ID = "0123456789abcdef01234567"
 GETS = ["info", "databases", "runs", f"runs/{ID}", f"runs/{ID}/logs", f"compare?runs={ID}", "jobs", "data",
         "data/samples", f"diff?runs={ID},{ID}", f"lineage?of={ID}"]
-POSTS = [f"jobs/{ID}/cancel", f"jobs/{ID}/requeue", f"jobs/{ID}/priority"]
+POSTS = [f"jobs/{ID}/cancel", f"jobs/{ID}/requeue", f"jobs/{ID}/priority", f"runs/{ID}/rerun"]
 
 
 @pytest.fixture
@@ -164,6 +164,24 @@ async def test_what_differs_between_two_runs_and_the_lineage_of_one(jp_fetch, td
     for path, bad, parameter in (("diff", {"runs": str(first)}, "runs"), ("lineage", {"of": "nope"}, "of")):
         code, answer = await call(jp_fetch, path, **bad)
         assert code == 400 and answer["parameter"] == parameter, answer
+
+
+async def test_the_rerun_button_queues_a_job_that_pins_what_the_run_saw(jp_fetch, tdb):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    tdb.import_data(rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 2, 32), tags={"split": "train"})
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    tensorlab.Model(model, db=tdb).fit(data={"tags.split": "train"}, epochs=1, batch_size=8, seed=3, run_name="base")
+    run = tdb.run_store.resolve("base")
+    code, answer = await call(jp_fetch, f"runs/{run['_id']}/rerun", method="POST")
+    assert code == 201, answer
+    job = tdb.jobs.get(answer["job"])
+    assert job["status"] == "queued" and job["seed"] == 3 and job["rerun_of"] == run["_id"]
+    assert job["epochs"] == 1 and job["batch_size"] == 8 and "import_id" in job["data_query"]  # pinned imports
+    bare = tdb.run_store.start("no-provenance")
+    code, answer = await call(jp_fetch, f"runs/{bare}/rerun", method="POST")
+    assert code == 400 and "no seed" in answer["message"] and len(tdb.jobs.find()) == 1  # refused, nothing queued
 
 
 async def test_one_run_in_full(jp_fetch, tdb):

@@ -11,9 +11,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from bson import ObjectId
 from IPython.testing import globalipapp
 
 import tensorlab
+import tensorlab.worker
 from tensorlab import InvalidInput
 from tensorlab.cli import main as cli_main
 from tensorlab.tensordb.data.snapshot import pinned_query
@@ -258,6 +260,16 @@ def test_a_rerun_trains_on_the_data_the_run_saw_and_repeats_its_loss_curve(tdb, 
     assert "run from-cli" in capsys.readouterr().out
     assert np.allclose(_losses(tdb, tdb.run_store.resolve("from-cli")["_id"]), first, rtol=1e-6, atol=1e-7)
 
+    # as a job for a worker (what the lab's Rerun button queues): the same pins, the same curve
+    assert cli_main(["rerun", "original", "--job", "--uri", mongo_uri, "--db", db_name, "--study", tdb.study]) == 0
+    job_id = ObjectId(capsys.readouterr().out.strip().rsplit(" ", 1)[-1])
+    job = tdb.jobs.get(job_id)
+    assert job["seed"] == 7 and job["rerun_of"] == original["_id"] and job["tags"]["rerun_of"] == "original"
+    assert tensorlab.worker.Worker(tdb, "rerunner", max_jobs=1, max_idle_s=1).run().done == 1
+    by_worker = tdb.run_store.resolve(tdb.jobs.get(job_id)["result"]["run"])
+    assert by_worker["rerun_of"] == original["_id"] and by_worker["provenance"]["data"]["data"]["samples"] == 64
+    assert np.allclose(_losses(tdb, by_worker["_id"]), first, rtol=1e-6, atol=1e-7)
+
 
 def test_runs_that_cannot_be_rerun_are_refused_with_the_reason(tdb):
     _model().fit(X, Y, db=tdb, epochs=1, run_name="in-memory")
@@ -268,4 +280,6 @@ def test_runs_that_cannot_be_rerun_are_refused_with_the_reason(tdb):
     model.fit(X, Y, epochs=1, verbose=0, callbacks=[tensorlab.DBLogger(tdb, "own-fit")])
     with pytest.raises(InvalidInput, match="no seed"):
         tensorlab.rerun(tdb, "own-fit")
-    assert sorted(tdb.runs()["name"]) == ["in-memory", "own-fit"]  # nothing started
+    with pytest.raises(InvalidInput, match="arrays held in memory"):
+        tensorlab.push_rerun(tdb, "in-memory")
+    assert sorted(tdb.runs()["name"]) == ["in-memory", "own-fit"] and tdb.jobs.find() == []  # nothing started

@@ -18,6 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado.ioloop import IOLoop
 
 from tensorlab.errors import ConnectionFailed, InvalidInput, JobError, NotFound, StudyNotReady, TensorLabError
+from tensorlab.reruns import push_rerun
 from tensorlab.tensordb.jobs import STATUSES as JOB_STATUSES
 from tensorlab.tensordb.runs.runs import STATUSES as RUN_STATUSES
 
@@ -144,6 +145,17 @@ class RunHandler(LabHandler):
         run_id = params.identifier(run_id, "run")
         db = self.scope(args)
         await self.answer(lambda: run_views.run_detail(db(), run_id))
+
+
+class RerunHandler(LabHandler):
+    @tornado.web.authenticated
+    @checked
+    async def post(self, run_id: str) -> None:
+        """Queue the run to be trained again by a worker (tensorlab.reruns.push_rerun); answers the job's id."""
+        args = self.arguments(SCOPE)
+        run_id = params.identifier(run_id, "run")
+        db = self.scope(args)
+        await self.answer(lambda: {"job": str(push_rerun(db(), run_id))}, status=201)
 
 
 class LogsHandler(LabHandler):

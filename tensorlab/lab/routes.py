@@ -22,6 +22,7 @@ ROUTES = (
     ("runs", handlers.RunsHandler),  # a page of runs: status, name, filter, sort, order, offset, limit
     (f"runs/{ID}", handlers.RunHandler),  # one run: document, parameter versions, log streams
     (f"runs/{ID}/logs", handlers.LogsHandler),  # rows since `cursor`, as columns, and the next cursor
+    (f"runs/{ID}/rerun", handlers.RerunHandler),  # POST: queue the run to be trained again, as a job
     ("compare", handlers.CompareHandler),  # runs side by side on one metric, the best marked
     ("diff", handlers.DiffHandler),  # what differs between two runs: hyper-parameters, code, data, packages, seed
     ("lineage", handlers.LineageHandler),  # the graph around a run or a parameter version (`of`)

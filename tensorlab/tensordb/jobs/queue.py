@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from ...clock import utc_now
 from ...errors import InvalidInput, JobError, NotFound
 from ...validation import check_query, clean_tags, without_non_finite
-from ...validation_values import check_name, check_number, clean_document, short
+from ...validation_values import check_name, check_number, check_seed, clean_document, short
 from ..documents.batched_delete import delete_matching
 from ..documents.by_id import find_by_ids
 from ..documents.equality_index import EqualityIndex
@@ -67,9 +67,13 @@ class JobQueue:
         oom_halve_batch: bool = False,
         after: Sequence[Any] = (),
         job_id: ObjectId | None = None,
+        seed: int | None = None,
+        rerun_of: ObjectId | None = None,
         check_only: bool = False,
     ) -> Any:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code.
+        `seed`: the model is built and trained under it (None: the worker draws one and the run records it);
+        `rerun_of`: the run this job trains again (tensorlab.reruns.push_rerun).
         `check_only`: validate every argument and return the job document without storing it."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
             raise InvalidInput(
@@ -97,6 +101,8 @@ class JobQueue:
             "tags": clean_tags(tags),
             "warm_start": warm_start,
             "sweep": sweep,
+            "seed": check_seed(seed),
+            "rerun_of": rerun_of,
             "oom_halve_batch": bool(oom_halve_batch),  # after out-of-memory, retry at half the batch size
             "after": after,  # claimable once every one of these jobs is done; failed at once if one fails
             "attempts_left": max_attempts,

@@ -29,7 +29,7 @@ KINDS = {"data": ("sample_imports", "committed"), "parameters": ("parameters", "
 PLACEHOLDER = "$trigger"  # in a job template: replaced by the triggering document's id
 TEMPLATE_FIELDS = frozenset({"architecture", "code", "data", "validation_data", "hyper_parameters", "epochs",
                              "batch_size", "priority", "tags", "max_attempts", "warm_start", "queue", "sweep",
-                             "oom_halve_batch", "after"})
+                             "oom_halve_batch", "after", "seed"})
 
 
 def job_id_for(trigger_id: ObjectId, document_id: ObjectId) -> ObjectId:
