@@ -8,13 +8,16 @@ STAMP  := $(VENV)/.installed
 
 # The JupyterLab extension's front end (labextension/), built by Node into tensorlab/lab/labextension/.
 LABEXT         := tensorlab/lab/labextension/package.json
-LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/src/*/*.ts labextension/style/* labextension/schema/*) \
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/src/*/*.ts labextension/src/*/*.css labextension/style/* \
+                  labextension/schema/*) \
                   labextension/package.json labextension/package-lock.json labextension/tsconfig.json
 LABEXT_LINKED  := $(VENV)/.labextension-linked
+# The notebook panels' chart view: the same chart modules bundled by esbuild as an ES module for anywidget.
+WIDGET_VIEW    := widgets/static/charts.js
 
-setup: $(STAMP) $(LABEXT_LINKED) server
+setup: $(STAMP) $(LABEXT_LINKED) $(WIDGET_VIEW) server
 
-labextension: $(LABEXT)
+labextension: $(LABEXT) $(WIDGET_VIEW)
 
 # Node is installed when missing (Debian's nodejs/npm through apt); npm ci follows the lockfile, once per change of it.
 NODE_MODULES := labextension/node_modules/.package-lock.json
@@ -25,6 +28,9 @@ $(NODE_MODULES): labextension/package-lock.json
 
 $(LABEXT): $(LABEXT_SOURCES) $(NODE_MODULES)
 	cd labextension && npm run build
+
+$(WIDGET_VIEW): $(LABEXT_SOURCES) $(NODE_MODULES)
+	cd labextension && npm run build:widget
 
 # An editable install carries no data files: link the built front end into the venv (rebuilds show at once)
 # and enable the server half there; a wheel installs both as data files instead.

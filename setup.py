@@ -57,7 +57,8 @@ setup(
         "tensorlab.widgets",
     ],
     package_dir={"tensorlab": "tensorlab", "tensorlab.magics": "magics", "tensorlab.widgets": "widgets"},
-    package_data={"tensorlab.tensordb.server": ["ferretdb_patches/*.go"]},  # added to the FerretDB build
+    # the FerretDB build's patches; the notebook charts' view, built by `make labextension` (not committed)
+    package_data={"tensorlab.tensordb.server": ["ferretdb_patches/*.go"], "tensorlab.widgets": ["static/*"]},
     install_requires=[
         "pymongo>=4.6",
         "lz4>=4.0",
@@ -67,6 +68,7 @@ setup(
         "tensorboard>=2.16",  # keras.callbacks.TensorBoard needs it, and TensorFlow 2.21 no longer brings it
         "ipython>=8.0",
         "ipywidgets>=8.0",
+        "anywidget>=0.9",  # the notebook panels' charts: the lab extension's chart code as a widget view
         "jupyterlab>=4.0",
         "matplotlib>=3.7",
         "pandas>=2.0",
@@ -81,6 +83,7 @@ setup(
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",  # random runs for the run-search equivalence tests
             "nbval>=0.11",
+        "notebook>=7",  # the panels are checked in Notebook 7 as well as JupyterLab (tests/test_browser.py)
             "nbclient>=0.10",
             "nbformat>=5.9",
             "ipykernel>=6.29",

@@ -1,100 +1,154 @@
-"""Widget costs: kernel-side time per live-panel update (SVG) vs a matplotlib PNG redraw of the same
-curves, chart cost at 1k/10k/100k points per series (SVG vs a plotly FigureWidget when plotly is
-installed), and the slowdown of a background fit with the live panel attached vs without.
+"""Notebook panel costs (#31): kernel time per live update at 1k / 10k / 100k points already drawn, against
+resending every point each update (what a chart that holds its data in the kernel's widget state does); the
+browser's time to take and draw 3 series of 100k points in the panel's chart view (Chromium, the built
+widgets/static/charts.js); and the slowdown of a background fit with the live panel attached vs without.
 
-Prints a table and writes benchmarks/results/widgets.json. Outside a kernel no comm messages are
-sent, so the update cost here is the panel's own work (draining rows, formatting the charts).
+Each kernel update is serialised as the kernel would send it (a signed Jupyter comm message, buffers beside
+it), so the figure includes what goes over the wire. Prints a table and writes benchmarks/results/widgets.json.
 """
 
 from __future__ import annotations
 
-import io
+import shutil
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 from save_results import write_results  # benchmarks/ is on sys.path when run as a script
 
+ROOT = Path(__file__).resolve().parents[1]
+ROWS_PER_UPDATE = 25  # a quarter second of a fast fit at 100 steps/s
 
-def update_costs(db, steps: int = 20_000, updates: int = 200) -> dict:
+
+def _wire(chart) -> list[int]:
+    """Make `chart.send` do what the kernel does with a comm message: build, sign and serialise it."""
+    from jupyter_client.session import Session
+
+    session, sizes = Session(key=b"bench"), []
+
+    def send(content, buffers):
+        message = session.msg("comm_msg", {"comm_id": chart.model_id, "data": {"method": "custom", "content": content}})
+        frames = session.serialize(message)
+        sizes.append(sum(len(f) for f in frames) + sum(len(b) for b in buffers))
+
+    chart.send = send
+    return sizes
+
+
+def _rows(start: int, stop: int) -> list[dict]:
+    return [{"kind": "train", "metrics": {"loss": 1 / (1 + i), "accuracy": i / (i + 100)}, "time": i}
+            for i in range(start, stop)]
+
+
+def update_costs(db, sizes: tuple[int, ...] = (1_000, 10_000, 100_000), updates: int = 100) -> dict:
+    """Median and p95 ms of one panel refresh that adds ROWS_PER_UPDATE rows to a run of `size` rows."""
     from tensorlab.widgets import LivePanel
-
-    panel = LivePanel("bench", db, auto_refresh=False)
-    per_update = steps // updates
-    costs = []
-    for u in range(updates):
-        panel.feed_rows(
-            [
-                {"kind": "train", "metrics": {"loss": 1 / (1 + i), "accuracy": i / steps}, "time": i}
-                for i in range(u * per_update, (u + 1) * per_update)
-            ]
-        )
-        panel.feed_rows([{"kind": "valid", "epoch": u, "metrics": {"val_loss": 0.5, "val_accuracy": 0.9}}])
-        started = time.perf_counter()
-        panel.refresh(force=True)
-        costs.append((time.perf_counter() - started) * 1000)
-    panel.close()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs = np.arange(steps)
-    mpl = []
-    for _ in range(20):
-        started = time.perf_counter()
-        figure, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
-        axes[0].plot(xs, 1 / (1 + xs))
-        axes[1].plot(xs, xs / steps)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        plt.close(figure)
-        mpl.append((time.perf_counter() - started) * 1000)
-    return {
-        "rows": steps,
-        "updates": updates,
-        "svg_update_ms_median": statistics.median(costs),
-        "svg_update_ms_p95": sorted(costs)[int(0.95 * len(costs))],
-        "matplotlib_png_redraw_ms_median": statistics.median(mpl),
-    }
-
-
-def _plotly_update_ms(series: dict, repeats: int = 5) -> float | None:
-    """A plotly FigureWidget's kernel-side cost for the same update: new data for every trace, serialized as
-    the comm message would carry it (the whole arrays: plotly resends a changed trace)."""
-    try:
-        import plotly.graph_objects as go
-        import plotly.io
-    except ImportError:
-        return None
-    figure = go.FigureWidget(data=[go.Scattergl(x=[0], y=[0], name=name) for name in series])
-    costs = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        with figure.batch_update():
-            for trace, (xs, ys) in zip(figure.data, series.values(), strict=True):
-                trace.x, trace.y = xs, ys
-        plotly.io.to_json({"data": [trace.to_plotly_json() for trace in figure.data]})
-        costs.append((time.perf_counter() - started) * 1000)
-    return statistics.median(costs)
-
-
-def chart_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), series_count: int = 3) -> dict:
-    """Cost of one chart update at N points per series: the SVG chart (downsampled for display, data exact)
-    against a plotly FigureWidget holding every point."""
-    from tensorlab.widgets import line_chart
 
     rows = {}
     for size in sizes:
-        xs = list(range(size))
-        series = {f"series {i}": (xs, [1 / (1 + x) + i for x in xs]) for i in range(series_count)}
-        costs = []
-        for _ in range(5):
-            started = time.perf_counter()
-            line_chart(series, title="loss", y_label="loss")
-            costs.append((time.perf_counter() - started) * 1000)
-        rows[size] = {"svg_ms": statistics.median(costs), "plotly_ms": _plotly_update_ms(series)}
+        figures = {}
+        for mode in ("new points only", "resend everything"):
+            panel = LivePanel("bench", db, auto_refresh=False)
+            wire = _wire(panel.chart)
+            panel.feed_rows(_rows(0, size))
+            panel.refresh(force=True)
+            costs = []
+            for u in range(updates):
+                panel.feed_rows(_rows(size + u * ROWS_PER_UPDATE, size + (u + 1) * ROWS_PER_UPDATE))
+                if mode == "resend everything":
+                    panel.chart._sent.clear()
+                    panel.chart._reset = True
+                started = time.perf_counter()
+                panel.refresh(force=True)
+                costs.append((time.perf_counter() - started) * 1000)
+            panel.close()
+            figures[mode] = {"median_ms": statistics.median(costs), "p95_ms": sorted(costs)[int(0.95 * updates)],
+                             "bytes_per_update": statistics.median(wire[1:])}
+        rows[size] = figures
     return rows
+
+
+PAGE = """<!doctype html><html><body style="width:1000px"><div id="el"></div><script type="module">
+const source = await (await fetch('charts.js')).text();
+const module = await import(URL.createObjectURL(new Blob([source], {type: 'text/javascript'})));
+const handlers = {};
+const state = {charts: [{key: 'loss', title: 'loss'}], lines: [0, 1, 2].map(i => ({key: 's' + i, label: 'series ' + i,
+  chart: 'loss'})), log_y: false, smoothing: 0, hidden: [], x_axis: 'step', x_label: '', parallel: null, height: 220};
+const model = {get: k => state[k], set: (k, v) => { state[k] = v; }, save_changes() {}, send() {},
+  on: (e, f) => { handlers[e] = f; }, off() {}};
+const el = document.getElementById('el');
+module.default.render({model, el});
+const frame = () => new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve, 0)));
+window.bench = async (n, extra, k) => {
+  const keys = [0, 1, 2].slice(0, k);
+  const points = (start, count) => keys.flatMap(s => {
+    const x = new Float64Array(count), y = new Float64Array(count);
+    for (let i = 0; i < count; i++) { x[i] = start + i; y[i] = 1 / (1 + start + i) + s + 0.01 * Math.sin(i); }
+    return [x.buffer, y.buffer];
+  });
+  const message = (reset, count) => ({type: 'points', reset, drop: [],
+    series: keys.map(i => ({key: 's' + i, n: count}))});
+  const render = async (reset, start, count) => {
+    const buffers = points(start, count);
+    const before = Number(el.querySelector('.tl-chart')?.dataset.renders ?? 0);
+    handlers['msg:custom'](message(reset, count), buffers);
+    await frame();
+    const chart = el.querySelector('.tl-chart');
+    while (Number(chart.dataset.renders) <= before) { await frame(); }
+    const root = el.querySelector('.tl-notebook-charts');
+    return {apply_ms: Number(root.dataset.applyMs), draw_ms: Number(chart.dataset.renderMs),
+            drawn: Number(chart.dataset.drawn), points: Number(root.dataset.points)};
+  };
+  const first = await render(true, 0, n);
+  const appends = [];
+  for (let k = 0; k < 20; k++) { appends.push(await render(false, n + k * extra, extra)); }
+  return {first, appends};
+};
+window.ready = true;
+</script></body></html>"""
+
+
+def browser_render(shapes: tuple[tuple[int, int], ...] = ((1, 100_000), (3, 100_000))) -> dict | None:
+    """Chromium (Playwright, Debian's chromium): for each (series, points per series), take one message of all the
+    points and draw it, then 20 messages of 25 new points per series; the chart view's own timings (apply =
+    merging the points into the view's series, draw = downsampling to pixels and uPlot's canvas)."""
+    bundle = ROOT / "widgets" / "static" / "charts.js"
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not bundle.exists() or not Path(chromium).exists():
+        return None
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    folder = bundle.parent
+    (folder / "bench.html").write_text(PAGE)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder))  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/bench.html")
+            page.wait_for_function("window.ready === true", timeout=30_000)
+            results = {}
+            for series, points in shapes:
+                runs = [page.evaluate(f"window.bench({points}, {ROWS_PER_UPDATE}, {series})") for _ in range(3)]
+                first = [r["first"]["apply_ms"] + r["first"]["draw_ms"] for r in runs]
+                appends = [a["apply_ms"] + a["draw_ms"] for r in runs for a in r["appends"]]
+                results[f"{series} x {points}"] = {
+                    "points": series * points, "first_render_ms_median": statistics.median(first),
+                    "first_apply_ms_median": statistics.median(r["first"]["apply_ms"] for r in runs),
+                    "append_render_ms_median": statistics.median(appends), "drawn_points": runs[-1]["first"]["drawn"]}
+            browser.close()
+    finally:
+        server.shutdown()
+        (folder / "bench.html").unlink(missing_ok=True)
+    return results
 
 
 def fit_slowdown(db, repeats: int = 3) -> dict:
@@ -146,18 +200,24 @@ def main() -> None:
 
     db = tensorlab.connect(db="tensorlab_bench_widgets", study="bench")
     db.client.drop_database("tensorlab_bench_widgets")
-    results = {"update": update_costs(db), "scaling": chart_scaling(), "fit": fit_slowdown(db)}
+    results = {"update": update_costs(db), "browser": browser_render(), "fit": fit_slowdown(db)}
     db.client.drop_database("tensorlab_bench_widgets")
-    u, f = results["update"], results["fit"]
-    print(f"{'measure':<44} {'value':>10}  target")
-    print(f"{'live panel update, SVG (median ms)':<44} {u['svg_update_ms_median']:>10.2f}  <= 10 ms")
-    print(f"{'live panel update, SVG (p95 ms)':<44} {u['svg_update_ms_p95']:>10.2f}")
-    print(f"{'matplotlib PNG redraw of same curves (ms)':<44} {u['matplotlib_png_redraw_ms_median']:>10.2f}")
-    for size, row in results["scaling"].items():
-        plotly = "not installed" if row["plotly_ms"] is None else f"{row['plotly_ms']:.1f}"
-        print(f"{f'chart update, 3 series x {size:,} points (ms)':<44} {row['svg_ms']:>10.1f}  "
-              f"plotly FigureWidget: {plotly}{'  (target <= 10 ms)' if size == 10_000 else ''}")
-    print(f"{'fit with live panel / without (median)':<44} {f['ratio']:>9.3f}x  <= 1.01x")
+    print(f"{'live panel update (kernel ms, median / p95)':<48} {'new points only':>18} {'resend everything':>18}"
+          "  target")
+    for size, row in results["update"].items():
+        new, full = row["new points only"], row["resend everything"]
+        label = f"  run of {size:,} rows, +{ROWS_PER_UPDATE} rows"
+        print(f"{label:<48} {new['median_ms']:>8.3f} / {new['p95_ms']:<7.3f}  {full['median_ms']:>8.3f} / "
+              f"{full['p95_ms']:<7.3f}  <= 1 ms, flat")
+        print(f"{'    bytes sent per update':<48} {new['bytes_per_update']:>18,.0f} {full['bytes_per_update']:>18,.0f}")
+    if results["browser"] is None:
+        print("browser render: skipped (widgets/static/charts.js not built or no chromium)")
+    for shape, row in (results["browser"] or {}).items():
+        label = f"browser: take + draw {shape} points (ms)"
+        print(f"{label:<48} {row['first_render_ms_median']:>18.1f}  <= 50 ms at 100k points")
+        print(f"{'  then +25 points per series (ms)':<48} {row['append_render_ms_median']:>18.1f}")
+    f = results["fit"]
+    print(f"{'fit with live panel / without (median)':<48} {f['ratio']:>17.3f}x  <= 1.01x")
     write_results("widgets", results)
 
 

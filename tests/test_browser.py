@@ -1,8 +1,10 @@
 """Real browser: JupyterLab headless + Debian's Chromium driven by Playwright (no browser download).
 
 A notebook trains in the background with the live panel and shows the comparison panel; the test
-checks that curves, progress and the table render in the page and that the Stop button stops the
-training. Screenshots go to tests/artifacts/browser/.
+checks that the panels' charts (the lab extension's uPlot charts, fed by the kernel) grow, switch to a log
+axis and show values under the pointer, that progress and the table render, that the Stop button stops the
+training, and that the cell then shows the final curves as an image. Screenshots go to
+tests/artifacts/browser/ and docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ def jupyterlab(tmp_path, mongo_uri, db_name):
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "live.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)  # no "get notified about Jupyter news?" toast over the panels in screenshots
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env = {**os.environ, "TENSORLAB_MONGODB_URI": mongo_uri, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", "--ServerApp.port_retries=0", "--allow-root",
+         f"--LabApp.workspaces_dir={tmp_path / 'ws'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+         "--ServerApp.port_retries=0", "--allow-root",
          "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         env=env, stdout=open(tmp_path / "jupyterlab.log", "w"), stderr=subprocess.STDOUT)
@@ -113,8 +119,13 @@ def test_live_and_comparison_panels_in_a_real_browser(jupyterlab, mongo_uri, db_
 
             live = page.locator(".tensorlab-live-panel")
             live.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "document.querySelectorAll('.tensorlab-live-panel polyline').length >= 2", timeout=120_000)
+            charts = ".tensorlab-live-panel .tl-notebook-charts"
+            page.wait_for_function(f"document.querySelectorAll('{charts} .tl-chart canvas').length >= 2",
+                                   timeout=120_000)
+            page.wait_for_function(f"Number(document.querySelector('{charts}')?.dataset.points) > 0", timeout=60_000)
+            first = int(page.eval_on_selector(charts, "e => e.dataset.points"))
+            page.wait_for_function(f"Number(document.querySelector('{charts}').dataset.points) > {first + 50}",
+                                   timeout=60_000)  # the curves grow: the kernel sends new points
             page.wait_for_function(
                 "[...document.querySelectorAll('.tensorlab-live-panel .tensorlab-status')]"
                 ".some(e => e.textContent === 'running')", timeout=60_000)
@@ -125,20 +136,22 @@ def test_live_and_comparison_panels_in_a_real_browser(jupyterlab, mongo_uri, db_
             page.wait_for_function(
                 "document.querySelectorAll('.tensorlab-comparison-panel table.tensorlab-table tbody tr').length >= 2",
                 timeout=60_000)
-            assert comparison.locator("polyline").count() >= 1
+            page.wait_for_function(
+                "document.querySelectorAll('.tensorlab-comparison-panel .tl-chart canvas').length >= 1",
+                timeout=60_000)
             live.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "live_and_comparison_running.png"), full_page=True)
 
-            live.locator("button:has-text('log y')").click()  # the y axis turns logarithmic
+            live.locator("input.tl-log-y").check()  # the y axes turn logarithmic
             page.wait_for_function(
-                "[...document.querySelectorAll('.tensorlab-live-panel svg text')].some(e => e.textContent === "
-                "'loss (log)')", timeout=30_000)
-            point = live.locator("svg.tensorlab-chart .tl-pt circle").last
-            point.hover(force=True)  # the value under the pointer
+                f"[...document.querySelectorAll('{charts} .tl-chart')].every(e => e.dataset.scale === 'log')",
+                timeout=30_000)
+            over = live.locator(".tl-chart[data-chart='loss'] .u-over").first
+            box = over.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)  # values under it
             page.wait_for_function(
-                "[...document.querySelectorAll('.tensorlab-live-panel .tl-tip')]"
-                ".some(e => getComputedStyle(e).visibility === 'visible' && /: [\\d,]+, /.test(e.textContent))",
-                timeout=10_000)
+                f"[...document.querySelectorAll(\"{charts} .tl-chart[data-chart='loss'] .u-legend .u-value\")]"
+                ".slice(1).some(e => /\\d/.test(e.textContent))", timeout=10_000)
             live.screenshot(path=str(SCREENSHOTS / "live_panel_hover_log_y.png"))
 
             live.locator("button:has-text('Stop')").click()
@@ -146,8 +159,11 @@ def test_live_and_comparison_panels_in_a_real_browser(jupyterlab, mongo_uri, db_
                 "[...document.querySelectorAll('.tensorlab-live-panel .tensorlab-status')]"
                 ".some(e => e.textContent === 'stopped')", timeout=60_000)
             assert "ETA" not in live.locator(".tensorlab-progress").inner_text()  # a stopped run has no ETA
+            final = page.locator(".jp-Cell img[src^='data:image/png']").first  # the final curves, as an image
+            final.wait_for(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "live_stopped.png"), full_page=True)
             live.screenshot(path=str(SCREENSHOTS / "live_panel_stopped.png"))
+            final.screenshot(path=str(SCREENSHOTS / "live_panel_final_curves.png"))
             comparison.screenshot(path=str(SCREENSHOTS / "comparison_panel.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
@@ -158,5 +174,44 @@ def test_live_and_comparison_panels_in_a_real_browser(jupyterlab, mongo_uri, db_
     assert run["status"] == "stopped"
     assert db.parameters.find_doc({"run": run["_id"], "tags.final": True})
     assert (ARTIFACTS / "live_stopped.png").stat().st_size > 10_000
+    db.client.drop_database(db_name)
+    db.close()
+
+
+def test_the_panels_work_in_notebook_7_too(jupyterlab, mongo_uri, db_name):
+    """Notebook 7 (the classic notebook's successor) on the same server: the live panel's charts grow, Stop stops
+    the run, and the cell gets the final curves as an image."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    db = tensorlab.connect(mongo_uri, db=db_name, study="browser")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1800})
+        try:
+            page.goto(jupyterlab.replace("/lab/tree/", "/notebooks/"), timeout=60_000)
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=60_000)
+            _run_all_cells(page)
+            charts = ".tensorlab-live-panel .tl-notebook-charts"
+            page.wait_for_function(f"document.querySelectorAll('{charts} .tl-chart canvas').length >= 2",
+                                   timeout=120_000)
+            page.wait_for_function(f"Number(document.querySelector('{charts}')?.dataset.points) > 100",
+                                   timeout=120_000)
+            live = page.locator(".tensorlab-live-panel")
+            live.scroll_into_view_if_needed()
+            live.screenshot(path=str(SCREENSHOTS / "notebook7_live_panel.png"))
+            live.locator("button:has-text('Stop')").click()
+            page.wait_for_function(
+                "[...document.querySelectorAll('.tensorlab-live-panel .tensorlab-status')]"
+                ".some(e => e.textContent === 'stopped')", timeout=60_000)
+            page.locator(".jp-Cell img[src^='data:image/png']").first.wait_for(timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "notebook7_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert db.run_store.resolve("live")["status"] == "stopped"
     db.client.drop_database(db_name)
     db.close()

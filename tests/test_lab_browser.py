@@ -259,3 +259,47 @@ def test_tdb_open_opens_the_run_tab_from_a_notebook(tmp_path, mongo_uri, db_name
         stop(lab)
         db.client.drop_database(db_name)
         db.close()
+
+
+def test_the_run_tab_reruns_a_run_as_a_job_and_draws_its_lineage(tmp_path, mongo_uri, db_name):
+    """#32 in the lab: "Rerun as a job" queues a job pinned to what the run saw; the lineage opens as a picture."""
+    keras = pytest.importorskip("keras")
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    db = tensorlab.connect(mongo_uri, db=db_name, study=STUDY)
+    rng = np.random.default_rng(0)
+    db.import_data(rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64), tags={"split": "train"})
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    tensorlab.Model(model, db=db).fit(data={"tags.split": "train"}, epochs=2, batch_size=16, seed=5,
+                                      run_name="reproducible")
+    run = str(db.run_store.resolve("reproducible")["_id"])
+    lab, url = start_lab(tmp_path, mongo_uri, db_name)
+    try:
+        with sync_playwright() as playwright:
+            browser, page = open_browser(playwright, url)
+            try:
+                page.click(f"#tensorlab-sidebar .tl-run[data-run='{run}'] .tl-run-name")
+                panel = f".tl-run-panel[data-run='{run}']"
+                page.click(f"{panel} .tl-rerun")
+                message = page.wait_for_selector(f"{panel} .tl-rerun-message[data-job]", timeout=30_000)
+                job = db.jobs.get(message.get_attribute("data-job"))
+                assert job["status"] == "queued" and job["seed"] == 5 and str(job["rerun_of"]) == run
+                page.click(f"{panel} .tl-lineage-section summary")
+                page.wait_for_selector(f"{panel} .tl-lineage-box[data-nodes]", timeout=30_000)
+                kinds = page.eval_on_selector_all(f"{panel} .tl-lineage-node", "ns => ns.map(n => n.dataset.kind)")
+                assert {"import", "run", "parameters"} <= set(kinds) and kinds.count("parameters") == 2, kinds
+                page.locator(f"{panel} .tl-reproduce-section").scroll_into_view_if_needed()
+                page.locator(f"{panel} .tl-reproduce-section").screenshot(
+                    path=str(SCREENSHOTS / "lab_run_reproduce.png"))
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "reproduce_failure.png"))
+                raise
+            finally:
+                browser.close()
+    finally:
+        stop(lab)
+        db.client.drop_database(db_name)
+        db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -126,7 +128,8 @@ def _panel_outputs(cell) -> list[dict]:
 
 
 def test_saved_outputs_show_the_final_state_of_foreground_and_background_runs(mongo_uri, db_name):
-    """A saved notebook showed 'running · epoch 1/? · step 0' for a run that had finished (#15)."""
+    """A saved notebook showed 'running · epoch 1/? · step 0' for a run that had finished (#15), and no curve at
+    all without widget state (#31): executed headless, each training cell holds the final curves as a PNG."""
     notebook = _run([
         f"%load_ext tensorlab\n%tdb_connect {mongo_uri} --db {db_name} --study saved",
         "import keras, numpy as np, tensorlab\nfrom tensorlab.widgets import LivePanel\n"
@@ -142,7 +145,11 @@ def test_saved_outputs_show_the_final_state_of_foreground_and_background_runs(mo
     assert "final state written: True" in _text(notebook.cells[4])
     for data, name in ((foreground[0], "fg"), (background[0], "bg")):
         assert f"run='{name}'" in data["text/plain"] and "status='finished'" in data["text/plain"]
-        assert "<polyline" in data["text/html"] and "finished" in data["text/html"] and "ETA" not in data["text/html"]
+        assert "finished" in data["text/html"] and "ETA" not in data["text/html"]
+    for cell, name in ((notebook.cells[2], "fg"), (notebook.cells[3], "bg")):  # the final curves, as a picture
+        pictures = [o["data"] for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert len(pictures) == 1 and base64.b64decode(pictures[0]["image/png"])[:4] == b"\x89PNG"
+        assert pictures[0]["text/plain"].startswith(f"run {name} finished") and " loss " in pictures[0]["text/plain"]
     db = tensorlab.connect(mongo_uri, db=db_name, study="saved")
     db.client.drop_database(db_name)
     db.close()

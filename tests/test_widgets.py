@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from polling import wait_until
-from tensorlab.widgets import ComparisonPanel, DataPanel, JobQueuePanel, LivePanel, line_chart
+from tensorlab.widgets import ChartFeed, ComparisonPanel, DataPanel, JobQueuePanel, LivePanel
 
 import tensorlab
 from tensorlab.datasets import load_digits
@@ -26,41 +27,80 @@ def _mlp(lr=0.01, name="mlp"):
 
 
 
-def test_feeding_rows_updates_curves_and_progress(tdb):
+class Wire:
+    """What a chart sends its views: the custom messages and their float64 buffers, decoded."""
+
+    def __init__(self, chart: ChartFeed) -> None:
+        self.messages: list[tuple[dict, dict[str, tuple[list, list]]]] = []
+        chart.send = self.record  # the widget's comm, as the front end would receive it
+
+    def record(self, content: dict, buffers: list) -> None:
+        points = {item["key"]: (np.frombuffer(buffers[2 * i]).tolist(), np.frombuffer(buffers[2 * i + 1]).tolist())
+                  for i, item in enumerate(content["series"])}
+        self.messages.append((content, points))
+
+
+def _train_rows(start, stop):
+    return [{"kind": "train", "metrics": {"loss": 2.0 - i / 10, "accuracy": i / 20}, "time": i}
+            for i in range(start, stop)]
+
+
+def test_feeding_rows_sends_only_new_points_under_honest_names(tdb):
     panel = LivePanel("some-run", tdb, auto_refresh=False)
-    panel.feed_rows([{"kind": "train", "metrics": {"loss": 2.0 - i / 10, "accuracy": i / 20}, "time": i}
-                     for i in range(10)])
+    wire = Wire(panel.chart)
+    panel.feed_rows(_train_rows(0, 10))
     panel.feed_rows([{"kind": "valid", "epoch": 0, "metrics": {"val_loss": 1.5, "val_accuracy": 0.4}}])
     panel.refresh(force=True)
-    assert panel.loss_chart.value.count("<polyline") == 2  # train loss and validation loss
-    assert 'data-name="train loss (batch)"' in panel.loss_chart.value  # honest names (#15)
-    assert 'data-name="validation loss"' in panel.loss_chart.value
-    assert 'data-name="validation accuracy"' in panel.metric_chart.value
-    assert 'class="tl-tip"' in panel.loss_chart.value and "train loss (batch): 10, 1.1" in panel.loss_chart.value
-    assert "10 steps logged" in panel.stats.value
-    bundle = panel._repr_mimebundle_()
-    assert "<svg" in bundle["text/html"] and "application/vnd.jupyter.widget-view+json" in bundle
-
-
-def test_chart_controls_log_axis_smoothing_series_and_zoom(tdb):
-    panel = LivePanel("some-run", tdb, auto_refresh=False)
-    panel.feed_rows([{"kind": "train", "metrics": {"loss": 1000.0 / (i + 1), "accuracy": i / 2000}, "time": i}
-                     for i in range(2000)])
+    charts = {line["key"]: line["chart"] for line in panel.chart.lines}  # honest names (#15)
+    assert charts == {"train loss (batch)": "loss", "validation loss": "loss", "train accuracy (batch)": "metrics",
+                      "validation accuracy": "metrics"}
+    content, points = wire.messages[-1]
+    assert points["train loss (batch)"] == (list(range(1, 11)), [2.0 - i / 10 for i in range(10)])
+    assert points["validation loss"] == ([10], [1.5]) and "<" not in str(content)  # numbers, never markup
+    panel.feed_rows(_train_rows(10, 13))
     panel.refresh(force=True)
-    assert ">1,000<" in panel.loss_chart.value and "1e+03" not in panel.loss_chart.value
-    panel.log_y.value = True
-    assert "loss (log)" in panel.loss_chart.value
-    panel.smoothing.value = 0.9
-    assert 'class="raw"' in panel.loss_chart.value  # the exact values stay, faint, under the smoothed line
-    panel.series.value = ["train loss (batch)"]
-    assert "train accuracy (batch)" not in panel.metric_chart.value.split("<polyline", 1)[-1]
-    panel.window.value = 100
-    xs = [float(p.split(",")[0]) for p in panel.loss_chart.value.split('points="')[-1].split('"')[0].split()]
-    assert len(xs) <= 101  # the last 100 steps of 2,000 are drawn
-    assert panel.pan.value == 2000 and not panel.pan.disabled
-    panel.pan.value = 500  # pan back: steps 400 to 500
-    chart = panel.loss_chart.value
-    assert ">400<" in chart and ">500<" in chart and ">2,000<" not in chart
+    content, points = wire.messages[-1]  # the next update carries the 3 new rows only
+    assert points == {"train loss (batch)": ([11, 12, 13], [2.0 - i / 10 for i in (10, 11, 12)]),
+                      "train accuracy (batch)": ([11, 12, 13], [i / 20 for i in (10, 11, 12)])}
+    assert not content["reset"] and panel.chart.points_sent == 2 * 10 + 2 + 2 * 3
+    panel.refresh(force=True)
+    assert len(wire.messages) == 2  # nothing new, nothing sent
+    assert "13 steps logged" in panel.stats.value
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "some-run" in bundle["text/html"]
+
+
+def test_a_view_that_opens_late_gets_everything_once_and_gaps_stay_gaps(tdb):
+    chart = ChartFeed(charts=[{"key": "loss", "title": "loss"}], lines=[{"key": "a", "label": "a", "chart": "loss"}])
+    wire = Wire(chart)
+    xs, ys = [0, 1, 2], [1.0, None, float("inf")]
+    chart.track("a", xs, ys)
+    chart.flush()
+    xs.append(3)
+    ys.append(0.5)
+    chart._on_view_message(chart, {"type": "sync"}, [])  # a second view (or a reloaded page) asks for all
+    content, points = wire.messages[-1]
+    assert content["reset"] and points["a"][0] == [0, 1, 2, 3]
+    assert np.isnan(points["a"][1][1]) and points["a"][1][2] == float("inf") and points["a"][1][3] == 0.5
+    chart.track("a", [0], [9.0])  # shorter than what was sent: the line starts over
+    chart.flush()
+    content, points = wire.messages[-1]
+    assert content["drop"] == ["a"] and points == {"a": ([0], [9.0])}
+    chart.clear()
+    chart.flush()
+    assert wire.messages[-1][0]["reset"] and wire.messages[-1][1] == {}
+
+
+def test_the_final_picture_is_a_png_of_the_curves_with_a_summary_in_words(tdb):
+    panel = LivePanel("some-run", tdb, auto_refresh=False)
+    panel.feed_rows(_train_rows(0, 50))
+    panel.feed_rows([{"kind": "valid", "epoch": 0, "metrics": {"val_loss": 1.5, "val_accuracy": 0.4}}])
+    panel.refresh(force=True)
+    final = panel.final_curves()._repr_mimebundle_()
+    png = base64.b64decode(final["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    assert "validation loss 1.5" in final["text/plain"] and "validation accuracy 0.4" in final["text/plain"]
+    assert "(batch)" not in final["text/plain"]  # running means within an epoch are no final figures
 
 
 def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
@@ -68,7 +108,8 @@ def test_live_panel_follows_a_background_run_and_stop_stops_it(tdb):
     handle = tensorlab.train_in_background(model, db=tdb, x=X, y=Y, validation_data=(XV, YV), epochs=300,
                                            batch_size=32, run_name="watched")
     panel = LivePanel(handle)
-    assert wait_until(lambda: handle.progress.epoch >= 1 and "polyline" in panel.metric_chart.value)
+    assert wait_until(lambda: handle.progress.epoch >= 1 and panel.chart.points_sent > 0
+                      and any(line["key"] == "validation accuracy" for line in panel.chart.lines))
     assert wait_until(lambda: "running" in panel.status.value)
     assert panel.progress_bar.value > 0 and "epoch" in panel.progress_label.value
     assert "cpu" in panel.title.value  # the device recorded in the run
@@ -107,7 +148,8 @@ def test_live_panel_follows_a_run_in_another_process(tdb, mongo_uri):
     panel = LivePanel("remote", tdb, poll_interval_s=0.2)
     assert trainer.wait(180) == 0
     assert wait_until(lambda: "finished" in panel.status.value and panel._step == 4 * 23)
-    assert 'data-name="validation accuracy"' in panel.metric_chart.value
+    assert len(panel.chart.series("validation accuracy")[1]) == 4  # one point per epoch
+    assert wait_until(panel.finished.is_set)  # a remote run's end is noticed: the final picture is drawn
     panel.stop_button.click()  # a remote run cannot be stopped from here: the panel says so, nothing raises
     assert panel.stop_button.disabled
     panel.close()
@@ -122,20 +164,23 @@ def test_comparison_picks_the_best_run_and_exports(tdb, tmp_path):
     assert panel.best_run() == max(finals, key=finals.get)
     table = panel.table()
     assert table["run"].tolist() == sorted(finals, key=finals.get, reverse=True)
-    assert "hp.lr" in table.columns and panel.chart.value.count("<polyline") == 3
+    assert "hp.lr" in table.columns and sorted(line["label"] for line in panel.chart.lines) == sorted(finals)
+    assert all(len(panel.chart.series(line["key"])[0]) == 3 for line in panel.chart.lines)  # 3 epochs each
     assert 'class="tensorlab-best"' in panel.table_html.value
-    parallel = panel.parallel.value  # hyper-parameters against the metric, one line per run (#15)
-    assert parallel.count('class="run"') == 3 and ">lr<" in parallel and ">val_accuracy<" in parallel
-    best = panel.best_run()
-    assert f'data-name="{best}" fill="none" stroke="#d62728" stroke-width="3"' in parallel
+    parallel = panel.chart.parallel  # hyper-parameters against the metric, one line per run (#15)
+    assert parallel["axes"] == ["lr", "val_accuracy"] and parallel["best"] == panel.best_run()
+    assert {run["label"]: run["values"]["lr"] for run in parallel["runs"]} == {f"lr={lr}": lr for lr in
+                                                                               (0.0005, 0.01, 0.002)}
     panel.descending.value = False
     assert panel.table()["run"].tolist()[0] == min(finals, key=finals.get)
-    panel.x_picker.value = "time"
-    assert "time" in panel.chart.value
+    epochs = panel.chart.series(panel.chart.lines[0]["key"])[0]
+    panel.x_picker.value = "time"  # the chart starts over on the new axis
+    assert panel.chart.x_label == "seconds since the run started"
+    assert panel.chart.series(panel.chart.lines[0]["key"])[0] != epochs
     png = panel.to_png(str(tmp_path / "compare.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     panel.run_picker.value = panel.run_picker.value[:1]
-    assert panel.chart.value.count("<polyline") == 1
+    assert len(panel.chart.lines) == 1
 
 
 def test_queue_panel_buttons_change_jobs_in_the_database(tdb):
@@ -174,16 +219,6 @@ def test_data_panel_groups_and_previews_images(tdb):
     assert panel.preview.value[:8] == b"\x89PNG\r\n\x1a\n" and "first 16 samples" in panel.preview_text.value
     panel.dataset_picker.value = "dataset=table"
     assert "not images" in panel.preview_text.value
-
-
-def test_svg_chart_handles_gaps_and_many_points():
-    empty = line_chart({}, title="t")
-    assert "waiting for data" in empty
-    xs = list(range(10_000))
-    svg = line_chart({"a": (xs, [float(x) for x in xs]), "b": ([0, 1, 2], [1.0, float("nan"), 3.0])})
-    first = svg.split('points="')[1].split('"')[0]
-    assert len(first.split()) == 400  # downsampled
-    assert svg.split('points="')[2].split('"')[0].count(",") == 2  # the NaN point is skipped
 
 
 def test_tables_pad_cells_show_a_dash_for_missing_values_and_jobs_show_hyper_parameters(tdb):

@@ -1,8 +1,9 @@
 """Run comparison: overlay one metric for many runs, a sortable table with the best run highlighted.
 
 Runs are chosen by a query/tags or from a list; runs still training keep updating (the panel re-reads
-their logs while any of them is running). The figure exports as PNG (matplotlib) and the table as a
-DataFrame.
+their logs while any of them is running; the chart is sent only their new points). The curves and the
+parallel coordinates are drawn in the browser by the lab extension's chart code (`ChartFeed`). The figure
+exports as PNG (matplotlib) and the table as a DataFrame.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from tensorlab.errors import InvalidInput
 from tensorlab.metric_direction import known_direction, metric_direction
 from tensorlab.table_rows import flat_row
 
-from .parallel_chart import parallel_chart
+from .charts import ChartFeed
 from .refreshing import RefreshingPanel
-from .svgchart import line_chart
 from .table_cells import CELL_STYLE, cell_text
 
 X_AXES = ("epoch", "step", "time")
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as JSON: numpy numbers as Python numbers, missing values (NaN) as None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and value != value else value
 
 
 class ComparisonPanel(RefreshingPanel):
@@ -56,8 +63,9 @@ class ComparisonPanel(RefreshingPanel):
         self.x_picker = widgets.Dropdown(options=list(X_AXES), value=x, description="x axis")
         self.sort_picker = widgets.Dropdown(options=[metric], value=metric, description="sort by")
         self.descending = widgets.ToggleButton(value=mode == "max", description="descending")
-        self.chart = widgets.HTML()
-        self.parallel = widgets.HTML()  # hyper-parameters against the chosen metric, one line per run
+        # the chosen metric per run, and below it hyper-parameters against the metric, one line per run (#15)
+        self.chart = ChartFeed(height=260)
+        self._drawn: tuple = ()  # (metric, x axis) the chart holds: another pair starts it over
         self.table_html = widgets.HTML()
         self.message = widgets.Output()
         for control in (self.run_picker, self.metric_picker, self.x_picker, self.sort_picker, self.descending):
@@ -71,7 +79,6 @@ class ComparisonPanel(RefreshingPanel):
                     ]
                 ),
                 self.chart,
-                self.parallel,
                 self.table_html,
                 self.message,
             ]
@@ -169,7 +176,7 @@ class ComparisonPanel(RefreshingPanel):
                 xs = (rows["epoch"].fillna(0) + (1 if metric.startswith("val_") else 0)).tolist()
             else:
                 xs = rows["step"].tolist()
-            series[doc["name"]] = (xs, rows[metric].tolist())
+            series[str(doc["_id"])] = (xs, rows[metric].tolist())
         return series
 
     # -- rendering --------------------------------------------------------------------------------
@@ -191,30 +198,44 @@ class ComparisonPanel(RefreshingPanel):
                     picker.options = names  # reassign, never mutate: traitlets only sees assignment
                     picker.value = current if current in names else names[0]
             best = self.best_run()
-            self.chart.value = line_chart(
-                self._series(),
-                title=self.metric_picker.value,
-                x_label=self.x_picker.value,
-                width=640,
-                height=260,
-                highlight=best,
-            )
             table = self.table()
-            self.parallel.value = self._parallel_html(table, best)
+            self._feed_chart(table, best)
             self.table_html.value = self._table_html(table, best)
         except Exception as error:  # noqa: BLE001 - widget code never raises into the frontend
             self.message.append_stdout(
                 f"TensorLab comparison could not refresh: {type(error).__name__}: {error}" + "\n"
             )
 
-    def _parallel_html(self, frame: Any, best: str | None) -> str:
+    def _feed_chart(self, table: Any, best: str | None) -> None:
+        """One line per selected run (new points only, unless the metric or the x axis changed), and the
+        parallel coordinates of the hyper-parameters that vary between them against the sort metric."""
+        metric, axis = self.metric_picker.value, self.x_picker.value
+        if self._drawn != (metric, axis):
+            self.chart.clear()
+            self._drawn = (metric, axis)
+        series = self._series()
+        labels = {str(doc["_id"]): doc["name"] for doc in self._selected()}
+        self.chart.charts = [{"key": "metric", "title": metric}]
+        self.chart.x_axis = "step" if axis == "time" else axis
+        self.chart.x_label = "seconds since the run started" if axis == "time" else ""
+        lines = [{"key": run, "label": labels[run], "chart": "metric"} for run in series]
+        if lines != self.chart.lines:
+            self.chart.lines = lines
+        for run, (xs, ys) in series.items():
+            self.chart.track(run, xs, ys)
+        self.chart.parallel = self._parallel(table, best)
+        self.chart.flush()
+
+    def _parallel(self, frame: Any, best: str | None) -> dict | None:
         """Parallel coordinates: every `hp.*` column that varies between the runs, then the sort metric."""
         metric = self.sort_picker.value
         varying = [c for c in frame.columns if c.startswith("hp.") and frame[c].astype(str).nunique() > 1]
         if not varying or metric not in frame.columns:
-            return ""
-        rows = frame[["run", *varying, metric]].rename(columns={c: c[3:] for c in varying}).to_dict("records")
-        return parallel_chart(rows, [c[3:] for c in varying] + [metric], highlight=best)
+            return None
+        runs = [{"id": row["run"], "label": row["run"],
+                 "values": {c[3:] if c.startswith("hp.") else c: _plain(row[c]) for c in [*varying, metric]}}
+                for _, row in frame.iterrows()]
+        return {"axes": [c[3:] for c in varying] + [metric], "runs": runs, "best": best}
 
     @staticmethod
     def _table_html(frame: Any, best: str | None) -> str:
@@ -242,8 +263,9 @@ class ComparisonPanel(RefreshingPanel):
 
         figure, axis = plt.subplots(figsize=(7, 3.5), dpi=120)
         best = self.best_run()
-        for name, (xs, ys) in self._series().items():
-            axis.plot(xs, ys, label=name, linewidth=2.5 if name == best else 1.2)
+        names = {str(doc["_id"]): doc["name"] for doc in self._selected()}
+        for run, (xs, ys) in self._series().items():
+            axis.plot(xs, ys, label=names[run], linewidth=2.5 if names[run] == best else 1.2)
         axis.set_xlabel(self.x_picker.value)
         axis.set_ylabel(self.metric_picker.value)
         axis.legend(fontsize=8)
@@ -255,6 +277,6 @@ class ComparisonPanel(RefreshingPanel):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/html"] = f"<div>{self.chart.value}{self.table_html.value}</div>"
+        bundle["text/html"] = f"<div>{self.table_html.value}</div>"
         bundle["text/plain"] = f"ComparisonPanel({len(self._selected())} runs, best={self.best_run()!r})"
         return bundle

@@ -3,6 +3,8 @@
 The training thread only appends rows to a deque (a few microseconds, via `panel.callback`); a
 refresher thread turns them into widget updates at most `max_updates_per_s` times a second. A run
 in another process or on another machine is followed by polling its log rows in the database.
+The curves are a `ChartFeed` (the lab extension's charts in the browser; the kernel sends only new
+points), and when the run ends the cell also gets a PNG of the final curves and a summary in words.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import keras
 from tensorlab.system_metrics import describe as describe_system
 from tensorlab.system_metrics import sample as sample_system
 
-from .svgchart import line_chart
+from .charts import ChartFeed
+from .final_curves import FinalCurves, Placeholder, curves_png, summary_line
 
-ZOOM_CHOICES = [("all", 0), ("last 100", 100), ("last 1,000", 1_000), ("last 10,000", 10_000)]
+CHARTS = [{"key": "loss", "title": "loss"}, {"key": "metrics", "title": "metrics"}]
 DONE = ("finished", "failed", "stopped", "crashed")
 SYSTEM_EVERY_S = 2.0  # CPU and memory figures in the panel: sampled at most this often
 FOREGROUND_HINT = (
@@ -80,12 +83,10 @@ class LivePanel(widgets.VBox):
 
         self.title = widgets.HTML()
         self.status = widgets.HTML(value="status: waiting")
-        controls = self._chart_controls()
-        self._known_series: list[str] = []
         self._display: Any = None
+        self._final_display: Any = None
         self.finished = threading.Event()  # set once the final state is drawn (and written into the output)
-        self.loss_chart = widgets.HTML()
-        self.metric_chart = widgets.HTML()
+        self.chart = ChartFeed(charts=CHARTS)  # drag-zoom, hover, log y, smoothing, legend toggles: in the view
         self.progress_bar = widgets.FloatProgress(min=0.0, max=1.0, value=0.0, layout=widgets.Layout(width="40%"))
         self.progress_label = widgets.HTML(value="")
         self.stats = widgets.HTML(value="")
@@ -94,7 +95,7 @@ class LivePanel(widgets.VBox):
         self.message = widgets.Output()
         self.stop_button.on_click(self._on_stop)
         self.checkpoint_button.on_click(self._on_checkpoint)
-        super().__init__([self.title, self.status, controls, widgets.HBox([self.loss_chart, self.metric_chart]),
+        super().__init__([self.title, self.status, self.chart,
                           widgets.HBox([self.progress_label, self.progress_bar, self.stats]),
                           widgets.HBox([self.stop_button, self.checkpoint_button]), self.message])
         self.add_class("tensorlab-live-panel")
@@ -104,24 +105,6 @@ class LivePanel(widgets.VBox):
         if auto_refresh:
             self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="tensorlab-live-panel")
             self._refresher.start()
-
-    def _chart_controls(self) -> widgets.HBox:
-        """Log y, smoothing, the step window and per-series toggles; each redraws the charts at once."""
-        self.log_y = widgets.ToggleButton(value=False, description="log y", tooltip="logarithmic y axis")
-        self.smoothing = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing",
-                                             readout_format=".2f", continuous_update=False)
-        self.window = widgets.Dropdown(options=ZOOM_CHOICES, value=0, description="steps")
-        self.pan = widgets.IntSlider(value=0, min=0, max=0, description="to step", continuous_update=False,
-                                     disabled=True)  # where the step window ends: follows training at the right
-        self.series = widgets.SelectMultiple(options=[], value=[], rows=3, description="series")
-        self._syncing = False
-        for control in (self.log_y, self.smoothing, self.window, self.pan, self.series):
-            control.observe(self._on_control, names="value")
-        return widgets.HBox([self.log_y, self.smoothing, widgets.VBox([self.window, self.pan]), self.series])
-
-    def _on_control(self, _change: Any) -> None:
-        if not self._syncing:  # a change the panel made itself is drawn by the refresh making it
-            self.refresh(force=True)
 
     # -- feeding -------------------------------------------------------------------------------
     def _on_row(self, kind: str, epoch: int | None, logs: dict | None, model: Any = None) -> None:
@@ -167,6 +150,7 @@ class LivePanel(widgets.VBox):
         if self._log_cursor is None or self._log_cursor.run != run["_id"]:
             self._log_cursor = self.db.logbook.cursor(run["_id"])
         rows = self._log_cursor.poll()
+        self._last_poll_rows = len(rows) if run["status"] in DONE else 1
         if rows:
             self.feed_rows(sorted(rows, key=lambda row: (row.get("time") or 0, row.get("step") or 0)))
         self._remote_run = run
@@ -225,31 +209,16 @@ class LivePanel(widgets.VBox):
             others = {k: v for k, v in others.items() if any(m in k for m in self.metrics)}
         return losses, others
 
-    def _chart_options(self, names: list[str]) -> dict[str, Any]:
-        if names != self._known_series:  # new series are shown; the user's hidden ones stay hidden
-            hidden = set(self._known_series) - set(self.series.value)
-            self._known_series = names
-            self._syncing = True
-            try:
-                self.series.options = names
-                self.series.value = [name for name in names if name not in hidden]
-            finally:
-                self._syncing = False
-        window = self.window.value
-        x_range = None
-        self._syncing = True
-        try:
-            following = self.pan.value >= self.pan.max
-            self.pan.max = max(self._step, 1)
-            if following:
-                self.pan.value = self.pan.max
-            self.pan.disabled = not window
-        finally:
-            self._syncing = False
-        if window:
-            x_range = (max(0, self.pan.value - window), self.pan.value)
-        return {"log_y": self.log_y.value, "smoothing": self.smoothing.value, "x_range": x_range,
-                "hidden": set(names) - set(self.series.value)}
+    def _feed_chart(self) -> None:
+        """Point the chart at the series (the panel's own lists, followed as they grow) and send what is new."""
+        losses, others = self._named_series()
+        lines = [{"key": name, "label": name, "chart": chart}
+                 for chart, group in (("loss", losses), ("metrics", others)) for name in group]
+        if lines != self.chart.lines:
+            self.chart.lines = lines
+        for name, (xs, ys) in {**losses, **others}.items():
+            self.chart.track(name, xs, ys)
+        self.chart.flush()
 
     def refresh(self, force: bool = False) -> None:
         """Apply pending rows to the widgets (throttled unless `force`). Never raises into the frontend."""
@@ -263,12 +232,7 @@ class LivePanel(widgets.VBox):
             )
             note = " (after the current batch)" if status == "stopping" else ""
             self.status.value = f'status: <b class="tensorlab-status">{html.escape(status)}</b>{note}'
-            losses, others = self._named_series()
-            options = self._chart_options([*losses, *others])
-            self.loss_chart.value = line_chart(losses, title="loss", x_label="training step", y_label="loss",
-                                               **options)
-            self.metric_chart.value = line_chart(others, title="metrics", x_label="training step",
-                                                 y_label="value", **options)
+            self._feed_chart()
             self.progress_bar.value = fraction or 0.0
             self.progress_label.value = f'<span class="tensorlab-progress">{html.escape(where)}</span>'
             parts = [describe_system(self._system())]
@@ -284,21 +248,45 @@ class LivePanel(widgets.VBox):
         self.update_costs_ms.append((time.perf_counter() - started) * 1000)
 
     def show(self) -> LivePanel:
-        """Display the panel so that its saved output can be brought up to date when the run ends."""
+        """Display the panel, and reserve the output under it for the final curves: when the run ends, both are
+        brought up to date, so a saved notebook (GitHub, nbviewer, nbval) shows the final status and curves."""
         from IPython.display import display
 
-        self._display = display(self, display_id=True)
+        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        self._final_display = display(Placeholder(), display_id=True)
         return self
 
+    def _ipython_display_(self) -> None:
+        """A panel as a cell's last expression reserves its final picture too (once; later, another view)."""
+        if self._display is None:
+            self.show()
+        else:
+            from IPython.display import display
+
+            display(self._repr_mimebundle_(), raw=True)
+
+    def final_curves(self) -> FinalCurves:
+        """The run's curves as a PNG and its final figures in words."""
+        losses, others = self._named_series()
+        png = curves_png({"loss": losses, "metrics": others}, log_y=self.chart.log_y)
+        finals = {}
+        for name, (_, ys) in {**losses, **others}.items():
+            values = [y for y in ys if y is not None and y == y]
+            if values and "(batch)" not in name:
+                finals[name] = values[-1]
+        status, where, _, run_name = self._status_text()
+        return FinalCurves(png, summary_line(run_name, status, where, finals))
+
     def finish(self) -> None:
-        """Draw the final state and write it into the cell's output: a saved notebook (GitHub, nbviewer) shows
-        the final status and curves, not the state at the moment the cell was displayed."""
+        """Draw the final state and write it into the cell's output (the panel's text and the final curves)."""
         self.refresh(force=True)
-        if self._display is not None:
-            try:
-                self._display.update(self)
-            except Exception as error:  # noqa: BLE001 - outside a kernel there is no output to update
-                self.message.append_stdout(f"TensorLab panel could not update its output: {error}\n")
+        try:
+            if self._display is not None:
+                self._display.update(self._repr_mimebundle_(), raw=True)
+            if self._final_display is not None:
+                self._final_display.update(self.final_curves())
+        except Exception as error:  # noqa: BLE001 - outside a kernel there is no output to update
+            self.message.append_stdout(f"TensorLab panel could not update its output: {error}\n")
         self.finished.set()
 
     def _refresh_loop(self) -> None:
@@ -317,6 +305,14 @@ class LivePanel(widgets.VBox):
             if self.handle is not None and self.handle.done and not self._pending:
                 self.finish()
                 break
+            if self._remote_done() and not self._pending:
+                self.finish()
+                break
+
+    def _remote_done(self) -> bool:
+        """A run in another process has ended and the poll after its end found no new rows."""
+        run = getattr(self, "_remote_run", None)
+        return run is not None and run["status"] in DONE and getattr(self, "_last_poll_rows", 1) == 0
 
     # -- buttons ---------------------------------------------------------------------------------
     def _on_stop(self, _button: Any = None) -> None:
@@ -349,8 +345,8 @@ class LivePanel(widgets.VBox):
         bundle = super()._repr_mimebundle_(**kwargs)
         status, where, _, run_name = self._status_text()
         bundle["text/html"] = (
-            f"<div><b>TensorLab run</b> {html.escape(run_name)} · {html.escape(status)} · "
-            f"{html.escape(where)}<br>{self.loss_chart.value}{self.metric_chart.value}</div>"
+            f"<div><b>TensorLab run</b> {html.escape(run_name)} · {html.escape(status)} · {html.escape(where)}"
+            "</div>"
         )
         bundle["text/plain"] = f"LivePanel(run={run_name!r}, status={status!r}, {where})"
         return bundle

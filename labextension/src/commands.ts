@@ -75,7 +75,8 @@ export function registerCommands(app: JupyterFrontEnd, model: LabModel, trackers
       try {
         const id = await runId(run, scope);
         return show(app, trackers.runs, `tensorlab-run-${scope.db}-${scope.study}-${id}`, () => {
-          const content = new RunPanel(new RunModel(scope, id, { maxPoints: model.maxPoints }));
+          const content = new RunPanel(new RunModel(scope, id, { maxPoints: model.maxPoints }),
+            (command, commandArgs) => void commands.execute(command, commandArgs));
           const widget = new MainAreaWidget({ content });
           widget.title.label = (args.name as string) || run || id.slice(-6);
           widget.title.closable = true;

@@ -4,6 +4,8 @@ import { lttb, minMaxPerPixel } from '../src/charts/downsample';
 import { emaSmooth } from '../src/charts/smooth';
 import { LogStream, RunSeries, chartGroup, seriesLabel } from '../src/charts/runSeries';
 import { makeAxis, parallelSvg } from '../src/charts/parallel';
+import { PointStore } from '../src/widget/pointStore';
+import { Lineage, MAX_PER_COLUMN, columns, lineageSvg } from '../src/charts/lineageGraph';
 
 const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => i + from);
 
@@ -201,5 +203,73 @@ describe('parallel coordinates', () => {
     expect(svg.lastIndexOf('data-run="a"')).toBeGreaterThan(svg.indexOf('data-run="b"'));
     expect(svg).toContain('tl-pc-best');
     expect(svg).toContain('b&lt;x&gt;');
+  });
+});
+
+describe('PointStore (the notebook widget\'s points)', () => {
+  const buffers = (...arrays: number[][]) => arrays.map(a => new Float64Array(a).buffer);
+
+  it('appends new points, turns NaN into gaps, and starts over on reset or drop', () => {
+    const store = new PointStore();
+    store.apply({ type: 'points', reset: false, drop: [], series: [{ key: 'a', n: 3 }] },
+      buffers([1, 2, 3], [0.5, NaN, 0.25]));
+    store.apply({ type: 'points', reset: false, drop: [], series: [{ key: 'a', n: 1 }, { key: 'b', n: 1 }] },
+      buffers([4], [0.125], [1], [9]));
+    expect(store.series.get('a')).toEqual({ x: [1, 2, 3, 4], y: [0.5, null, 0.25, 0.125] });
+    store.apply({ type: 'points', reset: false, drop: ['a'], series: [] }, []);
+    expect([...store.series.keys()]).toEqual(['b']);
+    store.apply({ type: 'points', reset: true, drop: [], series: [{ key: 'c', n: 1 }] }, buffers([7], [8]));
+    expect([...store.series.keys()]).toEqual(['c']);
+  });
+
+  it('reads buffers that arrive as unaligned DataViews (slices of one message)', () => {
+    const whole = new ArrayBuffer(4 + 16);
+    const view = new DataView(whole, 4, 16);
+    view.setFloat64(0, 1.5, true);
+    view.setFloat64(8, 2.5, true);
+    const ys = new DataView(new Float64Array([3, 4]).buffer);
+    const store = new PointStore();
+    store.apply({ type: 'points', reset: false, drop: [], series: [{ key: 'a', n: 2 }] }, [view, ys]);
+    expect(store.series.get('a')).toEqual({ x: [1.5, 2.5], y: [3, 4] });
+  });
+});
+
+describe('lineage graph', () => {
+  const graph: Lineage = {
+    start: 'run:b', complete: true,
+    nodes: [
+      { id: 'import:i', kind: 'import', ref: 'i', label: 'import i' },
+      { id: 'run:a', kind: 'run', ref: 'a', label: 'pretrain' },
+      { id: 'parameters:p', kind: 'parameters', ref: 'p', label: 'v1 epoch 0' },
+      { id: 'run:b', kind: 'run', ref: 'b', label: 'finetune' }
+    ],
+    edges: [
+      { from: 'import:i', to: 'run:a', kind: 'data' }, { from: 'run:a', to: 'parameters:p', kind: 'saved' },
+      { from: 'parameters:p', to: 'run:b', kind: 'warm start' }, { from: 'import:i', to: 'run:b', kind: 'data' }
+    ]
+  };
+
+  it('places every node right of what it came from (longest path)', () => {
+    const column = columns(graph);
+    expect(Object.fromEntries(column)).toEqual({ 'import:i': 0, 'run:a': 1, 'parameters:p': 2, 'run:b': 3 });
+  });
+
+  it('draws each node once, an arrow per edge, the asked-for node thickest', () => {
+    const svg = lineageSvg(graph);
+    expect(svg.match(/class="tl-lineage-node/g)?.length).toBe(4);
+    expect(svg.match(/class="tl-lineage-edge"/g)?.length).toBe(4);
+    expect(svg).toContain('tl-lineage-start" data-kind="run" data-ref="b"');
+  });
+
+  it('survives a cycle and caps a crowded column', () => {
+    const many: Lineage = { start: 'run:r', complete: false, nodes: [{ id: 'run:r', kind: 'run', ref: 'r', label: 'r' }],
+      edges: [{ from: 'run:r', to: 'run:r', kind: 'loop' }] };
+    for (let i = 0; i < MAX_PER_COLUMN + 5; i++) {
+      many.nodes.push({ id: `parameters:${i}`, kind: 'parameters', ref: String(i), label: `v${i}` });
+      many.edges.push({ from: 'run:r', to: `parameters:${i}`, kind: 'saved' });
+    }
+    const svg = lineageSvg(many);
+    expect(svg).toContain('+5 more');
+    expect(svg).toContain('cut at 500 nodes');
   });
 });

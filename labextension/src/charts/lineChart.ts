@@ -27,6 +27,8 @@ export interface ChartView {
   logY: boolean;
   smoothing: number;
   hidden: Set<string>;
+  /** the x axis's title when the axis's own name would mislead (seconds since start on a step scale) */
+  xLabel?: string;
 }
 
 export const PALETTE = [
@@ -67,7 +69,7 @@ export class LineChart {
       this.zoom = null;
     }
     this.view = { ...view, hidden: new Set(view.hidden) };
-    const shape = JSON.stringify([lines.map(l => [l.key, l.color]), view.logY, view.xAxis]);
+    const shape = JSON.stringify([lines.map(l => [l.key, l.color]), view.logY, view.xAxis, view.xLabel]);
     const data = this.data();
     if (!this.plot || shape !== this.shape) {
       this.plot?.destroy();
@@ -88,6 +90,7 @@ export class LineChart {
     }
     this.node.dataset.points = String(lines.reduce((n, l) => n + l.data.x.length, 0));
     this.node.dataset.drawn = String(this.drawnPoints);
+    this.node.dataset.scale = view.logY ? 'log' : 'linear';
     // uPlot draws in a microtask queued during the calls above; this one runs after it, so the time includes
     // the canvas drawing (what benchmarks/bench_lab.py reports as the render time)
     queueMicrotask(() => {
@@ -169,6 +172,7 @@ export class LineChart {
     const axis = (label: string): uPlot.Axis => ({
       stroke: text, label, labelFont: font, font, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }
     });
+    const xLabel = this.view.xLabel ?? X_LABELS[this.view.xAxis];
     return {
       title: this.title,
       width: this.width(),
@@ -177,9 +181,9 @@ export class LineChart {
         x: { time: this.view.xAxis === 'time' },
         y: this.view.logY ? { distr: 3 } : {}
       },
-      axes: [axis(X_LABELS[this.view.xAxis]), axis(this.view.logY ? `${this.title} (log)` : this.title)],
+      axes: [axis(xLabel), axis(this.view.logY ? `${this.title} (log)` : this.title)],
       series: [
-        { label: X_LABELS[this.view.xAxis] },
+        { label: xLabel },
         ...this.lines.map(line => ({
           label: line.label,
           stroke: line.color,

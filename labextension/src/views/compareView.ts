@@ -11,7 +11,7 @@ import { splitKey } from '../charts/runSeries';
 import { CompareModel } from '../compareModel';
 import { fill, formatValue, h, select, statusBadge } from './dom';
 import { loadDiff } from './diffView';
-import { chartControls } from './runView';
+import { chartControls } from './chartControls';
 import { VisibleWatch } from './visibility';
 
 export class ComparePanel extends Widget {

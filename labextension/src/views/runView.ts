@@ -7,10 +7,14 @@
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 import { ChartLine, ChartView, LineChart, PALETTE } from '../charts/lineChart';
-import { X_AXES, XAxis, chartGroup, seriesLabel, splitKey } from '../charts/runSeries';
+import { Lineage, lineageSvg } from '../charts/lineageGraph';
+import { chartGroup, seriesLabel, splitKey } from '../charts/runSeries';
+import { COMMANDS } from '../commandIds';
+import { requestAPI } from '../request';
+import { chartControls } from './chartControls';
 import { RunModel } from '../runModel';
 import { VisibleWatch } from './visibility';
-import { age, bytes, fill, formatValue, h, pairs, progressText, select, statusBadge } from './dom';
+import { age, bytes, fill, formatValue, h, pairs, progressText, statusBadge } from './dom';
 
 export const SYSTEM_LABELS: { [key: string]: (v: any) => string } = {
   cpu_percent: v => `${formatValue(v)} %`,
@@ -19,31 +23,6 @@ export const SYSTEM_LABELS: { [key: string]: (v: any) => string } = {
   device_memory_bytes: bytes,
   cpu_count: formatValue
 };
-
-/** Controls shared by the run and comparison tabs: x axis, log y, smoothing, reset zoom. */
-export function chartControls(view: ChartView, changed: () => void, reset: () => void): HTMLElement {
-  const smoothing = h('input', { type: 'range', min: 0, max: 0.99, step: 0.01, value: String(view.smoothing), className: 'tl-smoothing' });
-  const shown = h('span', { className: 'tl-muted' }, view.smoothing.toFixed(2));
-  smoothing.addEventListener('input', () => {
-    view.smoothing = Number(smoothing.value);
-    shown.textContent = view.smoothing.toFixed(2);
-    changed();
-  });
-  const logY = h('input', { type: 'checkbox', checked: view.logY, className: 'tl-log-y' });
-  logY.addEventListener('change', () => {
-    view.logY = logY.checked;
-    changed();
-  });
-  return h('div', { className: 'tl-controls' },
-    h('label', {}, 'x ', select(X_AXES.map(a => [a, a]), view.xAxis, value => {
-      view.xAxis = value as XAxis;
-      changed();
-    }, 'tl-x-axis')),
-    h('label', {}, logY, ' log y'),
-    h('label', {}, 'smoothing ', smoothing, shown),
-    h('button', { className: 'jp-mod-styled tl-button', onclick: reset, title: 'or double-click a chart' }, 'reset zoom'),
-    h('span', { className: 'tl-muted tl-hint' }, 'drag to zoom · click a legend entry to hide it'));
-}
 
 export class RunPanel extends Widget {
   readonly view: ChartView = { xAxis: 'step', logY: false, smoothing: 0, hidden: new Set() };
@@ -55,12 +34,13 @@ export class RunPanel extends Widget {
   private chartsNode = h('div', { className: 'tl-charts' });
   private infoNode = h('div', { className: 'tl-run-info' });
 
-  constructor(readonly model: RunModel) {
+  /** `execute`: runs a JupyterLab command (open a run of the lineage, the jobs tab); absent in tests. */
+  constructor(readonly model: RunModel, private execute?: (command: string, args?: any) => void) {
     super();
     this.addClass('tl-run-panel');
     this.node.dataset.run = model.runId;
     const controls = chartControls(this.view, () => this.schedule(), () => this.charts.forEach(c => c.resetZoom()));
-    this.node.append(this.headerNode, controls, this.chartsNode, this.infoNode);
+    this.node.append(this.headerNode, controls, this.chartsNode, this.infoNode, this.reproduceSection());
     model.changed.connect((_, topic) => (topic === 'logs' ? this.schedule() : this.drawInfo()), this);
     this.drawInfo();
   }
@@ -183,6 +163,62 @@ export class RunPanel extends Widget {
       h('section', {}, h('h3', {}, 'Tags'), pairs(run.tags)),
       h('section', {}, h('h3', {}, 'Best'), pairs(run.best)));
   }
+
+  /** Built once (not redrawn with the run's details): a queued rerun's message and an open lineage stay. */
+  private reproduceSection(): HTMLElement {
+    const message = h('span', { className: 'tl-muted tl-rerun-message' });
+    const button = h('button', {
+      className: 'jp-mod-styled tl-button tl-rerun', title: 'Queue this run to be trained again by a worker: its ' +
+        'architecture, hyper-parameters, seed, epochs and the exact data imports it saw'
+    }, 'Rerun as a job');
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      message.textContent = 'queueing…';
+      try {
+        const answer = await requestAPI<RerunAnswer>(`runs/${this.model.runId}/rerun`, { ...this.model.scope },
+          { method: 'POST', body: '{}' });
+        fill(message, `queued as job ${answer.job.slice(-6)} · `,
+          h('a', { className: 'tl-open-link', onclick: () => this.execute?.(COMMANDS.openJobs) }, 'open the jobs tab'));
+        message.dataset.job = answer.job;
+      } catch (error) {
+        message.textContent = (error as Error).message;
+        message.className = 'tl-error tl-rerun-message';
+      } finally {
+        button.disabled = false;
+      }
+    });
+    const picture = h('div', { className: 'tl-lineage-box' });
+    const lineage = h('details', { className: 'tl-lineage-section' },
+      h('summary', {}, 'Lineage: data imports → runs → parameter versions → what came after'), picture);
+    lineage.addEventListener('toggle', () => {
+      if (lineage.open) {
+        void this.drawLineage(picture);
+      }
+    });
+    picture.addEventListener('click', event => {
+      const node = (event.target as Element).closest<SVGGElement>('.tl-lineage-node[data-kind="run"]');
+      if (node?.dataset.ref && node.dataset.ref !== this.model.runId) {
+        this.execute?.(COMMANDS.openRun, { run: node.dataset.ref, ...this.model.scope });
+      }
+    });
+    return h('section', { className: 'tl-reproduce-section' }, h('h3', {}, 'Reproduce'),
+      h('div', { className: 'tl-reproduce' }, button, message), lineage);
+  }
+
+  private async drawLineage(picture: HTMLElement): Promise<void> {
+    picture.textContent = 'loading…';
+    try {
+      const graph = await requestAPI<Lineage>('lineage', { ...this.model.scope, of: this.model.runId });
+      picture.innerHTML = lineageSvg(graph);
+      picture.dataset.nodes = String(graph.nodes.length);
+    } catch (error) {
+      picture.textContent = (error as Error).message;
+    }
+  }
+}
+
+export interface RerunAnswer {
+  job: string;
 }
 
 function rank(group: string): number {
