@@ -289,6 +289,22 @@ def _add_transfer_commands(commands: Any) -> None:
                              "(refused otherwise)")
 
 
+def _add_rerun_command(commands: Any) -> None:
+    """`tensorlab rerun RUN [--name NEW | --job [--priority N]]`."""
+    again = commands.add_parser("rerun", help="train a run again: its architecture, hyper-parameters, seed and the "
+                                "exact data imports it saw")
+    again.add_argument("run", metavar="RUN", help="run id or name")
+    again.add_argument("--name", default=None, help="the new run's name (default: RUN-rerun)")
+    again.add_argument("--job", action="store_true", help="queue the rerun as a job for a worker instead of training "
+                       "it here")
+    again.add_argument("--priority", type=int, default=0, help="the rerun job's priority (with --job)")
+    again.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
+    again.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
+    again.add_argument("--db", default="tensorlab")
+    again.add_argument("--study", default="default")
+    again.set_defaults(handler=_rerun_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tensorlab", description="TensorLab command-line tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -337,18 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--study", default="default")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
     diff.set_defaults(handler=_diff_command)
-    again = commands.add_parser("rerun", help="train a run again: its architecture, hyper-parameters, seed and the "
-                                "exact data imports it saw")
-    again.add_argument("run", metavar="RUN", help="run id or name")
-    again.add_argument("--name", default=None, help="the new run's name (default: RUN-rerun)")
-    again.add_argument("--job", action="store_true", help="queue the rerun as a job for a worker instead of training "
-                       "it here")
-    again.add_argument("--priority", type=int, default=0, help="the rerun job's priority (with --job)")
-    again.add_argument("--uri", default=None, help="mongodb:// URI (default: $TENSORLAB_MONGODB_URI, else local)")
-    again.add_argument("--password-env", default=None, metavar="VAR", help=_PASSWORD_ENV_HELP)
-    again.add_argument("--db", default="tensorlab")
-    again.add_argument("--study", default="default")
-    again.set_defaults(handler=_rerun_command)
+    _add_rerun_command(commands)
     _add_transfer_commands(commands)
     add_cluster_commands(commands)
     return parser

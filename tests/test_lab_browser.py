@@ -8,6 +8,7 @@ Screenshots of the side bar and the run, comparison and jobs tabs go to docs/scr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -18,7 +19,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,6 +116,22 @@ def open_browser(playwright, url: str, width: int = 1400, height: int = 900):
     return browser, page
 
 
+@contextlib.contextmanager
+def lab_page(url: str, failure: str) -> Iterator[Any]:
+    """A Chromium page on the lab (side bar open); a screenshot ARTIFACTS/`failure` when the block fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, page = open_browser(playwright, url)
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / failure))
+            raise
+        finally:
+            browser.close()
+
+
 def _seed(db) -> dict:
     """Two finished runs to compare, and jobs: one queued, one running, one failed."""
     finished = []
@@ -141,7 +160,6 @@ def _points(page, run: str) -> int:
 
 
 def test_lab_extension_live_crash_compare_and_cancel(tmp_path, mongo_uri, db_name):
-    from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     db = tensorlab.connect(mongo_uri, db=db_name, study=STUDY)
@@ -151,17 +169,10 @@ def test_lab_extension_live_crash_compare_and_cancel(tmp_path, mongo_uri, db_nam
                               stdout=subprocess.PIPE, text=True)
     try:
         run = writer.stdout.readline().strip()
-        with sync_playwright() as playwright:
-            browser, page = open_browser(playwright, url)
-            try:
-                _live_run_then_crash(page, db, writer, run)
-                _compare(page, seeded)
-                _cancel_from_the_jobs_tab(page, db, seeded["queued"])
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / "failure.png"))
-                raise
-            finally:
-                browser.close()
+        with lab_page(url, "failure.png") as page:
+            _live_run_then_crash(page, db, writer, run)
+            _compare(page, seeded)
+            _cancel_from_the_jobs_tab(page, db, seeded["queued"])
     finally:
         stop(writer)
         stop(lab)
@@ -223,7 +234,6 @@ def _cancel_from_the_jobs_tab(page, db, queued: str) -> None:
 def test_tdb_open_opens_the_run_tab_from_a_notebook(tmp_path, mongo_uri, db_name):
     """`%tdb_open RUN` in a notebook: the extension's renderer opens the run's tab (once) and shows a link."""
     import nbformat
-    from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     db = tensorlab.connect(mongo_uri, db=db_name, study=STUDY)
@@ -236,25 +246,18 @@ def test_tdb_open_opens_the_run_tab_from_a_notebook(tmp_path, mongo_uri, db_name
     nbformat.write(notebook, tmp_path / "open.ipynb")
     lab, url = start_lab(tmp_path, mongo_uri, db_name)
     try:
-        with sync_playwright() as playwright:
-            browser, page = open_browser(playwright, url.replace("/lab?", "/lab/tree/open.ipynb?"))
-            try:
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-                try:  # JupyterLab may ask which kernel to start, though the notebook names one
-                    page.click(".jp-Dialog .jp-mod-accept", timeout=5_000)
-                except Exception:  # noqa: BLE001 - no dialog: nothing to dismiss
-                    pass
-                page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-                # the link stays in the notebook, behind the run tab it opened
-                page.wait_for_selector(".tl-open-run .tl-open-link", state="attached", timeout=90_000)
-                page.wait_for_selector(f".tl-run-panel[data-run='{run}'] .tl-chart canvas", timeout=30_000)
-                assert page.locator(f".tl-run-panel[data-run='{run}']").count() == 1
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / "tdb_open_failure.png"))
-                raise
-            finally:
-                browser.close()
+        with lab_page(url.replace("/lab?", "/lab/tree/open.ipynb?"), "tdb_open_failure.png") as page:
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            try:  # JupyterLab may ask which kernel to start, though the notebook names one
+                page.click(".jp-Dialog .jp-mod-accept", timeout=5_000)
+            except Exception:  # noqa: BLE001 - no dialog: nothing to dismiss
+                pass
+            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+            # the link stays in the notebook, behind the run tab it opened
+            page.wait_for_selector(".tl-open-run .tl-open-link", state="attached", timeout=90_000)
+            page.wait_for_selector(f".tl-run-panel[data-run='{run}'] .tl-chart canvas", timeout=30_000)
+            assert page.locator(f".tl-run-panel[data-run='{run}']").count() == 1
     finally:
         stop(lab)
         db.client.drop_database(db_name)
@@ -265,7 +268,6 @@ def test_the_run_tab_reruns_a_run_as_a_job_and_draws_its_lineage(tmp_path, mongo
     """#32 in the lab: "Rerun as a job" queues a job pinned to what the run saw; the lineage opens as a picture."""
     keras = pytest.importorskip("keras")
     import numpy as np
-    from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     db = tensorlab.connect(mongo_uri, db=db_name, study=STUDY)
@@ -278,27 +280,20 @@ def test_the_run_tab_reruns_a_run_as_a_job_and_draws_its_lineage(tmp_path, mongo
     run = str(db.run_store.resolve("reproducible")["_id"])
     lab, url = start_lab(tmp_path, mongo_uri, db_name)
     try:
-        with sync_playwright() as playwright:
-            browser, page = open_browser(playwright, url)
-            try:
-                page.click(f"#tensorlab-sidebar .tl-run[data-run='{run}'] .tl-run-name")
-                panel = f".tl-run-panel[data-run='{run}']"
-                page.click(f"{panel} .tl-rerun")
-                message = page.wait_for_selector(f"{panel} .tl-rerun-message[data-job]", timeout=30_000)
-                job = db.jobs.get(message.get_attribute("data-job"))
-                assert job["status"] == "queued" and job["seed"] == 5 and str(job["rerun_of"]) == run
-                page.click(f"{panel} .tl-lineage-section summary")
-                page.wait_for_selector(f"{panel} .tl-lineage-box[data-nodes]", timeout=30_000)
-                kinds = page.eval_on_selector_all(f"{panel} .tl-lineage-node", "ns => ns.map(n => n.dataset.kind)")
-                assert {"import", "run", "parameters"} <= set(kinds) and kinds.count("parameters") == 2, kinds
-                page.locator(f"{panel} .tl-reproduce-section").scroll_into_view_if_needed()
-                page.locator(f"{panel} .tl-reproduce-section").screenshot(
-                    path=str(SCREENSHOTS / "lab_run_reproduce.png"))
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / "reproduce_failure.png"))
-                raise
-            finally:
-                browser.close()
+        with lab_page(url, "reproduce_failure.png") as page:
+            page.click(f"#tensorlab-sidebar .tl-run[data-run='{run}'] .tl-run-name")
+            panel = f".tl-run-panel[data-run='{run}']"
+            page.click(f"{panel} .tl-rerun")
+            message = page.wait_for_selector(f"{panel} .tl-rerun-message[data-job]", timeout=30_000)
+            job = db.jobs.get(message.get_attribute("data-job"))
+            assert job["status"] == "queued" and job["seed"] == 5 and str(job["rerun_of"]) == run
+            page.click(f"{panel} .tl-lineage-section summary")
+            page.wait_for_selector(f"{panel} .tl-lineage-box[data-nodes]", timeout=30_000)
+            kinds = page.eval_on_selector_all(f"{panel} .tl-lineage-node", "ns => ns.map(n => n.dataset.kind)")
+            assert {"import", "run", "parameters"} <= set(kinds) and kinds.count("parameters") == 2, kinds
+            page.locator(f"{panel} .tl-reproduce-section").scroll_into_view_if_needed()
+            page.locator(f"{panel} .tl-reproduce-section").screenshot(
+                path=str(SCREENSHOTS / "lab_run_reproduce.png"))
     finally:
         stop(lab)
         db.client.drop_database(db_name)

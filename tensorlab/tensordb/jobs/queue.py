@@ -67,13 +67,11 @@ class JobQueue:
         oom_halve_batch: bool = False,
         after: Sequence[Any] = (),
         job_id: ObjectId | None = None,
-        seed: int | None = None,
-        rerun_of: ObjectId | None = None,
+        seed: int | None = None,  # built and trained under it (None: the worker draws one, the run records it)
+        rerun_of: ObjectId | None = None,  # the run this job trains again (tensorlab.reruns.push_rerun)
         check_only: bool = False,
     ) -> Any:
         """Queue a training job; it needs an architecture (a stored one's id or query) or model code.
-        `seed`: the model is built and trained under it (None: the worker draws one and the run records it);
-        `rerun_of`: the run this job trains again (tensorlab.reruns.push_rerun).
         `check_only`: validate every argument and return the job document without storing it."""
         if architecture is None and not (isinstance(code, str) and code.strip()):
             raise InvalidInput(
@@ -99,10 +97,8 @@ class JobQueue:
             "epochs": epochs,
             "batch_size": batch_size,
             "tags": clean_tags(tags),
-            "warm_start": warm_start,
-            "sweep": sweep,
-            "seed": check_seed(seed),
-            "rerun_of": rerun_of,
+            "warm_start": warm_start, "sweep": sweep,
+            "seed": check_seed(seed), "rerun_of": rerun_of,
             "oom_halve_batch": bool(oom_halve_batch),  # after out-of-memory, retry at half the batch size
             "after": after,  # claimable once every one of these jobs is done; failed at once if one fails
             "attempts_left": max_attempts,
