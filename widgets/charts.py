@@ -68,7 +68,6 @@ class ChartFeed(anywidget.AnyWidget):
         self._reset = False
         self._lock = threading.Lock()  # the refresher thread flushes; a view's sync arrives on the kernel's
         self.points_sent = 0  # for tests and benchmarks: what went over the wire in total
-        self.messages_sent = 0
         self.on_msg(self._on_view_message)
 
     # -- what the kernel side says ------------------------------------------------------------------
@@ -80,6 +79,19 @@ class ChartFeed(anywidget.AnyWidget):
             self._dropped.add(key)
             self._sent[key] = 0
         self._data[key] = (xs, ys)
+
+    def follow(self, lines: list[dict[str, Any]], points: dict[str, tuple[Sequence[Any], Sequence[Any]]]) -> None:
+        """Show `lines` ([{key, label, chart}]) and track each one's points ({key: (xs, ys)}); then `flush()`."""
+        self.lines = lines  # traitlets sends nothing when the list is unchanged
+        for key, (xs, ys) in points.items():
+            self.track(key, xs, ys)
+
+    def resend_all(self) -> int:
+        """Send every point again, the view emptied first: what a view that opens late asks for."""
+        with self._lock:
+            self._sent.clear()
+            self._reset = True
+            return self._flush()
 
     def clear(self) -> None:
         """Forget every line (the view empties at the next flush): a different x axis, a different metric."""
@@ -113,13 +125,9 @@ class ChartFeed(anywidget.AnyWidget):
         self.send(content, buffers)
         sent = sum(item["n"] for item in content["series"])
         self.points_sent += sent
-        self.messages_sent += 1
         return sent
 
     # -- what a view says ---------------------------------------------------------------------------
     def _on_view_message(self, _widget: Any, content: Any, _buffers: list) -> None:
         if isinstance(content, dict) and content.get("type") == "sync":
-            with self._lock:
-                self._sent.clear()  # every view gets everything again: one up to date replaces its points
-                self._reset = True
-                self._flush()
+            self.resend_all()  # every view gets everything again: one up to date replaces its points

@@ -218,11 +218,7 @@ class ComparisonPanel(RefreshingPanel):
         self.chart.charts = [{"key": "metric", "title": metric}]
         self.chart.x_axis = "step" if axis == "time" else axis
         self.chart.x_label = "seconds since the run started" if axis == "time" else ""
-        lines = [{"key": run, "label": labels[run], "chart": "metric"} for run in series]
-        if lines != self.chart.lines:
-            self.chart.lines = lines
-        for run, (xs, ys) in series.items():
-            self.chart.track(run, xs, ys)
+        self.chart.follow([{"key": run, "label": labels[run], "chart": "metric"} for run in series], series)
         self.chart.parallel = self._parallel(table, best)
         self.chart.flush()
 

@@ -212,12 +212,9 @@ class LivePanel(widgets.VBox):
     def _feed_chart(self) -> None:
         """Point the chart at the series (the panel's own lists, followed as they grow) and send what is new."""
         losses, others = self._named_series()
-        lines = [{"key": name, "label": name, "chart": chart}
-                 for chart, group in (("loss", losses), ("metrics", others)) for name in group]
-        if lines != self.chart.lines:
-            self.chart.lines = lines
-        for name, (xs, ys) in {**losses, **others}.items():
-            self.chart.track(name, xs, ys)
+        self.chart.follow([{"key": name, "label": name, "chart": chart}
+                           for chart, group in (("loss", losses), ("metrics", others)) for name in group],
+                          {**losses, **others})
         self.chart.flush()
 
     def refresh(self, force: bool = False) -> None:
