@@ -283,8 +283,13 @@ def test_the_run_tab_reruns_a_run_as_a_job_and_draws_its_lineage(tmp_path, mongo
         with lab_page(url, "reproduce_failure.png") as page:
             page.click(f"#tensorlab-sidebar .tl-run[data-run='{run}'] .tl-run-name")
             panel = f".tl-run-panel[data-run='{run}']"
+            page.locator(f"{panel} .tl-rerun").scroll_into_view_if_needed()
             page.click(f"{panel} .tl-rerun")
-            message = page.wait_for_selector(f"{panel} .tl-rerun-message[data-job]", timeout=30_000)
+            message = page.locator(f"{panel} .tl-rerun-message")
+            page.wait_for_function(  # the answer, whichever it is: a queued job or the server's error
+                f"(document.querySelector(\"{panel} .tl-rerun-message\")?.textContent ?? '').startsWith('queued') "
+                f"|| document.querySelector(\"{panel} .tl-rerun-message.tl-error\") !== null", timeout=90_000)
+            assert message.get_attribute("data-job"), message.inner_text()
             job = db.jobs.get(message.get_attribute("data-job"))
             assert job["status"] == "queued" and job["seed"] == 5 and str(job["rerun_of"]) == run
             page.click(f"{panel} .tl-lineage-section summary")
