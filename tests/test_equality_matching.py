@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
 
 import numpy as np
 
 import tensorlab
+from tensorlab.tensordb.documents import equality_index
 
 
 def test_runs_match_numbers_by_value_and_arrays_by_element(tdb):
@@ -69,3 +73,85 @@ def test_count_documents_of_two_studies_never_share_a_key(tdb, mongo_uri):
     finally:
         first.close()
         second.close()
+
+
+def _index_names(db, query):
+    found = db.runs(query)
+    return sorted(found["name"]) if len(found) else []
+
+
+def _server_names(db, query):
+    return sorted(d["name"] for d in db.collection("runs").find({"study": db.study, **query}))
+
+
+def test_entries_past_their_head_answer_like_the_server(tdb, monkeypatch):
+    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)  # shards from the fifth id on, with few runs
+    rng = random.Random(5)
+    runs = {}
+    for i in range(48):
+        runs[f"r{i}"] = tdb.run_store.start(f"r{i}", hyper_parameters={"lr": rng.choice([0.1, 0.01])},
+                                            tags={"group": rng.choice(["a", "b", "c"]), "all": 1})
+    for name in rng.sample(sorted(runs), 20):
+        tdb.run_store.finish(runs[name], rng.choice(["finished", "failed"]))
+    index = tdb.collection("run_index")
+    assert index.find_one({"_id": {"$regex": "#"}}) is not None  # shards were written
+    assert index.count_documents({"full": True}) >= 5
+    for query in ({"tags.all": 1}, {"tags.group": "a"}, {"hyper_parameters.lr": 0.01}, {"status": "running"},
+                  {"status": "finished"}, {"tags.group": "b", "status": "failed"}, {"name": "r7"}):
+        assert _index_names(tdb, query) == _server_names(tdb, query), query
+    assert tdb.run_store.ids() == set(runs.values())
+    top = tdb.runs({"tags.group": "c"}, sort=[("started", -1)], limit=3)["name"].tolist()
+    assert top == [d["name"] for d in tdb.collection("runs").find({"study": "test", "tags.group": "c"},
+                                                                    sort=[("started", -1), ("_id", 1)], limit=3)]
+
+
+def test_a_process_that_saw_an_entry_full_still_files_ids_after_the_study_is_dropped(tdb, mongo_uri, monkeypatch):
+    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
+    for i in range(6):
+        tdb.run_store.start(f"old{i}", tags={"k": "v"})
+    other = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")
+    try:
+        other.drop_study()
+        assert len(other.runs({"tags.k": "v"})) == 0
+        tdb.run_store.start("new", tags={"k": "v"})  # this process files it in a shard: the head stays full
+        assert _index_names(other, {"tags.k": "v"}) == ["new"] == _server_names(other, {"tags.k": "v"})
+    finally:
+        other.close()
+
+
+WRITER = """
+import sys
+import tensorlab
+from tensorlab.tensordb.documents import equality_index
+equality_index.HEAD_CAP = 4
+db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
+for i in range(int(sys.argv[4])):
+    run = db.run_store.start(f"{sys.argv[3]}-{i}", tags={"shared": 1, "writer": sys.argv[3]})
+    print("started", run, flush=True)
+    db.run_store.finish(run, "finished", summary={"best": {"accuracy": i / 100}})
+    print("finished", run, flush=True)
+"""
+
+
+def test_concurrent_writers_killed_at_random_leave_no_run_unindexed(tdb, mongo_uri):
+    """Three processes start and finish runs under shared entries past their heads; one is SIGKILLed at a random
+    moment. Every run document, acknowledged or not, is found through the index (never one too few)."""
+    rng = random.Random(11)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, mongo_uri, tdb.db_name, name, "40"],
+                                stdout=subprocess.PIPE, text=True) for name in ("w0", "w1", "w2")]
+    victim = writers[0]
+    lines = [victim.stdout.readline() for _ in range(rng.randrange(10, 60))]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    outputs = [out for out, _ in (writer.communicate(timeout=300) for writer in writers[1:])]
+    assert all(writer.returncode == 0 for writer in writers[1:])
+    acknowledged = {line.split()[1] for line in lines + "".join(outputs).splitlines() if line.startswith("started")}
+    stored = {str(doc["_id"]) for doc in tdb.collection("runs").find({"study": "test"}, {"_id": 1})}
+    assert acknowledged <= stored
+    assert {str(run) for run in tdb.run_store.ids()} == stored
+    for query in ({"tags.shared": 1}, {"tags.writer": "w1"}, {"status": "finished"}, {"status": "running"}):
+        assert _index_names(tdb, query) == _server_names(tdb, query), query
+    best = tdb.runs({"tags.shared": 1}, sort=[("accuracy", -1)], limit=5)
+    expected = tdb.collection("runs").find({"study": "test", "tags.shared": 1},
+                                           sort=[("summary.best.accuracy", -1), ("_id", 1)], limit=5)
+    assert best["name"].tolist() == [doc["name"] for doc in expected]

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tensorlab
+from tensorlab.tensordb.documents import equality_index
+from tensorlab.tensordb.runs import run_table
 
 LRS = [0.1, 0.01, 0.001, 1, 1.0, 3]  # 1 and 1.0 are one value to MongoDB
 ACCURACIES = [None, 0.5, 0.5, 0.7, 0.9, 0.91, 1, 0.2]  # ties, ints, and runs without the metric
@@ -16,6 +18,13 @@ ACCURACIES = [None, 0.5, 0.5, 0.7, 0.9, 0.91, 1, 0.2]  # ties, ints, and runs wi
 
 @pytest.fixture(scope="module")
 def lab(mongo_uri):
+    with pytest.MonkeyPatch.context() as patch:  # shards and packed table rows with 150 runs, not thousands
+        patch.setattr(equality_index, "HEAD_CAP", 8)
+        patch.setattr(run_table, "COMPACT_AT", 3)
+        yield from _filled_lab(mongo_uri)
+
+
+def _filled_lab(mongo_uri):
     db_name = f"t_search_{random.randrange(10 ** 9)}"
     db = tensorlab.connect(mongo_uri, db=db_name, study="search")
     rng = random.Random(29)
@@ -30,6 +39,12 @@ def lab(mongo_uri):
     yield db
     db.client.drop_database(db_name)
     db.close()
+
+
+def test_the_lab_holds_shards_and_packed_rows(lab):
+    assert lab.collection("run_index").count_documents({"study": "search", "full": True}) >= 3
+    chunks = list(lab.collection("run_table").find({"study": "search"}))
+    assert sum(len(chunk["ids"]) // 12 for chunk in chunks if "ids" in chunk) >= 50  # rows packed into columns
 
 
 def _server_answer(db, query: dict, field: str, direction: int, limit: int) -> list:

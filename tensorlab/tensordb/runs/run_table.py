@@ -6,6 +6,11 @@ server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per r
 of packed columns: ids as 12-byte strings, one float64 column per metric, NaN where a run has none. A search
 reads the chunks (16 `_id` lookups), ranks in numpy, and fetches only the runs it returns.
 
+A row is written as one JSON text under the chunk's `pending.<run id>` (`$set` by `_id`: FerretDB filters by
+`_id` alone from its index, so a compare-and-swap on `v` reads the whole collection); when a chunk holds
+COMPACT_AT pending rows, the writer that sees it packs them into the columns by compare-and-swap on `v`, which
+every write increments (a lost race leaves them pending for the next writer). Pending rows override packed ones.
+
 Source of truth: the run documents. A run gets its row when its summary is first written (a run without one
 sorts lowest, and is found through the run index when needed, run_search.py); every change of its summary
 marks the row `inflight` before the document is written and clears it after.
@@ -16,6 +21,7 @@ the chunk's version `v` (single-document atomicity), so concurrent writers never
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from bson import Binary, ObjectId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..documents.batched_delete import delete_matching
@@ -31,6 +38,7 @@ from ..documents.scope import Scope
 
 TABLE = "run_table"
 CHUNKS = 16
+COMPACT_AT = 32  # pending rows a chunk holds before a writer packs them into its columns
 
 
 def ranked_values(summary: Any) -> dict[str, float]:
@@ -65,10 +73,32 @@ class RunTable:
     def _chunk_id(self, chunk: int) -> str:
         return id_key("table", self._scope.study, chunk)
 
-    def put(self, run_id: ObjectId, values: Mapping[str, float] | None, inflight: bool) -> None:
-        """Add the run's row, or replace its numbers with `values` (None: keep them); `inflight` marks it until
-        `settle` (its document is about to change)."""
-        self._swap(run_id, lambda ids, columns, marks: _with_row(run_id, values, inflight, ids, columns, marks))
+    def put(self, run_id: ObjectId, values: Mapping[str, float], inflight: bool) -> None:
+        """Add the run's row, or replace its numbers with `values`; `inflight` marks it until `settle` (its
+        document is about to change). One write; one more now and then to pack pending rows."""
+        fields = {"study": self._scope.study, f"pending.{run_id}": json.dumps(dict(values))}
+        if inflight:
+            fields[f"inflight.{run_id}"] = True
+        change = {"$set": fields, "$inc": {"v": 1}}
+        chunk_id = self._chunk_id(_chunk_of(run_id))
+        try:
+            doc = self.collection.find_one_and_update({"_id": chunk_id}, change, upsert=True,
+                                                      return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # a racing first insert (MongoDB): the chunk exists now
+            doc = self.collection.find_one_and_update({"_id": chunk_id}, change, return_document=ReturnDocument.AFTER)
+        if len(doc.get("pending") or {}) >= COMPACT_AT:
+            self._pack(doc)
+
+    def _pack(self, doc: Mapping[str, Any]) -> None:
+        """Pending rows into the columns, unless another writer changed the chunk since `doc` was read."""
+        ids, columns, marks = _decode(doc)
+        self.collection.replace_one({"_id": doc["_id"], "v": doc.get("v", 0)}, self._packed(doc, ids, columns, marks))
+
+    def _packed(self, doc: Mapping[str, Any] | None, ids: np.ndarray, columns: dict[str, np.ndarray],
+                marks: dict[str, bool]) -> dict[str, Any]:
+        return {"_id": (doc or {}).get("_id"), "study": self._scope.study, "v": (doc or {}).get("v", 0) + 1,
+                "ids": Binary(ids.tobytes()), "columns": {n: Binary(c.tobytes()) for n, c in columns.items()},
+                "inflight": marks, "pending": {}}
 
     def settle(self, run_id: ObjectId) -> None:
         """The run's document is written: its row is trusted again."""
@@ -76,15 +106,13 @@ class RunTable:
                                    {"$unset": {f"inflight.{run_id}": ""}, "$inc": {"v": 1}})
 
     def _swap(self, run_id: ObjectId, change: Any) -> None:
-        """Read the run's chunk, apply `change`, write it back only if nobody wrote it meanwhile (else again)."""
+        """Read the run's chunk, apply `change`, write it back only if nobody wrote it meanwhile (else again):
+        for rebuilds, which write many rows at once."""
         chunk_id = self._chunk_id(_chunk_of(run_id))
         while True:
             doc = self.collection.find_one({"_id": chunk_id})
             ids, columns, marks = _decode(doc)
-            ids, columns, marks = change(ids, columns, marks)
-            new = {"_id": chunk_id, "study": self._scope.study, "v": (doc or {}).get("v", 0) + 1,
-                   "ids": Binary(ids.tobytes()), "columns": {n: Binary(c.tobytes()) for n, c in columns.items()},
-                   "inflight": marks}
+            new = {**self._packed(doc, *change(ids, columns, marks)), "_id": chunk_id}
             try:
                 if doc is None:
                     self.collection.insert_one(new)
@@ -125,9 +153,12 @@ def _chunk_of(run_id: ObjectId) -> int:
 def _decode(doc: Mapping[str, Any] | None) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, bool]]:
     if not doc:
         return np.zeros(0, "S12"), {}, {}
-    ids = np.frombuffer(doc["ids"], "S12")
+    ids = np.frombuffer(doc["ids"], "S12") if "ids" in doc else np.zeros(0, "S12")
     columns = {name: np.frombuffer(packed, "<f8").copy() for name, packed in (doc.get("columns") or {}).items()}
-    return ids, columns, dict(doc.get("inflight") or {})
+    marks = dict(doc.get("inflight") or {})
+    for run, row in (doc.get("pending") or {}).items():  # newer than the packed rows
+        ids, columns, marks = _with_row(ObjectId(run), json.loads(row), False, ids, columns, marks)
+    return ids, columns, marks
 
 
 def _with_rows(rows: list[tuple[ObjectId, dict[str, float]]], ids: np.ndarray, columns: dict[str, np.ndarray],
