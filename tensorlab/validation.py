@@ -86,6 +86,9 @@ def check_query(query: Any, what: str = "query", *, fields: Sequence[str] | None
     return query
 
 
+_GOOD_METRIC_NAMES: set[str] = set()  # names split_metrics accepted (strings only: a set holds them exactly)
+
+
 def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
     """Metric values as floats, with non-finite ones stored as null and flagged by name ('nan', 'inf', '-inf').
 
@@ -95,7 +98,9 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], 
     values: dict[str, float | None] = {}
     non_finite: dict[str, str] = {}
     for name, value in metrics.items():
-        if not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\x00" in name:
+        if name in _GOOD_METRIC_NAMES:  # a training loop logs the same few names 100,000 times
+            pass
+        elif not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\x00" in name:
             raise InvalidInput(f"Metric name {short(name)} must be a non-empty string without '.', NUL or a leading "
                                "'$'; rename it, e.g. 'val_loss'.")
         try:
@@ -103,6 +108,8 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], 
         except (TypeError, ValueError, OverflowError):
             raise InvalidInput(f"Metric {name}={short(value)} is not a number a float holds; log numbers only.") \
                 from None
+        if len(_GOOD_METRIC_NAMES) < 10_000:
+            _GOOD_METRIC_NAMES.add(name)
         if not math.isfinite(number):
             non_finite[name] = repr(number)
             values[name] = None

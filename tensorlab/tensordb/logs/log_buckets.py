@@ -62,6 +62,7 @@ class _Stream:
     run: Any
     kind: str
     seq: int = 0
+    bucket: str = ""  # the open bucket's `_id`
     rows: ColumnBuffer = field(default_factory=ColumnBuffer)
     nbytes: int = 0
     total: int = 0
@@ -104,15 +105,14 @@ class BucketSink:
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = _Stream(run, kind)
+            stream.bucket = bucket_id(self._scope.study, run, kind, self.writer, stream.seq)
         if stream.rows and (len(stream.rows) >= self.bucket_rows or stream.nbytes + size > BUCKET_BYTES):
-            # the full bucket stays dirty until sent
-            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, ColumnBuffer(), 0
+            self._open_next_bucket(stream)  # the full bucket stays dirty until sent
         stream.rows.append(stored)
         stream.nbytes += size
         stream.total += 1
         stream.last = stored
-        self._dirty_buckets[bucket_id(self._scope.study, run, kind, self.writer, stream.seq)] = (
-            stream, stream.seq, stream.rows)
+        self._dirty_buckets[stream.bucket] = (stream, stream.seq, stream.rows)
         self._dirty_streams[key] = stream
         self.unsaved += 1
 
@@ -134,11 +134,15 @@ class BucketSink:
         a new bucket, so the rows that could not be encoded are never sent again); returns how many rows."""
         lost = self.unsaved
         for stream in self._dirty_streams.values():
-            stream.seq, stream.rows, stream.nbytes = stream.seq + 1, ColumnBuffer(), 0
+            self._open_next_bucket(stream)
         self._dirty_buckets.clear()
         self._dirty_streams.clear()
         self.unsaved = 0
         return lost
+
+    def _open_next_bucket(self, stream: _Stream) -> None:
+        stream.seq, stream.rows, stream.nbytes = stream.seq + 1, ColumnBuffer(), 0
+        stream.bucket = bucket_id(self._scope.study, stream.run, stream.kind, self.writer, stream.seq)
 
     def _bucket_document(self, identifier: str, stream: _Stream, seq: int, rows: ColumnBuffer) -> dict[str, Any]:
         return bucket_document(identifier, self._scope.study, stream.run, stream.kind, self.writer, seq, rows)
@@ -153,6 +157,8 @@ INT64_LIMIT = 2 ** 63  # BSON's integers are 64-bit
 
 def _whole_number(value: Any, name: str) -> int:
     """An int the server can store, or TypeError/ValueError naming the field (1e30 as a step killed the writer)."""
+    if type(value) is int and -INT64_LIMIT <= value < INT64_LIMIT:  # the usual case, without ABC checks
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
             not isinstance(value, numbers.Integral) and not float(value).is_integer()):
         raise TypeError(f"`{name}` must be a whole number; got {value!r}")
@@ -160,6 +166,9 @@ def _whole_number(value: Any, name: str) -> int:
     if not -INT64_LIMIT <= number < INT64_LIMIT:
         raise ValueError(f"`{name}`={number:.3g} is outside the 64-bit range a server stores")
     return number
+
+
+_GOOD_NAMES: set[str] = set()  # metric names check_metric_name accepted: a writer stages the same few 100,000s of times
 
 
 def check_metric_name(name: Any) -> None:
@@ -179,7 +188,10 @@ def storable_row(row: dict[str, Any]) -> dict[str, Any]:
         stored[name] = None if value is None else _whole_number(value, name)
     metrics = {}
     for name, value in (row.get("metrics") or {}).items():
-        check_metric_name(name)
+        if name not in _GOOD_NAMES:
+            check_metric_name(name)
+            if len(_GOOD_NAMES) < 10_000:
+                _GOOD_NAMES.add(name)
         metrics[name] = None if value is None else float(value)
     for name, text in (row.get("non_finite") or {}).items():  # stored as null + flag before buckets could hold NaN
         if metrics.get(name) is None:

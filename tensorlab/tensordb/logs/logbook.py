@@ -44,8 +44,8 @@ def _metric_names(metrics: Any) -> list[str] | None:
 def _whole_number(value: Any, name: str) -> int | None:
     """`step`/`epoch`/`batch` as a plain int from 0 to 2**63-1: numpy integers are welcome, anything else is refused
     here, before the row is queued (the writer thread could only drop it later)."""
-    if value is None:
-        return None
+    if value is None or (type(value) is int and 0 <= value <= INT64_MAX):  # the usual case, without ABC checks
+        return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and not isinstance(value, numbers.Integral):
         value = int(value) if math.isfinite(value) and float(value).is_integer() else value
     return check_number(value, name, integer=True, minimum=0, maximum=INT64_MAX, allow_none=True)

@@ -46,6 +46,7 @@ class AsyncLogWriter:
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._closed = False
+        self._flushing = 0  # callers waiting in flush()
         self._on_drop = on_drop
         self.written = 0
         self.dropped = 0
@@ -67,7 +68,7 @@ class AsyncLogWriter:
             self._drop(doc)
             return False
         self._pending.append(doc)
-        if len(self._pending) >= self.batch_size:
+        if len(self._pending) >= self.batch_size and not self._wake.is_set():  # set() takes a lock: 4 µs a call
             self._wake.set()
         return True
 
@@ -99,7 +100,7 @@ class AsyncLogWriter:
         rejected = []
         try:
             for start in range(0, len(batch), STAGE_CHUNK_ROWS):
-                if start:
+                if start and not self._flushing:  # a caller blocked in flush() wants no GIL, only the rows
                     time.sleep(YIELD_S)
                 rejected += self._sink.stage(batch[start:start + STAGE_CHUNK_ROWS])
         finally:
@@ -174,12 +175,16 @@ class AsyncLogWriter:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._wake.set()
         with self._lock:
-            while self.pending:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(timeout=min(0.1, remaining) if remaining is not None else 0.1)
-                self._wake.set()
+            self._flushing += 1
+            try:
+                while self.pending:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._idle.wait(timeout=min(0.1, remaining) if remaining is not None else 0.1)
+                    self._wake.set()
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout_s: float | None = 30.0) -> bool:
