@@ -71,6 +71,13 @@ def find_by_ids(collection: Any, ids: Iterable[Any]) -> list[dict[str, Any]]:
     return [doc for doc in found if doc is not None]
 
 
+def at_once(*reads: Callable[[], Any]) -> list[Any]:
+    """Independent reads at once (each may look up many documents itself, so on a pool of their own); their
+    answers in order, the first failure raised."""
+    futures = [_pool("read-together").submit(read) for read in reads]
+    return [future.result() for future in futures]
+
+
 def run_together(writes: list[Callable[[], None]]) -> None:
     """Independent writes (to different documents) at once: one round trip of waiting instead of one each.
     Every write is waited for, and the first failure raised, so a caller's order around them still holds."""

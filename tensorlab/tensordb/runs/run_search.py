@@ -17,7 +17,7 @@ import numpy as np
 from bson import ObjectId
 
 from ...errors import InvalidInput
-from ..documents.by_id import find_by_ids
+from ..documents.by_id import at_once, find_by_ids
 from ..documents.equality_index import matches
 
 BATCH = 16  # runs fetched (in parallel) per step of the ranked walk
@@ -74,9 +74,8 @@ def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction
     """The first `limit` runs of the study matching the equalities `wanted` (None: all) in (field, direction)
     order; `field` is a summary metric (summary.best.<name>). Runs without it sort lowest (MongoDB's order),
     found among the index's candidates when they are needed."""
-    table = store.table.read()
-    candidates = None if not wanted else {c.binary for c in store.index.candidates(wanted, cap=None)
-                                          if isinstance(c, ObjectId)}
+    table, candidates = at_once(store.table.read, lambda: None if not wanted else {
+        c.binary for c in store.index.candidates(wanted, cap=None) if isinstance(c, ObjectId)})
     ids = np.array([bytes(x).ljust(12, b"\0") for x in table.ids], dtype=object)
     keep = np.array([x in candidates for x in ids], bool) if candidates is not None else np.ones(len(ids), bool)
     flying = np.array([x in table.inflight for x in ids], bool)
@@ -114,12 +113,13 @@ def _walk(store: Any, wanted: dict[str, Any], ids: list[bytes], values: np.ndarr
     with the table are returned apart (placed by their document's value)."""
     accepted: list[dict[str, Any]] = []
     corrected: list[dict[str, Any]] = []
-    for start in range(0, len(ids), BATCH):
-        if len(accepted) >= limit:
-            break
-        good, changed = _checked(store, wanted, ids[start:start + BATCH], values[start:start + BATCH], field)
+    start = 0
+    while start < len(ids) and len(accepted) < limit:
+        size = min(BATCH, limit - len(accepted))  # most ranked runs check out: fetch no more than are missing
+        good, changed = _checked(store, wanted, ids[start:start + size], values[start:start + size], field)
         accepted += good
         corrected += changed
+        start += size
     return accepted, corrected
 
 

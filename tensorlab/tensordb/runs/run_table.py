@@ -155,10 +155,25 @@ def _decode(doc: Mapping[str, Any] | None) -> tuple[np.ndarray, dict[str, np.nda
         return np.zeros(0, "S12"), {}, {}
     ids = np.frombuffer(doc["ids"], "S12") if "ids" in doc else np.zeros(0, "S12")
     columns = {name: np.frombuffer(packed, "<f8").copy() for name, packed in (doc.get("columns") or {}).items()}
-    marks = dict(doc.get("inflight") or {})
-    for run, row in (doc.get("pending") or {}).items():  # newer than the packed rows
-        ids, columns, marks = _with_row(ObjectId(run), json.loads(row), False, ids, columns, marks)
-    return ids, columns, marks
+    pending = {ObjectId(run).binary: json.loads(row) for run, row in (doc.get("pending") or {}).items()}
+    ids, columns = _with_pending(ids, columns, pending) if pending else (ids, columns)
+    return ids, columns, dict(doc.get("inflight") or {})
+
+
+def _with_pending(ids: np.ndarray, columns: dict[str, np.ndarray],
+                  pending: dict[bytes, dict[str, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The packed rows with the pending ones (newer) put over them: one concatenation, not one per row."""
+    position = {bytes(x).ljust(12, b"\0"): i for i, x in enumerate(ids)}
+    new = [run for run in pending if run not in position]
+    position.update({run: len(ids) + i for i, run in enumerate(new)})
+    ids = np.concatenate([ids, np.array(new, "S12")]) if new else ids
+    names = set(columns).union(*pending.values())
+    columns = {name: np.concatenate([columns.get(name, np.full(len(ids) - len(new), np.nan)),
+                                     np.full(len(new), np.nan)]) for name in names}
+    for run, values in pending.items():
+        for name, column in columns.items():
+            column[position[run]] = values.get(name, np.nan)
+    return ids, columns
 
 
 def _with_rows(rows: list[tuple[ObjectId, dict[str, float]]], ids: np.ndarray, columns: dict[str, np.ndarray],
