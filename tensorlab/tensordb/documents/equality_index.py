@@ -169,10 +169,12 @@ class EqualityIndex:
             return self.collection.find_one_and_update({"_id": key}, change, return_document=ReturnDocument.AFTER)
 
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
-        """Take `doc_id` out of the head and its shard (which of them holds it is not known; both are cheap)."""
+        """Take `doc_id` out of the head, and out of its shard where this process has seen the entry full. An id
+        another process filed in a shard this process does not know of stays: an entry too many, which costs
+        a reader one lookup, never a wrong answer."""
         change = {"$pull": {"ids": doc_id}}
         operations = [UpdateOne({"_id": where}, change) for key in self._keys(pairs)
-                      for where in (key, _shard(key, doc_id))]
+                      for where in ((key, _shard(key, doc_id)) if key in self._full else (key,))]
         if operations:  # no upserts: nothing here can fail one by one
             self.collection.bulk_write(operations, ordered=False)
 
