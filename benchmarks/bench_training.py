@@ -31,6 +31,24 @@ def build_model():
     return model
 
 
+def timed_callbacks(logger):
+    """`logger` with its Keras hooks timed: `seconds_inside` is what the training thread spent in them, the part
+    of the overhead a wall-clock ratio measures only within this machine's run-to-run spread."""
+    logger.seconds_inside = 0.0
+    for name in ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_epoch_end",
+                 "on_train_end"):
+        hook = getattr(logger, name)
+
+        def timed(*args, _hook=hook, **kwargs):
+            began = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                logger.seconds_inside += time.perf_counter() - began
+        setattr(logger, name, timed)
+    return logger
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=60_000)
@@ -58,9 +76,12 @@ def main() -> None:
     def plain() -> None:
         build_model().fit(X, y, batch_size=128, epochs=args.epochs, verbose=0)
 
+    callback_s: list[float] = []
+
     def with_dblogger() -> None:
-        logger = tensorlab.DBLogger(db, "bench", every_n_batches=1, checkpoint="epoch", batch_size=128)
+        logger = timed_callbacks(tensorlab.DBLogger(db, "bench", every_n_batches=1, checkpoint="epoch", batch_size=128))
         build_model().fit(X, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[logger])
+        callback_s.append(logger.seconds_inside)
 
     def with_mlflow() -> None:
         mlflow.keras.autolog(log_every_n_steps=1, log_models=False, log_datasets=False, silent=True)
@@ -92,6 +113,8 @@ def main() -> None:
         "paired_ratio_median": {k: statistics.median(a / b for a, b in zip(v, times["plain fit"], strict=True))
                                 for k, v in times.items()},
         "dblogger_rows_logged": rows_logged,
+        "dblogger_callback_s": callback_s,
+        "dblogger_callback_share": [c / t for c, t in zip(callback_s, times.get("fit + DBLogger", []), strict=False)],
     }
     print(f"backend {results['backend']}, devices {results['devices']}, {args.repeats} repetitions")
     print(f"{'configuration':<22} {'median s':>9} {'ratio':>7} {'paired':>7}   target")
@@ -99,6 +122,10 @@ def main() -> None:
         target = "<= 1.02x" if name == "fit + DBLogger" else ""
         print(f"{name:<22} {results['median_s'][name]:>9.2f} {results['ratio_to_plain'][name]:>6.3f}x "
               f"{results['paired_ratio_median'][name]:>6.3f}x   {target}")
+    if callback_s:
+        shares = results["dblogger_callback_share"]
+        print(f"time inside DBLogger's callbacks (run start with provenance, rows, checkpoints): first fit "
+              f"{shares[0]:.1%}, median {statistics.median(shares):.1%} of the fit")
     write_results(f"training_{results['backend']}", results)
 
 
