@@ -86,7 +86,17 @@ def check_query(query: Any, what: str = "query", *, fields: Sequence[str] | None
     return query
 
 
-_GOOD_METRIC_NAMES: set[str] = set()  # names split_metrics accepted (strings only: a set holds them exactly)
+_GOOD_METRIC_NAMES: set[str] = set()  # names found good: a training loop logs the same few 100,000s of times
+
+
+def is_metric_name(name: Any) -> bool:
+    """A metric name becomes a field name: a non-empty string without NUL, '.' or a leading '$' (cached)."""
+    if name in _GOOD_METRIC_NAMES:
+        return True
+    good = isinstance(name, str) and bool(name) and "\x00" not in name and "." not in name and not name.startswith("$")
+    if good and len(_GOOD_METRIC_NAMES) < 10_000:
+        _GOOD_METRIC_NAMES.add(name)
+    return good
 
 
 def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
@@ -98,9 +108,7 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], 
     values: dict[str, float | None] = {}
     non_finite: dict[str, str] = {}
     for name, value in metrics.items():
-        if name in _GOOD_METRIC_NAMES:  # a training loop logs the same few names 100,000 times
-            pass
-        elif not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\x00" in name:
+        if not is_metric_name(name):
             raise InvalidInput(f"Metric name {short(name)} must be a non-empty string without '.', NUL or a leading "
                                "'$'; rename it, e.g. 'val_loss'.")
         try:
@@ -108,8 +116,6 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], 
         except (TypeError, ValueError, OverflowError):
             raise InvalidInput(f"Metric {name}={short(value)} is not a number a float holds; log numbers only.") \
                 from None
-        if len(_GOOD_METRIC_NAMES) < 10_000:
-            _GOOD_METRIC_NAMES.add(name)
         if not math.isfinite(number):
             non_finite[name] = repr(number)
             values[name] = None

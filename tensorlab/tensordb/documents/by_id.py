@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 PARALLEL_FROM = 4  # fewer lookups than this run one after another
@@ -53,6 +54,16 @@ def upsert_by_id(collection: Any, identifier: Any, change: dict[str, Any]) -> No
         collection.update_one({"_id": identifier}, change, upsert=True)
     except DuplicateKeyError:
         collection.update_one({"_id": identifier}, change)
+
+
+def find_and_upsert_by_id(collection: Any, identifier: Any, change: dict[str, Any]) -> dict[str, Any]:
+    """The document after an upsert by `_id` (findAndModify), surviving a racing first insert like upsert_by_id.
+    Filtered by `_id` alone: FerretDB answers any further condition on a write with a scan of the collection."""
+    try:
+        return collection.find_one_and_update({"_id": identifier}, change, upsert=True,
+                                              return_document=ReturnDocument.AFTER)
+    except DuplicateKeyError:
+        return collection.find_one_and_update({"_id": identifier}, change, return_document=ReturnDocument.AFTER)
 
 
 def find_by_ids(collection: Any, ids: Iterable[Any]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ Entries follow MongoDB's equality (value_keys.py): a value is filed under its ca
 An entry's document holds at most HEAD_CAP ids: FerretDB reads and rewrites a whole document for every
 update, at about 8 µs per array element, so an entry every run shares (`status=finished`, a study-wide tag)
 made each run start cost more than the one before (19 ms at 250 runs, 44 ms at 2,000). When the head is full
-(a writer's findAndModify returns it with HEAD_CAP ids), it is marked `full` and new ids
+(a writer's findAndModify, by `_id` alone, returns it with HEAD_CAP ids), it is marked `full` and new ids
 go to one of SHARDS shard documents (`<entry>#<n>`, n from the id), so a write touches a document of about
 1/SHARDS of the entry; a reader of a full entry reads the head and its shards.
 
@@ -32,12 +32,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
-from .by_id import find_by_ids, id_key, upsert_by_id
+from .by_id import find_and_upsert_by_id, find_by_ids, id_key, upsert_by_id
 from .scope import Scope
 from .value_keys import canonical, field_matches, filed_values
 
@@ -152,21 +152,13 @@ class EqualityIndex:
         """`doc_id` into the entry's head. A head that reaches HEAD_CAP ids is marked full, and this process
         files the next ids in shards; other writers that have not seen it full yet put a few more in it, and
         readers read the head too."""
-        head = self._find_and_modify(key, {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}})
+        head = find_and_upsert_by_id(self.collection, key,
+                                     {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}})
         if not head.get("full") and len(head.get("ids", ())) >= HEAD_CAP:
             self.collection.update_one({"_id": key}, {"$set": {"full": True}})
             head["full"] = True
         if head.get("full"):
             self._full.add(key)
-
-    def _find_and_modify(self, key: str, change: dict[str, Any]) -> dict[str, Any]:
-        """The head after `change` (findAndModify: FerretDB filters an update by `_id` alone from its index, by
-        anything more from a scan, so a condition like `ids.63 missing` would read the whole collection)."""
-        try:
-            return self.collection.find_one_and_update({"_id": key}, change, upsert=True,
-                                                       return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # a racing first insert (MongoDB): the entry exists now
-            return self.collection.find_one_and_update({"_id": key}, change, return_document=ReturnDocument.AFTER)
 
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
         """Take `doc_id` out of the head, and out of its shard where this process has seen the entry full. An id

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...validation import is_metric_name
 from ..documents.by_id import id_key, upsert_by_id
 from ..documents.scope import Scope
 from .log_columns import ColumnBuffer, encode_rows, row_cells
@@ -168,12 +169,9 @@ def _whole_number(value: Any, name: str) -> int:
     return number
 
 
-_GOOD_NAMES: set[str] = set()  # metric names check_metric_name accepted: a writer stages the same few 100,000s of times
-
-
 def check_metric_name(name: Any) -> None:
     """A metric name becomes a field name: a non-empty string without NUL, '.' or a leading '$'."""
-    if not isinstance(name, str) or not name or "\x00" in name or "." in name or name.startswith("$"):
+    if not is_metric_name(name):
         raise ValueError(f"metric name {name!r} must be a non-empty string without NUL, '.' or a leading '$'")
 
 
@@ -188,10 +186,7 @@ def storable_row(row: dict[str, Any]) -> dict[str, Any]:
         stored[name] = None if value is None else _whole_number(value, name)
     metrics = {}
     for name, value in (row.get("metrics") or {}).items():
-        if name not in _GOOD_NAMES:
-            check_metric_name(name)
-            if len(_GOOD_NAMES) < 10_000:
-                _GOOD_NAMES.add(name)
+        check_metric_name(name)
         metrics[name] = None if value is None else float(value)
     for name, text in (row.get("non_finite") or {}).items():  # stored as null + flag before buckets could hold NaN
         if metrics.get(name) is None:

@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 from bson import Binary, ObjectId
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..documents.batched_delete import delete_matching
-from ..documents.by_id import find_by_ids, id_key
+from ..documents.by_id import find_and_upsert_by_id, find_by_ids, id_key
 from ..documents.scope import Scope
 
 TABLE = "run_table"
@@ -80,12 +79,7 @@ class RunTable:
         if inflight:
             fields[f"inflight.{run_id}"] = True
         change = {"$set": fields, "$inc": {"v": 1}}
-        chunk_id = self._chunk_id(_chunk_of(run_id))
-        try:
-            doc = self.collection.find_one_and_update({"_id": chunk_id}, change, upsert=True,
-                                                      return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # a racing first insert (MongoDB): the chunk exists now
-            doc = self.collection.find_one_and_update({"_id": chunk_id}, change, return_document=ReturnDocument.AFTER)
+        doc = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)), change)
         if len(doc.get("pending") or {}) >= COMPACT_AT:
             self._pack(doc)
 
@@ -140,7 +134,9 @@ class RunTable:
             if values:
                 by_chunk.setdefault(_chunk_of(run["_id"]), []).append((run["_id"], values))
         for rows in by_chunk.values():
-            self._swap(rows[0][0], lambda ids, columns, marks, rows=rows: _with_rows(rows, ids, columns, marks))
+            pending = {run_id.binary: values for run_id, values in rows}
+            self._swap(rows[0][0], lambda ids, columns, marks, pending=pending: (
+                *_with_pending(ids, columns, pending), marks))
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
@@ -174,28 +170,3 @@ def _with_pending(ids: np.ndarray, columns: dict[str, np.ndarray],
         for name, column in columns.items():
             column[position[run]] = values.get(name, np.nan)
     return ids, columns
-
-
-def _with_rows(rows: list[tuple[ObjectId, dict[str, float]]], ids: np.ndarray, columns: dict[str, np.ndarray],
-               marks: dict[str, bool]) -> tuple[np.ndarray, dict, dict]:
-    for run_id, values in rows:
-        ids, columns, marks = _with_row(run_id, values, False, ids, columns, marks)
-    return ids, columns, marks
-
-
-def _with_row(run_id: ObjectId, values: Mapping[str, float] | None, inflight: bool, ids: np.ndarray,
-              columns: dict[str, np.ndarray], marks: dict[str, bool]) -> tuple[np.ndarray, dict, dict]:
-    found = np.flatnonzero(ids == np.bytes_(run_id.binary))
-    if not len(found):
-        ids = np.append(ids, np.array([run_id.binary], "S12"))
-        columns = {name: np.append(column, np.nan) for name, column in columns.items()}
-        position = len(ids) - 1
-    else:
-        position = int(found[0])
-    if values is not None:
-        for name in set(columns) | set(values):
-            column = columns.setdefault(name, np.full(len(ids), np.nan))
-            column[position] = values.get(name, np.nan)
-    if inflight:
-        marks = {**marks, str(run_id): True}
-    return ids, columns, marks
