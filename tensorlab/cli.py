@@ -71,6 +71,15 @@ def _worker_command(args: argparse.Namespace) -> int:
     check_query(query, "--query")  # refused before connecting, like every flag below
     check_worker_arguments(args.max_jobs, args.lease, args.poll, args.idle_exit,
                            names=("--max-jobs", "--lease", "--poll", "--idle-exit"))
+    if args.multi_host and args.distribute == "mirrored":
+        print("tensorlab: error: --multi-host trains with keras.distribution (JAX); it cannot be combined with "
+              "--distribute mirrored.", file=sys.stderr)
+        return 2
+    if args.multi_host:
+        from .multi_host import initialize
+        from .worker_group import GroupWorker as Worker  # noqa: F811 - the group's processes train each job together
+
+        initialize()
     db = connect(args.uri, db=args.db, study=args.study)
     task = slurm_task()
     worker = Worker(db, args.name or (slurm_worker_name(task) if task else None), query=query,
@@ -329,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--distribute", choices=["mirrored", "data_parallel"], default=None,
                         help="every local device: mirrored (tf.distribute, TensorFlow) or data_parallel "
                         "(keras.distribution, JAX)")
+    worker.add_argument("--multi-host", action="store_true",
+                        help="one of several processes started together (srun in a Slurm job of several tasks, or "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES/_NUM_PROCESSES/_PROCESS_ID set): they train each job "
+                        "together, data-parallel on all their devices (JAX); process 0 claims and writes")
     worker.add_argument("--min-time-left", type=float, default=300.0, metavar="S",
                         help="under Slurm: claim no new job with less than S seconds of the time limit left")
     worker.add_argument("--alive-file", default=None, metavar="PATH",

@@ -31,7 +31,7 @@ def _slurm_submit(args: argparse.Namespace) -> int:
                      cpus_per_worker=args.cpus_per_worker, time_limit=args.time, partition=args.partition,
                      uri=args.uri, db=args.db, study=args.study, query=query, idle_exit_s=args.idle_exit,
                      min_time_left_s=args.min_time_left, lease_s=args.lease, allow_code=args.allow_code,
-                     log_dir=args.log_dir)
+                     log_dir=args.log_dir, hosts=args.hosts, tasks_per_host=args.tasks_per_host)
     if args.dry_run:
         print(render_script(spec), end="")
         return 0
@@ -43,8 +43,9 @@ def _slurm_submit(args: argparse.Namespace) -> int:
         print("tensorlab: warning: the database is a Unix socket, reachable from this machine only: fine on a "
               "one-node cluster; on several nodes use MongoDB/Atlas.", file=sys.stderr)
     submitted = submit(spec)
-    print(f"submitted Slurm array job {submitted['job']} ({spec.workers} workers); script {submitted['script']}; "
-          f"logs {spec.log_dir}/{submitted['job']}_<task>.out", flush=True)
+    groups = f" of {spec.hosts} node(s) x {spec.tasks_per_host} process(es)" if spec.hosts else ""
+    print(f"submitted Slurm array job {submitted['job']} ({spec.workers} workers{groups}); "
+          f"script {submitted['script']}; logs {spec.log_dir}/{submitted['job']}_<task>.out", flush=True)
     return 0
 
 
@@ -117,6 +118,9 @@ def add_cluster_commands(commands: Any) -> None:
     submit.add_argument("--concurrent", type=int, default=None, help="at most this many at once (%%K)")
     submit.add_argument("--gpus-per-worker", type=int, default=0, help="--gres=gpu:G for each task")
     submit.add_argument("--cpus-per-worker", type=int, default=1)
+    submit.add_argument("--hosts", type=int, default=None, help="each worker a group over this many nodes that "
+                        "trains every job data-parallel on all their devices (JAX; keras.distribution)")
+    submit.add_argument("--tasks-per-host", type=int, default=1, help="processes per node in a --hosts group")
     submit.add_argument("--time", default=None, help="each task's time limit (sbatch --time)")
     submit.add_argument("--partition", default=None)
     submit.add_argument("--query", default=None, help="JSON job filter for the workers")

@@ -22,15 +22,17 @@ import numpy as np
 
 from .architecture_save import load_version, save_architecture
 from .data_imports import check_sample_shapes
-from .data_parallel import check_distribution, distributed
+from .data_parallel import check_distribution, distributed, per_process_input
 from .db_logger import DBLogger
 from .devices import on_device
 from .errors import InvalidInput, NotFound
 from .fit_arguments import callback_list, check_fit_arguments, check_keras_arguments
+from .follower_logger import FollowerLogger
 from .forking import ForkPoint, fork_point
 from .keras_weights import apply_weights
 from .label_encoding import LabelMap, check_same_classes, encode_training_labels, is_text
 from .monitor_check import check_monitor
+from .multi_host import agreed_seed, agreed_stop, is_leader
 from .precision import check_mixable, precision
 from .provenance_capture import data_snapshots, training_seed
 from .tensordb import DataStream
@@ -52,7 +54,8 @@ class StopFlag(keras.callbacks.Callback):
         self.stopped = False
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        if self.event.is_set():
+        if agreed_stop(self.event.is_set(), batch):  # processes training together stop at the same batch
+            self.event.set()  # on every process: its caller (a worker) sees that this fit was stopped
             self.model.stop_training = True
             self.stopped = True
 
@@ -242,7 +245,7 @@ class Model:
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise InvalidInput(f"Invalid value for argument `epochs`: {epochs!r}. Expected an int >= 1.")
-        seed = training_seed(seed)
+        seed = agreed_seed(training_seed(seed))
         check_distribution(distribution, self.keras_model)
         callbacks = callback_list(callbacks)
         if logger is None and sum(isinstance(c, DBLogger) for c in callbacks) == 1:
@@ -272,6 +275,7 @@ class Model:
             validation_data = db.find_data(validation_data)
         inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),
                                 steps_per_epoch=fit_kwargs.pop("steps_per_epoch", None), seed=seed)
+        inputs = per_process_input(inputs, seed)
         try:
             validation_data, classes = encode_training_labels(db, inputs, validation_data, fit_kwargs)
             if classes is not None:
@@ -314,6 +318,8 @@ class Model:
     def _logger(self, db: Any, inputs: TrainingInput, options: FitOptions, start: StartPoint) -> DBLogger:
         """The run's DBLogger (the caller's, or a new one). A built model's architecture is stored now; one that
         builds on its first batch (subclassed) is stored by DBLogger once built, with its build config."""
+        if not is_leader():
+            return FollowerLogger()  # another process of a multi-process fit: only the leader writes
         stored_now = self.architecture_id is None and self.keras_model.built
         if stored_now:
             self.architecture_id = save_architecture(db, self.keras_model, name=self.name)

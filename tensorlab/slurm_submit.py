@@ -48,9 +48,11 @@ class ArraySpec:
     log_dir: str = "tensorlab-slurm"
     python: str = sys.executable
     job_name: str = "tensorlab-workers"
+    hosts: int | None = None  # each array task a worker group over this many nodes (worker --multi-host)
+    tasks_per_host: int = 1  # processes per node in a group (1: each process sees all of its node's GPUs)
 
     def check(self) -> None:
-        for name in ("workers", "cpus_per_worker"):
+        for name in ("workers", "cpus_per_worker", "tasks_per_host") + (("hosts",) if self.hosts is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"Invalid value for --{name.replace('_', '-')}: {value!r}. Expected a whole "
@@ -75,9 +77,12 @@ def render_script(spec: ArraySpec) -> str:
     spec.check()
     last = spec.workers - 1
     lines = ["#!/bin/bash", f"#SBATCH --job-name={spec.job_name}",
-             f"#SBATCH --array=0-{last}" + (f"%{spec.concurrent}" if spec.concurrent else ""),
-             "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={spec.cpus_per_worker}",
-             f"#SBATCH --output={spec.log_dir}/%A_%a.out"]
+             f"#SBATCH --array=0-{last}" + (f"%{spec.concurrent}" if spec.concurrent else "")]
+    if spec.hosts is None:
+        lines.append("#SBATCH --ntasks=1")
+    else:  # one worker group: a process per node (or per tasks_per_host GPUs), started together by srun
+        lines += [f"#SBATCH --nodes={spec.hosts}", f"#SBATCH --ntasks-per-node={spec.tasks_per_host}"]
+    lines += [f"#SBATCH --cpus-per-task={spec.cpus_per_worker}", f"#SBATCH --output={spec.log_dir}/%A_%a.out"]
     if spec.time_limit:
         lines.append(f"#SBATCH --time={spec.time_limit}")
     if spec.partition:
@@ -94,8 +99,12 @@ def render_script(spec: ArraySpec) -> str:
         worker += ["--query", json.dumps(spec.query)]
     if spec.allow_code:
         worker.append("--allow-code")
+    launch = "exec "
+    if spec.hosts is not None:  # JAX finds its peers from the step (SLURM_NTASKS, SLURM_PROCID, the first node)
+        worker.append("--multi-host")
+        launch = "exec srun --kill-on-bad-exit=1 "
     lines += ["# The database URI: --uri, else $TENSORLAB_MONGODB_URI from the submitting environment (never here).",
-              "exec " + " ".join(shlex.quote(part) for part in worker), ""]
+              launch + " ".join(shlex.quote(part) for part in worker), ""]
     return "\n".join(lines)
 
 

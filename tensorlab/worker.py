@@ -183,7 +183,7 @@ class Worker:
     def run(self) -> WorkerStats:
         self.warm_up()
         idle_since = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stopping():
             self.on_beat()
             if self.max_jobs is not None and self.stats.done + self.stats.failed >= self.max_jobs:
                 break
@@ -196,7 +196,7 @@ class Worker:
                 logger.warning("%s", self.stats.stopped)
                 break
             self._poll_workflows()
-            job = self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
+            job = self._claim()
             if job is None:
                 if self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s:
                     break
@@ -206,6 +206,13 @@ class Worker:
             self._workflows_polled_at = -WORKFLOW_POLL_S  # a finished job may complete a rung: promote at once
             idle_since = time.monotonic()
         return self.stats
+
+    def _stopping(self) -> bool:
+        """Whether to leave the loop now (a group of processes decides together: worker_group.py)."""
+        return self._stop.is_set()
+
+    def _claim(self) -> dict | None:
+        return self.db.jobs.pop(self.name, self.lease_s, self.query, self.allow_code)
 
     def _heartbeat(self, job: dict, done: threading.Event, model_holder: dict) -> None:
         while not done.wait(self.lease_s / 3):

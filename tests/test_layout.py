@@ -39,6 +39,8 @@ LAYERS = {
     "tensorlab.run_heartbeat": TRAINING, "tensorlab.training_input": TRAINING, "tensorlab.cell_training": TRAINING,
     "tensorlab.forking": TRAINING, "tensorlab.failure_class": TRAINING, "tensorlab.plans": TRAINING,
     "tensorlab.reruns": TRAINING, "tensorlab.data_parallel": TRAINING, "tensorlab.slurm_task": TRAINING,
+    "tensorlab.environment_cache": TRAINING, "tensorlab.follower_logger": TRAINING, "tensorlab.multi_host": TRAINING,
+    "tensorlab.worker_group": TRAINING,
     "tensorlab.system_metrics": TRAINING, "tensorlab.halving": TRAINING, "tensorlab.fit_arguments": TRAINING,
     "tensorlab.architecture_save": TRAINING, "tensorlab.data_imports": TRAINING, "tensorlab.fit_watch": TRAINING,
     "tensorlab.label_encoding": TRAINING, "tensorlab.monitor_check": TRAINING, "tensorlab.precision": TRAINING,

@@ -33,9 +33,10 @@ def cluster(tmp_path_factory):
     cluster.stop()
 
 
-def _tensorlab(cluster, workdir: Path, mongo_uri: str, *args: str) -> str:
+def _tensorlab(cluster, workdir: Path, mongo_uri: str, *args: str, env: dict | None = None) -> str:
+    env = {**cluster.env, "TENSORLAB_MONGODB_URI": mongo_uri, **(env or {})}
     done = subprocess.run([sys.executable, "-m", "tensorlab.cli", *args], cwd=workdir, capture_output=True,
-                          text=True, timeout=120, env={**cluster.env, "TENSORLAB_MONGODB_URI": mongo_uri})
+                          text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -48,9 +49,9 @@ def _jobs(tdb, count: int, epochs: int) -> list:
             for _ in range(count)]
 
 
-def _submit(cluster, workdir, mongo_uri, tdb, *flags: str) -> str:
+def _submit(cluster, workdir, mongo_uri, tdb, *flags: str, env: dict | None = None) -> str:
     out = _tensorlab(cluster, workdir, mongo_uri, "slurm", "submit", "--db", tdb.db_name, "--study", tdb.study,
-                     "--idle-exit", "4", "--lease", "6", *flags)
+                     "--idle-exit", "4", "--lease", "6", *flags, env=env)
     return out.split("array job ")[1].split()[0]
 
 
@@ -99,6 +100,27 @@ def test_a_task_near_its_time_limit_stops_claiming(cluster, tdb, mongo_uri, tmp_
     assert "no new job is claimed" in log and time.monotonic() - started < 60, log  # left before the limit
     states = [tdb.jobs.get(i)["status"] for i in ids]
     assert "queued" in states and "running" not in states and "failed" not in states, states
+
+
+def test_a_worker_group_of_two_srun_tasks_trains_each_job_once_on_both(cluster, tdb, mongo_uri, tmp_path):
+    """`--hosts 1 --tasks-per-host 2`: one worker made of two processes (as two nodes would be), joined through
+    the Slurm step by keras.distribution.initialize; each job is claimed once and trained on both devices."""
+    pytest.importorskip("jax")
+    tdb.import_data(X, Y, {"split": "train"})
+    ids = _jobs(tdb, 2, epochs=2)
+    jax_cpu = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
+    job = _submit(cluster, tmp_path, mongo_uri, tdb, "--workers", "1", "--hosts", "1", "--tasks-per-host", "2",
+                  env=jax_cpu)
+    assert wait_until(lambda: _task_log(tmp_path, job, 0).count(" exits: ") == 2, timeout=300, interval=0.5), \
+        _task_log(tmp_path, job, 0)
+    log = _task_log(tmp_path, job, 0)
+    assert "done 2, failed 0" in log and "done 0, failed 0" in log, log  # the leader completed both jobs
+    for queued in ids:
+        job_doc = tdb.jobs.get(queued)
+        runs = tdb.run_store.find({"job": queued})
+        assert job_doc["status"] == "done" and job_doc["attempts"] == 1 and len(runs) == 1, (job_doc, runs)
+        assert runs[0]["summary"]["epochs"] == 2 and runs[0]["slurm"]["array_job"] == job
+        assert len(runs[0]["provenance"]["hardware"]["devices"]) == 2  # both processes' devices
 
 
 def test_time_left_parsing_and_the_script_holds_no_password(tmp_path):
