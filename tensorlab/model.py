@@ -275,9 +275,9 @@ class Model:
             validation_data = db.find_data(validation_data)
         inputs = training_input(db, x, y, data, batch_size, shuffle=fit_kwargs.pop("shuffle", True),
                                 steps_per_epoch=fit_kwargs.pop("steps_per_epoch", None), seed=seed)
-        inputs = per_process_input(inputs, seed)
         try:
             validation_data, classes = encode_training_labels(db, inputs, validation_data, fit_kwargs)
+            inputs = per_process_input(inputs, seed)  # of encoded labels; inside `try`: a refusal closes the stream
             if classes is not None:
                 options.run_details["classes"] = classes
             return self._fit_inputs(db, inputs, validation_data, options, classes)

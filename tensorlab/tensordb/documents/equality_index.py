@@ -27,6 +27,7 @@ empties a full head but keeps it), so a reader that sees no `full` has every id 
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,7 +38,7 @@ from pymongo.errors import BulkWriteError
 
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
-from .by_id import find_and_upsert_by_id, find_by_ids, id_key, upsert_by_id
+from .by_id import find_and_upsert_by_id, find_by_ids, id_key, run_together, upsert_by_id
 from .scope import Scope
 from .value_keys import canonical, field_matches, filed_values
 
@@ -131,22 +132,23 @@ class EqualityIndex:
     def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
         """File `doc_id` under every (field, value) pair: entries known full in one bulk write to their shards,
         the others one findAndModify each (its answer tells when a head is full)."""
-        stamp = {"study": self._scope.study}
-        shards = []
-        for key in self._keys(pairs):
-            if key in self._full:
-                shards.append(_shard(key, doc_id))
-            else:
-                self._add_to_head(key, doc_id)
-        change = {"$addToSet": {"ids": doc_id}, "$set": stamp}
+        keys = self._keys(pairs)
+        shards = [_shard(key, doc_id) for key in keys if key in self._full]
+        writes = [functools.partial(self._add_to_head, key, doc_id) for key in keys if key not in self._full]
+        if shards:
+            writes.append(functools.partial(self._add_to_shards, shards, doc_id))
+        run_together(writes)  # different documents: all at once, every one waited for before the caller goes on
+
+    def _add_to_shards(self, shards: list[str], doc_id: Any) -> None:
+        change = {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}}
         if len(shards) == 1:
             upsert_by_id(self.collection, shards[0], change)
-        elif shards:
-            try:
-                self.collection.bulk_write([UpdateOne({"_id": key}, change, upsert=True) for key in shards])
-            except (BulkWriteError, KeyError):  # a racing first insert; FerretDB's answer lacks nModified
-                for key in shards:  # $addToSet: writing one twice changes nothing
-                    upsert_by_id(self.collection, key, change)
+            return
+        try:
+            self.collection.bulk_write([UpdateOne({"_id": key}, change, upsert=True) for key in shards])
+        except (BulkWriteError, KeyError):  # a racing first insert; FerretDB's answer lacks nModified
+            for key in shards:  # $addToSet: writing one twice changes nothing
+                upsert_by_id(self.collection, key, change)
 
     def _add_to_head(self, key: str, doc_id: Any) -> None:
         """`doc_id` into the entry's head. A head that reaches HEAD_CAP ids is marked full, and this process
