@@ -155,3 +155,33 @@ def test_concurrent_writers_killed_at_random_leave_no_run_unindexed(tdb, mongo_u
     expected = tdb.collection("runs").find({"study": "test", "tags.shared": 1},
                                            sort=[("summary.best.accuracy", -1), ("_id", 1)], limit=5)
     assert best["name"].tolist() == [doc["name"] for doc in expected]
+
+
+def test_many_threads_renaming_and_finishing_runs_at_once_neither_deadlock_nor_lose_an_entry(tdb):
+    """A run update that moves two indexed fields and a summary writes its index entries together from a pool
+    thread; with more such updates at once than the pool has threads, entries written on that same pool would wait
+    for threads that all wait on them."""
+    import threading
+
+    runs = [tdb.run_store.start(f"t-{i}", hyper_parameters={"lr": 0.1}) for i in range(24)]
+    failures: list[BaseException] = []
+
+    def rename_and_finish(position: int) -> None:
+        try:
+            tdb.run_store.update(runs[position], name=f"renamed-{position}", status="finished",
+                                 summary={"best": {"accuracy": position / 24}})
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=rename_and_finish, args=(i,), daemon=True) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "run updates deadlocked"
+    assert not failures, failures
+    assert sorted(doc["name"] for doc in tdb.run_store.find({"status": "finished"})) == sorted(
+        f"renamed-{i}" for i in range(24))
+    assert [doc["name"] for doc in tdb.run_store.find({"hyper_parameters.lr": 0.1}, sort=[("accuracy", -1)],
+                                                      limit=3)] == ["renamed-23", "renamed-22", "renamed-21"]
+    assert tdb.run_store.find({"status": "running"}) == [] and tdb.run_store.find({"name": "t-3"}) == []

@@ -89,14 +89,15 @@ def at_once(*reads: Callable[[], Any]) -> list[Any]:
     return [future.result() for future in futures]
 
 
-def run_together(writes: list[Callable[[], None]]) -> None:
+def run_together(writes: list[Callable[[], None]], use: str = "write") -> None:
     """Independent writes (to different documents) at once: one round trip of waiting instead of one each.
-    Every write is waited for, and the first failure raised, so a caller's order around them still holds."""
+    Every write is waited for, and the first failure raised, so a caller's order around them still holds.
+    A write that itself runs writes together names a pool of its own (`use`), never the one it runs on."""
     if len(writes) < 2:
         for write in writes:
             write()
         return
-    futures = [_pool("write").submit(write) for write in writes]
+    futures = [_pool(use).submit(write) for write in writes]
     wait(futures)
     for future in futures:
         future.result()

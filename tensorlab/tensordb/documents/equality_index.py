@@ -137,7 +137,9 @@ class EqualityIndex:
         writes = [functools.partial(self._add_to_head, key, doc_id) for key in keys if key not in self._full]
         if shards:
             writes.append(functools.partial(self._add_to_shards, shards, doc_id))
-        run_together(writes)  # different documents: all at once, every one waited for before the caller goes on
+        # different documents: all at once, each waited for before the caller goes on; on a pool of their own, as
+        # a run's update calls this from the "write" pool
+        run_together(writes, use="index-write")
 
     def _add_to_shards(self, shards: list[str], doc_id: Any) -> None:
         change = {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}}
