@@ -114,6 +114,13 @@ class SlurmCluster:
     def stop(self) -> None:
         subprocess.run(["scancel", "--full", "-u", "root"], env=self.env, capture_output=True, timeout=30,
                        check=False)
+        deadline = time.monotonic() + 20  # let each job's step daemons end and report to slurmd before it goes:
+        while time.monotonic() < deadline:  # killed first, they would wait for it for ever
+            queued = subprocess.run(["squeue", "-h"], env=self.env, capture_output=True, text=True, timeout=30,
+                                    check=False)
+            if queued.returncode != 0 or not queued.stdout.strip():
+                break
+            time.sleep(0.2)
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
