@@ -75,14 +75,16 @@ def _worker_command(args: argparse.Namespace) -> int:
         print("tensorlab: error: --multi-host trains with keras.distribution (JAX); it cannot be combined with "
               "--distribute mirrored.", file=sys.stderr)
         return 2
+    worker_class = Worker
     if args.multi_host:
         from .multi_host import initialize
-        from .worker_group import GroupWorker as Worker  # noqa: F811 - the group's processes train each job together
+        from .worker_group import GroupWorker
 
         initialize()
+        worker_class = GroupWorker  # the group's processes train each job together
     db = connect(args.uri, db=args.db, study=args.study)
     task = slurm_task()
-    worker = Worker(db, args.name or (slurm_worker_name(task) if task else None), query=query,
+    worker = worker_class(db, args.name or (slurm_worker_name(task) if task else None), query=query,
                     max_jobs=args.max_jobs, device=args.device, allow_code=args.allow_code, lease_s=args.lease,
                     max_idle_s=args.idle_exit, poll_interval_s=args.poll, distribute=args.distribute,
                     claim_guard=time_guard(task, args.min_time_left) if task else None,

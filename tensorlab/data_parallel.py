@@ -20,8 +20,6 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from .errors import InvalidInput
 from .multi_host import array_batches, broadcast, check_batch_size, local_batches, process_count
 from .precision import copy_back, rebuilt_copy, serialised_config
@@ -66,7 +64,7 @@ def distributed(model: Any, distribution: str | None) -> Iterator[Any]:
     previous = keras.distribution.distribution()
     several = process_count() > 1
     if several and model.weights:  # each process built the caller's model from its own random state
-        model.set_weights(broadcast([np.asarray(w) for w in model.get_weights()]))
+        model.set_weights(broadcast(model.get_weights()))
     keras.distribution.set_distribution(keras.distribution.DataParallel(
         devices=keras.distribution.list_devices(), auto_shard_dataset=not several))  # several: per_process_input
     try:

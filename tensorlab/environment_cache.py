@@ -11,6 +11,7 @@ and an unreadable or foreign file is treated as absent, never as an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,17 +60,19 @@ def _read(path: Path, key: list[Any]) -> dict[str, Any] | None:
 
 
 def _write(path: Path, key: list[Any], environment: dict[str, Any]) -> None:
+    """Best effort: on a read-only home the list is simply read again next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp",
-                                         delete=False) as out:
+        out = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False)
+    except OSError:
+        return
+    try:
+        with out:
             json.dump({"key": key, "environment": environment}, out)
         os.replace(out.name, path)
-    except OSError:  # a read-only home: the list is simply read again next time
-        try:
+    except OSError:
+        with contextlib.suppress(OSError):
             os.unlink(out.name)
-        except (OSError, UnboundLocalError):
-            pass
 
 
 def cached_environment(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:

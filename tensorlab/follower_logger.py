@@ -17,10 +17,6 @@ class FollowerLogger(keras.callbacks.Callback):
         self.architecture: Any = None
         self.stop_event: Any = None
         self.watch_fit = False
-        self.progress: dict[str, Any] = {"epoch": None, "step": None}
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.progress = {"epoch": epoch, "step": None}
 
     def end_run(self, status: str, error: str | None = None) -> None:
         """Nothing to end: the leader ends the run."""

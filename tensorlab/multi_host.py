@@ -19,6 +19,7 @@ arguments say where the coordinator is. CPU collectives go through gloo, so the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ STOP_CHECK_BATCHES = 16
 
 
 def slurm_step_present() -> bool:
-    """Inside a Slurm job step with more than one task (srun), where JAX finds its peers by itself."""
+    """Inside a Slurm job step with more than one task (srun): the peers are its tasks (slurm_coordinator)."""
     return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_NODELIST" in os.environ
 
 
@@ -178,7 +179,7 @@ def array_batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> 
     """Global (x, y) batches of in-memory arrays, epoch after epoch, shuffled by `seed` (the same on every
     process): the generator a multi-process fit slices, as Keras' array adapter would batch them."""
     count = len(x)
-    for epoch in range(2**31):
+    for epoch in itertools.count():
         order = np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
         for start in range(0, count, batch_size):
             rows = order[start:start + batch_size]

@@ -229,23 +229,30 @@ class Worker:
             except Exception as error:  # noqa: BLE001 - keep training through a passing outage
                 logger.warning("heartbeat for job %s failed: %s", job["_id"], error)
 
-    def run_job(self, job: dict) -> str:
-        """Train one claimed job; returns what became of it: done, failed, requeued or lost."""
-        from .model import Model
-
-        job_id = str(job["_id"])
-        self.stats.jobs.append(job_id)
+    def _begin_job(self, job: dict) -> None:
+        """Count the job and give its fit a stop event, already set when this worker was asked to stop."""
+        self.stats.jobs.append(str(job["_id"]))
         self._training_stop = threading.Event()
         if self._stop.is_set():
             self._training_stop.set()
+
+    def _job_model(self, job: dict) -> Any:
+        """The job's `Model`, built as every process of a worker builds it."""
+        from .model import Model
+
+        model = Model(self._build(job), name=f"job-{job['_id']}", db=self.db)
+        model.architecture_id = job_architecture_id(self.db, job)  # None for code: Model.fit stores it
+        return model
+
+    def run_job(self, job: dict) -> str:
+        """Train one claimed job; returns what became of it: done, failed, requeued or lost."""
+        job_id = str(job["_id"])
+        self._begin_job(job)
         done, holder = threading.Event(), {}
         beat = threading.Thread(target=self._heartbeat, args=(job, done, holder), daemon=True)
         beat.start()
         try:
-            keras_model = self._build(job)
-            model = Model(keras_model, name=f"job-{job_id}", db=self.db)
-            model.architecture_id = job_architecture_id(self.db, job)  # None for code: Model.fit stores it
-            holder["model"] = model
+            model = holder["model"] = self._job_model(job)
             history = self._fit(model, job)
             run_id = model.last_run.run_id
             if holder.get("lost"):

@@ -12,13 +12,12 @@ the job's lease then expires and another worker resumes it from its last checkpo
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
 
 from .multi_host import any_process, broadcast, is_leader, process_index
-from .worker import Worker, WorkerStats, job_architecture_id
+from .worker import Worker, WorkerStats
 
 logger = logging.getLogger("tensorlab.worker")
 IDLE, JOB, EXIT = 0, 1, 2
@@ -73,7 +72,7 @@ class GroupWorker(Worker):
     def _follow(self) -> WorkerStats:
         self.warm_up()
         while not self._stopping():
-            kind, job_id = _say(IDLE)
+            kind, job_id = _say(IDLE)  # what this process says is not heard: the leader's message is
             if kind == EXIT:
                 break
             if kind == JOB:
@@ -82,16 +81,9 @@ class GroupWorker(Worker):
 
     def _train_beside(self, job: dict) -> None:
         """The leader's job, trained on this process's devices; nothing is written from here."""
-        from .model import Model
-
-        self.stats.jobs.append(str(job["_id"]))
-        self._training_stop = threading.Event()
-        if self._stop.is_set():
-            self._training_stop.set()
+        self._begin_job(job)
         try:
-            model = Model(self._build(job), name=f"job-{job['_id']}", db=self.db)
-            model.architecture_id = job_architecture_id(self.db, job)
-            self._fit(model, job)
+            self._fit(self._job_model(job), job)
         except Exception as error:  # noqa: BLE001 - the leader records the failure; this process goes on
             logger.warning("job %s on process %d: %s", job["_id"], process_index(), error)
         finally:
