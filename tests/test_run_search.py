@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
+from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,3 +95,18 @@ def test_a_study_written_before_the_table_gets_its_rows_once(lab, mongo_uri):
     got = [doc["_id"] for doc in old.run_store.find({}, sort=[("accuracy", -1)], limit=10)]
     assert got == _server_answer(old, {}, "summary.best.accuracy", -1, 10)
     old.close()
+
+
+def test_rows_of_ids_ending_in_zero_bytes_keep_their_values(lab):
+    """numpy's S12 drops trailing zero bytes: a pending row must still replace its packed row, not add one."""
+    table = lab.run_store.table
+    ids = [ObjectId(bytes(9) + bytes([7, n, 0])) for n in range(1, 6)]
+    ids += [ObjectId(bytes(10) + bytes([n, 0])) for n in (1, 2)]
+    for number, run_id in enumerate(ids):  # COMPACT_AT is 3 here: most of these are packed into columns
+        table.put(run_id, {"zero_bytes": float(number)}, inflight=False)
+    table.put(ids[0], {"zero_bytes": 10.0}, inflight=False)  # a pending row over a packed one
+    read = table.read()
+    column = read.column("zero_bytes")
+    got = {bytes(x).ljust(12, b"\0"): column[i] for i, x in enumerate(read.ids) if not np.isnan(column[i])}
+    assert got == {run_id.binary: (10.0 if number == 0 else float(number)) for number, run_id in enumerate(ids)}
+    assert len(read.ids) == len(set(read.ids.tolist()))

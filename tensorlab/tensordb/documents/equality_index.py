@@ -191,11 +191,14 @@ class EqualityIndex:
 
     def _entry_ids(self, key: str) -> set[Any]:
         """The ids filed under one entry: its head's, and its shards' once it is full."""
+        shards = [f"{key}#{number}" for number in range(SHARDS)]
+        if key in self._full:  # full for good: the head and its shards in one round of lookups
+            return {found for doc in find_by_ids(self.collection, [key, *shards]) for found in doc.get("ids", [])}
         head = self.collection.find_one({"_id": key}) or {}
         found = set(head.get("ids", []))
         if head.get("full"):
             self._full.add(key)
-            for shard in find_by_ids(self.collection, [f"{key}#{number}" for number in range(SHARDS)]):
+            for shard in find_by_ids(self.collection, shards):
                 found.update(shard.get("ids", []))
         return found
 

@@ -76,21 +76,21 @@ def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction
     found among the index's candidates when they are needed."""
     table, candidates = at_once(store.table.read, lambda: None if not wanted else {
         c.binary for c in store.index.candidates(wanted, cap=None) if isinstance(c, ObjectId)})
-    ids = np.array([bytes(x).ljust(12, b"\0") for x in table.ids], dtype=object)
-    keep = np.array([x in candidates for x in ids], bool) if candidates is not None else np.ones(len(ids), bool)
-    flying = np.array([x in table.inflight for x in ids], bool)
+    ids = table.ids  # S12: numpy drops an id's trailing zero bytes, and compares S12 alike (`_binary` restores them)
+    keep = np.isin(ids, np.array(list(candidates), "S12")) if candidates is not None else np.ones(len(ids), bool)
+    flying = np.isin(ids, np.array(list(table.inflight), "S12"))
     values = table.column(field[len(BEST):])
     ranked = np.flatnonzero(keep & ~np.isnan(values) & ~flying)
     ranked = ranked[np.lexsort((table.ids[ranked], values[ranked] * direction))]  # -1: largest first
-    found = sum(_checked(store, wanted or {}, list(ids[flying]), None, field), [])
-    steps = [(list(ids[ranked]), values[ranked]), None]  # None: the runs without the metric, read when needed
+    found = sum(_checked(store, wanted or {}, _binary(ids[flying]), None, field), [])
+    steps = [(ids[ranked], values[ranked]), None]  # None: the runs without the metric, read when needed
     accepted: list[dict[str, Any]] = []
     corrected: list[dict[str, Any]] = []
     for step in (steps if direction == -1 else steps[::-1]):
         if len(accepted) >= limit:
             break
         if step is None:
-            known = set(ids[~np.isnan(values) | flying])
+            known = set(_binary(ids[~np.isnan(values) | flying]))
             step = _without_metric(store, wanted, candidates, known)
         good, changed = _walk(store, wanted or {}, step[0], step[1], field, limit - len(accepted))
         accepted += good
@@ -98,16 +98,21 @@ def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction
     return mongodb_order(found + accepted + corrected, [(field, direction)])[:limit]
 
 
+def _binary(ids: np.ndarray) -> list[bytes]:
+    """S12 ids as the 12 bytes of their ObjectId."""
+    return [bytes(x).ljust(12, b"\0") for x in ids]
+
+
 def _without_metric(store: Any, wanted: dict[str, Any] | None, candidates: set[bytes] | None,
-                    known: set[bytes]) -> tuple[list[bytes], np.ndarray]:
+                    known: set[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Candidate runs (the index's, or every run of the study by status) with no value for the metric, by _id."""
     if candidates is None:
         candidates = {run_id.binary for run_id in store.ids()}
     missing = sorted(candidates - known)
-    return missing, np.full(len(missing), np.nan)
+    return np.array(missing, "S12"), np.full(len(missing), np.nan)
 
 
-def _walk(store: Any, wanted: dict[str, Any], ids: list[bytes], values: np.ndarray, field: str,
+def _walk(store: Any, wanted: dict[str, Any], ids: np.ndarray, values: np.ndarray, field: str,
           limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fetch runs in ranked order until `limit` match with the table's value; runs whose document disagrees
     with the table are returned apart (placed by their document's value)."""
@@ -116,7 +121,7 @@ def _walk(store: Any, wanted: dict[str, Any], ids: list[bytes], values: np.ndarr
     start = 0
     while start < len(ids) and len(accepted) < limit:
         size = min(BATCH, limit - len(accepted))  # most ranked runs check out: fetch no more than are missing
-        good, changed = _checked(store, wanted, ids[start:start + size], values[start:start + size], field)
+        good, changed = _checked(store, wanted, _binary(ids[start:start + size]), values[start:start + size], field)
         accepted += good
         corrected += changed
         start += size

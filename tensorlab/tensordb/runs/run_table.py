@@ -159,14 +159,25 @@ def _decode(doc: Mapping[str, Any] | None) -> tuple[np.ndarray, dict[str, np.nda
 def _with_pending(ids: np.ndarray, columns: dict[str, np.ndarray],
                   pending: dict[bytes, dict[str, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The packed rows with the pending ones (newer) put over them: one concatenation, not one per row."""
-    position = {bytes(x).ljust(12, b"\0"): i for i, x in enumerate(ids)}
-    new = [run for run in pending if run not in position]
-    position.update({run: len(ids) + i for i, run in enumerate(new)})
-    ids = np.concatenate([ids, np.array(new, "S12")]) if new else ids
+    runs = np.array(list(pending), "S12")
+    rows = _rows_of(ids, runs)
+    new = rows < 0
+    rows[new] = len(ids) + np.arange(int(new.sum()))
+    old_count = len(ids)
+    ids = np.concatenate([ids, runs[new]]) if new.any() else ids
     names = set(columns).union(*pending.values())
-    columns = {name: np.concatenate([columns.get(name, np.full(len(ids) - len(new), np.nan)),
-                                     np.full(len(new), np.nan)]) for name in names}
-    for run, values in pending.items():
+    columns = {name: np.concatenate([columns.get(name, np.full(old_count, np.nan)),
+                                     np.full(len(ids) - old_count, np.nan)]) for name in names}
+    for row, values in zip(rows, pending.values(), strict=True):
         for name, column in columns.items():
-            column[position[run]] = values.get(name, np.nan)
+            column[row] = values.get(name, np.nan)
     return ids, columns
+
+
+def _rows_of(ids: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Each run's row in `ids` (S12, unique), or -1: a sorted search, not a dict of every id."""
+    if not len(ids):
+        return np.full(len(runs), -1)
+    order = np.argsort(ids)
+    slot = order[np.minimum(np.searchsorted(ids, runs, sorter=order), len(ids) - 1)]
+    return np.where(ids[slot] == runs, slot, -1)
