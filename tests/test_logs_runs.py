@@ -92,6 +92,25 @@ def test_caller_side_cost_is_small(tdb):
     assert per_call < 0.005  # sanity bound only; the 50 µs target is measured in benchmarks/
 
 
+
+def test_a_run_changed_by_another_process_finishes_into_the_right_entries(tdb, mongo_uri, db_name):
+    """finish() files the run from what its store wrote at start, not from a read: another process's change in
+    between may leave an entry one id too many (checked on read), never an answer wrong."""
+    run = tdb.run_store.start("changed-elsewhere", hyper_parameters={"lr": 0.5})
+    other = tensorlab.connect(mongo_uri, db=db_name, study="test")
+    other.run_store.update(run, status="stopped")  # another process (the lab's stop button) changed it
+    tdb.run_store.finish(run, "finished")
+    for store in (tdb.run_store, other.run_store):
+        by_status = {status: [doc["_id"] for doc in store.find({"status": status})]
+                     for status in ("running", "stopped", "finished")}
+        assert by_status == {"running": [], "stopped": [], "finished": [run]}
+    doomed = tdb.run_store.start("doomed")
+    other.run_store.drop_study()  # the study is dropped between start and finish
+    with pytest.raises(NotFound, match="to finish"):
+        tdb.run_store.finish(doomed, "finished")
+    assert tdb.run_store.find({"status": "finished"}) == []
+    other.close()
+
 def test_run_documents(tdb):
     run = tdb.run_store.start("exp-1", hyper_parameters={"lr": 0.1, "units": 32}, data_query={"label": {"$lt": 5}},
                               device="cpu")

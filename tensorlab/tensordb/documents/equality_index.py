@@ -129,17 +129,20 @@ class EqualityIndex:
         """`<study>:<field>=<canonical value>`, the study and field escaped (by_id.id_key): no two collide."""
         return f"{id_key(self._scope.study)}:{id_key(field, separator='=')}={canonical(value)}"
 
-    def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
+    def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> dict[str, list[Any]]:
         """File `doc_id` under every (field, value) pair: entries known full in one bulk write to their shards,
-        the others one findAndModify each (its answer tells when a head is full)."""
+        the others one findAndModify each (its answer tells when a head is full). Returns the ids each head
+        written holds now, by field, for the fields whose entry is not full (a caller may need no read then)."""
         keys = self._keys(pairs)
         shards = [_shard(key, doc_id) for key in keys if key in self._full]
-        writes = [functools.partial(self._add_to_head, key, doc_id) for key in keys if key not in self._full]
+        heads: dict[str, list[Any]] = {}
+        writes = [functools.partial(self._add_to_head, key, doc_id, heads) for key in keys if key not in self._full]
         if shards:
             writes.append(functools.partial(self._add_to_shards, shards, doc_id))
         # different documents: all at once, each waited for before the caller goes on; on a pool of their own, as
         # a run's update calls this from the "write" pool
         run_together(writes, use="index-write")
+        return heads
 
     def _add_to_shards(self, shards: list[str], doc_id: Any) -> None:
         change = {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}}
@@ -152,7 +155,7 @@ class EqualityIndex:
             for key in shards:  # $addToSet: writing one twice changes nothing
                 upsert_by_id(self.collection, key, change)
 
-    def _add_to_head(self, key: str, doc_id: Any) -> None:
+    def _add_to_head(self, key: str, doc_id: Any, heads: dict[str, list[Any]]) -> None:
         """`doc_id` into the entry's head. A head that reaches HEAD_CAP ids is marked full, and this process
         files the next ids in shards; other writers that have not seen it full yet put a few more in it, and
         readers read the head too."""
@@ -163,6 +166,12 @@ class EqualityIndex:
             head["full"] = True
         if head.get("full"):
             self._full.add(key)
+        else:
+            heads[key] = list(head.get("ids", ()))
+
+    def key(self, field: str, value: Any) -> str:
+        """The `_id` of the entry of one (field, scalar value)."""
+        return self._id(field, value)
 
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
         """Take `doc_id` out of the head, and out of its shard where this process has seen the entry full. An id

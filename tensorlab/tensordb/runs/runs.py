@@ -26,6 +26,7 @@ RUNS = "runs"
 RUN_INDEX = "run_index"
 INDEXED_TOP_FIELDS = ("name", "status", "job")
 ENDED_BY_CALLER = ("finished", "failed", "stopped")
+REMEMBERED_RUNS = 1000  # runs whose indexed fields a store keeps (the ones it started or changed last)
 
 
 class RunStore:
@@ -34,6 +35,7 @@ class RunStore:
         self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ("tags.", "hyper_parameters."))
         self.table = RunTable(scope)
         self._table_built = False
+        self._written: dict[ObjectId, dict[str, Any]] = {}
 
     @property
     def study(self) -> str:
@@ -54,7 +56,7 @@ class RunStore:
         now = utc_now()
         run_id = ObjectId()
         doc = {
-            "_id": run_id, "study": self._scope.study, "name": self._free_name(name) or f"run-{str(run_id)[-6:]}",
+            "_id": run_id, "study": self._scope.study, "name": name or f"run-{str(run_id)[-6:]}",
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
             **this_process(), "device": device, "job": job, "forked_from": dict(forked_from) if forked_from else None,
@@ -64,17 +66,29 @@ class RunStore:
         doc = clean_document(doc, "run")  # every field as BSON stores it, before the first write
         self.index.ensure_built(self.collection)
         self._ensure_table()
-        # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run
-        self.index.add(run_id, self.index.entries_of(doc))
+        # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run. The
+        # name's entry, as the write left it, tells whether another run ever had the name: only then are they
+        # read. A renamed run is filed under its new name too (the entry of the name asked for then holds one id
+        # too many, which costs a reader a lookup, never a wrong answer)
+        heads = self.index.add(run_id, self.index.entries_of(doc))
+        named = heads.get(self.index.key("name", doc["name"]), [None])
+        live = name is not None and named != [run_id] and self.find({"name": name, "status": "running"})
+        if live:
+            doc["name"] = self._free_name(name, live)
+            self.index.add(run_id, {"name": doc["name"]})
         self.collection.insert_one(doc)
+        self._remember(run_id, {field: doc.get(field) for field in ("study", *INDEXED_TOP_FIELDS)})
         return run_id
 
-    def _free_name(self, name: str | None) -> str | None:
-        if name is None:
-            return None
-        live = self.find({"name": name, "status": "running"})
-        if not live:
-            return name
+    def _remember(self, run_id: ObjectId, fields: dict[str, Any]) -> None:
+        """The indexed fields this process last wrote for a run, so its finish need not read them back. Another
+        process may have changed them since: the stale entry this leaves costs a reader a lookup, no more."""
+        self._written[run_id] = fields
+        while len(self._written) > REMEMBERED_RUNS:
+            del self._written[next(iter(self._written))]
+
+    def _free_name(self, name: str, live: list[dict[str, Any]]) -> str:
+        """The first `name-<n>` no run uses, and a warning naming the live run that holds `name`."""
         number = 2
         while self.find({"name": f"{name}-{number}"}):
             number += 1
@@ -111,8 +125,8 @@ class RunStore:
         """Set fields of a run; NaN/inf anywhere become None, listed in `non_finite` (path and value)."""
         self._update(run_id, fields)
 
-    def _update(self, run_id: ObjectId, fields: dict[str, Any], old: Mapping[str, Any] | None = None) -> None:
-        """`old`: the run's indexed fields as read just before (saves a lookup)."""
+    def _update(self, run_id: ObjectId, fields: dict[str, Any], old: Mapping[str, Any] | None = None) -> bool:
+        """`old`: the run's indexed fields as last known (saves a lookup). False: there is no such run."""
         fields, flags = without_non_finite(fields)
         if flags:
             fields["non_finite"] = flags
@@ -131,8 +145,13 @@ class RunStore:
             before.append(lambda: self.table.put(run_id, values, inflight=True))
             after.append(lambda: self.table.settle(run_id))
         run_together(before)  # index and table are separate documents: their writes need no order between them
-        self.collection.update_one({"_id": run_id}, {"$set": fields})
+        written = self.collection.update_one({"_id": run_id}, {"$set": fields})
         run_together(after)
+        if run_id in self._written and moved:
+            self._remember(run_id, {**self._written[run_id], **moved})
+        if not written.matched_count:  # deleted meanwhile (its study dropped): what was filed for it is extra
+            self._written.pop(run_id, None)
+        return bool(written.matched_count)
 
     def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
         """Keep the run alive; `progress` (epoch, step) and `system` (CPU, memory) replace the last ones."""
@@ -152,15 +171,20 @@ class RunStore:
         if summary is not None and not isinstance(summary, Mapping):
             raise InvalidInput(f"Invalid value for argument `summary`: {short(summary)}. Expected a dict or None.")
         run_id = ObjectId(run_id) if isinstance(run_id, str) and ObjectId.is_valid(run_id) else run_id
-        found = self.collection.find_one({"_id": run_id}, {"study": 1, **{f: 1 for f in INDEXED_TOP_FIELDS}}) \
-            if isinstance(run_id, ObjectId) else None
+        found = self._written.get(run_id) if isinstance(run_id, ObjectId) else None
+        if found is None and isinstance(run_id, ObjectId):
+            found = self.collection.find_one({"_id": run_id}, {"study": 1, **{f: 1 for f in INDEXED_TOP_FIELDS}})
         if found is None or found.get("study") != self._scope.study:
-            raise NotFound(f"No run {short(run_id)} in study {self._scope.study!r} to finish; pass the id "
-                           "run_store.start() returned (list runs with db.runs()).")
+            raise self._not_found(run_id)
         fields: dict[str, Any] = {"status": status, "ended": utc_now(), "heartbeat": utc_now(), "error": error}
         if summary is not None:
             fields["summary"] = dict(summary)
-        self._update(run_id, fields, old=found)
+        if not self._update(run_id, fields, old=found):
+            raise self._not_found(run_id)
+
+    def _not_found(self, run_id: Any) -> NotFound:
+        return NotFound(f"No run {short(run_id)} in study {self._scope.study!r} to finish; pass the id "
+                        "run_store.start() returned (list runs with db.runs()).")
 
     def find(self, query: Any = None, sort: Any = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs matching `query`, oldest first (or in `sort` order, e.g. [("accuracy", -1)], at most `limit`):
