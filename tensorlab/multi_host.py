@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,15 +164,37 @@ def _local_slice(batch: Any, index: int, count: int) -> Any:
         return {key: _local_slice(part, index, count) for key, part in batch.items()}
     if batch is None:
         return None
-    rows = len(batch) - len(batch) % count  # the last batch of an epoch: a remainder under `count` is left out
-    share = rows // count
+    share = len(batch) // count  # the last batch of a pass: a remainder under `count` is left out
     return batch[index * share:(index + 1) * share]
 
 
+def _rows(batch: Any) -> int:
+    """The rows of a batch: of its first array (x, or x's first input)."""
+    while isinstance(batch, (tuple, list, dict)) and batch:
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return len(batch) if hasattr(batch, "__len__") else 0
+
+
 def local_batches(batches: Iterator[Any]) -> Iterator[Any]:
-    """This process's contiguous slice of each global batch (a batch of B rows: rows [i*B/N, (i+1)*B/N))."""
+    """This process's contiguous slice of each global batch (a batch of B rows: rows [i*B/N, (i+1)*B/N)).
+
+    A batch the processes cannot split evenly is refused unless it is smaller than a batch before it (the
+    tail of a pass over the data, as the last batch of an epoch of arrays): its remainder, under N rows, is left
+    out, with a warning. Left out of every batch, it would silently drop data all along (30-row batches on 4
+    processes: 1 row in 15)."""
     index, count = process_index(), process_count()
+    largest, warned = 0, False
     for batch in batches:
+        rows = _rows(batch)
+        if rows % count and rows >= largest:
+            raise InvalidInput(f"A training batch of {rows} rows cannot be split across {count} processes: each "
+                               f"process trains an equal slice of every batch. Yield batches of a multiple of {count} "
+                               "rows (only the last batch of a pass over the data may be shorter).")
+        if rows % count and not warned:
+            warnings.warn(f"TensorLab: the last batch of a pass has {rows} rows; {rows % count} of them are left out "
+                          f"so that each of the {count} processes trains an equal slice.", RuntimeWarning, stacklevel=2)
+            warned = True
+        largest = max(largest, rows)
         yield _local_slice(batch, index, count)
 
 

@@ -198,3 +198,23 @@ def test_slurm_groups_render_as_srun_tasks_over_nodes():
 
     with pytest.raises(InvalidInput, match="--hosts"):
         render_script(ArraySpec(workers=1, hosts=0))
+
+
+def test_batches_the_processes_cannot_split_are_refused_except_a_pass_tail(monkeypatch):
+    """30-row batches on 4 processes would drop 2 rows of every batch: refused at the first one. The shorter
+    last batch of a pass loses its remainder (under 4 rows), with a warning."""
+    from tensorlab import InvalidInput, multi_host
+
+    monkeypatch.setattr(multi_host, "process_count", lambda: 4)
+    monkeypatch.setattr(multi_host, "process_index", lambda: 1)
+    uneven = ((np.arange(30), np.arange(30)) for _ in range(3))
+    with pytest.raises(InvalidInput, match="30 rows cannot be split across 4 processes"):
+        next(multi_host.local_batches(uneven))
+    passes = [({"a": np.arange(32), "b": np.arange(32)}, np.arange(32)), (np.arange(10),), (np.arange(32),)]
+    sliced = multi_host.local_batches(iter(passes))
+    assert next(sliced)[0]["a"].tolist() == list(range(8, 16))
+    with pytest.warns(RuntimeWarning, match="10 rows; 2 of them are left out"):
+        assert next(sliced)[0].tolist() == [2, 3]
+    assert next(sliced)[0].tolist() == list(range(8, 16))
+    with pytest.raises(InvalidInput, match="34 rows"):  # larger than every batch before: not a tail
+        list(multi_host.local_batches(iter([(np.arange(32),), (np.arange(34),)])))
