@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 import tensorlab
-from tensorlab.tensordb.documents import equality_index
+from tensorlab.tensordb.documents import equality_index, packed_ids
 
 
 def test_runs_match_numbers_by_value_and_arrays_by_element(tdb):
@@ -86,6 +86,8 @@ def _server_names(db, query):
 
 def test_entries_past_their_head_answer_like_the_server(tdb, monkeypatch):
     monkeypatch.setattr(equality_index, "HEAD_CAP", 4)  # shards from the fifth id on, with few runs
+    monkeypatch.setattr(packed_ids, "PACK_AT", 3)  # and packed ids, merged again and again
+    monkeypatch.setattr(packed_ids, "PACK_EVERY", 3)
     rng = random.Random(5)
     runs = {}
     for i in range(48):
@@ -95,6 +97,7 @@ def test_entries_past_their_head_answer_like_the_server(tdb, monkeypatch):
         tdb.run_store.finish(runs[name], rng.choice(["finished", "failed"]))
     index = tdb.collection("run_index")
     assert index.find_one({"_id": {"$regex": "#"}}) is not None  # shards were written
+    assert index.count_documents({"packed": {"$exists": True}}) >= 5  # and ids packed, in heads and shards
     assert index.count_documents({"full": True}) >= 5
     for query in ({"tags.all": 1}, {"tags.group": "a"}, {"hyper_parameters.lr": 0.01}, {"status": "running"},
                   {"status": "finished"}, {"tags.group": "b", "status": "failed"}, {"name": "r7"}):
@@ -122,8 +125,9 @@ def test_a_process_that_saw_an_entry_full_still_files_ids_after_the_study_is_dro
 WRITER = """
 import sys
 import tensorlab
-from tensorlab.tensordb.documents import equality_index
+from tensorlab.tensordb.documents import equality_index, packed_ids
 equality_index.HEAD_CAP = 4
+packed_ids.PACK_AT = packed_ids.PACK_EVERY = 3  # a kill may land inside a merge too
 db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
 for i in range(int(sys.argv[4])):
     run = db.run_store.start(f"{sys.argv[3]}-{i}", tags={"shared": 1, "writer": sys.argv[3]})
@@ -185,3 +189,40 @@ def test_many_threads_renaming_and_finishing_runs_at_once_neither_deadlock_nor_l
     assert [doc["name"] for doc in tdb.run_store.find({"hyper_parameters.lr": 0.1}, sort=[("accuracy", -1)],
                                                       limit=3)] == ["renamed-23", "renamed-22", "renamed-21"]
     assert tdb.run_store.find({"status": "running"}) == [] and tdb.run_store.find({"name": "t-3"}) == []
+
+
+def test_concurrent_moves_through_packed_entries_never_lose_an_id(tdb, monkeypatch):
+    """Eight threads move their own runs between statuses and tag values at once, with every shard write merging
+    its shard (PACK_EVERY 1) and heads packed from 2 ids: merges race adds, removes and other merges of the same
+    documents. Afterwards every entry answers exactly as the server does (a lost id would be a missing answer),
+    and the entries hold packed ids and removals."""
+    import threading
+
+    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
+    monkeypatch.setattr(packed_ids, "PACK_AT", 2)
+    monkeypatch.setattr(packed_ids, "PACK_EVERY", 1)
+    rng = random.Random(7)
+    runs = [tdb.run_store.start(f"m-{i}", tags={"slot": i % 3, "all": 1}) for i in range(64)]
+    failures: list[BaseException] = []
+
+    def move(mine: list, seed: int) -> None:
+        local = random.Random(seed)
+        try:
+            for _ in range(12):
+                run = local.choice(mine)
+                tdb.run_store.update(run, status=local.choice(["running", "finished", "failed", "stopped"]))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=move, args=(runs[i::8], rng.random())) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not failures, failures
+    for query in ({"status": "running"}, {"status": "finished"}, {"status": "failed"}, {"status": "stopped"},
+                  {"tags.all": 1}, {"tags.slot": 2}, {"tags.slot": 1, "status": "finished"}):
+        assert _index_names(tdb, query) == _server_names(tdb, query), query
+    assert tdb.run_store.ids() == set(runs)
+    index = tdb.collection("run_index")
+    assert index.count_documents({"packed": {"$exists": True}}) >= 5

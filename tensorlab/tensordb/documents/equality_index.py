@@ -17,7 +17,8 @@ update, at about 8 µs per array element, so an entry every run shares (`status=
 made each run start cost more than the one before (19 ms at 250 runs, 44 ms at 2,000). When the head is full
 (a writer's findAndModify, by `_id` alone, returns it with HEAD_CAP ids), it is marked `full` and new ids
 go to one of SHARDS shard documents (`<entry>#<n>`, n from the id), so a write touches a document of about
-1/SHARDS of the entry; a reader of a full entry reads the head and its shards.
+1/SHARDS of the entry; a reader of a full entry reads the head and its shards. Within each document, ids are
+packed into binary now and then (packed_ids.py): an array costs FerretDB per element, a binary per byte.
 
 Source of truth: the documents. An entry is written before the document it names (a kill leaves an
 entry too many, never one too few) and its updates are `$addToSet`/`$pull` of the document's id, so a
@@ -39,6 +40,7 @@ from pymongo.errors import BulkWriteError
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
 from .by_id import find_and_upsert_by_id, find_by_ids, id_key, run_together, upsert_by_id
+from .packed_ids import add_change, ids_of, merge_change, pack_due, remove_change, shard_pack_due
 from .scope import Scope
 from .value_keys import canonical, field_matches, filed_values
 
@@ -129,13 +131,13 @@ class EqualityIndex:
         """`<study>:<field>=<canonical value>`, the study and field escaped (by_id.id_key): no two collide."""
         return f"{id_key(self._scope.study)}:{id_key(field, separator='=')}={canonical(value)}"
 
-    def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> dict[str, list[Any]]:
+    def add(self, doc_id: Any, pairs: Mapping[str, Any]) -> dict[str, set[Any]]:
         """File `doc_id` under every (field, value) pair: entries known full in one bulk write to their shards,
         the others one findAndModify each (its answer tells when a head is full). Returns the ids each head
         written holds now, by field, for the fields whose entry is not full (a caller may need no read then)."""
         keys = self._keys(pairs)
         shards = [_shard(key, doc_id) for key in keys if key in self._full]
-        heads: dict[str, list[Any]] = {}
+        heads: dict[str, set[Any]] = {}
         writes = [functools.partial(self._add_to_head, key, doc_id, heads) for key in keys if key not in self._full]
         if shards:
             writes.append(functools.partial(self._add_to_shards, shards, doc_id))
@@ -145,29 +147,39 @@ class EqualityIndex:
         return heads
 
     def _add_to_shards(self, shards: list[str], doc_id: Any) -> None:
-        change = {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}}
+        change = add_change(doc_id, self._scope.study)
         if len(shards) == 1:
             upsert_by_id(self.collection, shards[0], change)
-            return
-        try:
-            self.collection.bulk_write([UpdateOne({"_id": key}, change, upsert=True) for key in shards])
-        except (BulkWriteError, KeyError):  # a racing first insert; FerretDB's answer lacks nModified
-            for key in shards:  # $addToSet: writing one twice changes nothing
-                upsert_by_id(self.collection, key, change)
+        else:
+            try:
+                self.collection.bulk_write([UpdateOne({"_id": key}, change, upsert=True) for key in shards])
+            except (BulkWriteError, KeyError):  # a racing first insert; FerretDB's answer lacks nModified
+                for key in shards:  # $addToSet: writing one twice changes nothing
+                    upsert_by_id(self.collection, key, change)
+        if shard_pack_due(doc_id):
+            for shard in find_by_ids(self.collection, shards):
+                self._merge(shard)
 
-    def _add_to_head(self, key: str, doc_id: Any, heads: dict[str, list[Any]]) -> None:
+    def _merge(self, doc: Mapping[str, Any]) -> None:
+        change = merge_change(doc)
+        if change:
+            self.collection.update_one({"_id": doc["_id"]}, change)
+
+    def _add_to_head(self, key: str, doc_id: Any, heads: dict[str, set[Any]]) -> None:
         """`doc_id` into the entry's head. A head that reaches HEAD_CAP ids is marked full, and this process
         files the next ids in shards; other writers that have not seen it full yet put a few more in it, and
         readers read the head too."""
-        head = find_and_upsert_by_id(self.collection, key,
-                                     {"$addToSet": {"ids": doc_id}, "$set": {"study": self._scope.study}})
-        if not head.get("full") and len(head.get("ids", ())) >= HEAD_CAP:
+        head = find_and_upsert_by_id(self.collection, key, add_change(doc_id, self._scope.study))
+        filed = ids_of(head)
+        if not head.get("full") and len(filed) >= HEAD_CAP:
             self.collection.update_one({"_id": key}, {"$set": {"full": True}})
             head["full"] = True
+        if pack_due(head):
+            self._merge(head)
         if head.get("full"):
             self._full.add(key)
         else:
-            heads[key] = list(head.get("ids", ()))
+            heads[key] = filed
 
     def key(self, field: str, value: Any) -> str:
         """The `_id` of the entry of one (field, scalar value)."""
@@ -177,7 +189,7 @@ class EqualityIndex:
         """Take `doc_id` out of the head, and out of its shard where this process has seen the entry full. An id
         another process filed in a shard this process does not know of stays: an entry too many, which costs
         a reader one lookup, never a wrong answer."""
-        change = {"$pull": {"ids": doc_id}}
+        change = remove_change(doc_id)
         operations = [UpdateOne({"_id": where}, change) for key in self._keys(pairs)
                       for where in ((key, _shard(key, doc_id)) if key in self._full else (key,))]
         if operations:  # no upserts: nothing here can fail one by one
@@ -202,13 +214,13 @@ class EqualityIndex:
         """The ids filed under one entry: its head's, and its shards' once it is full."""
         shards = [f"{key}#{number}" for number in range(SHARDS)]
         if key in self._full:  # full for good: the head and its shards in one round of lookups
-            return {found for doc in find_by_ids(self.collection, [key, *shards]) for found in doc.get("ids", [])}
+            return set().union(*(ids_of(doc) for doc in find_by_ids(self.collection, [key, *shards])))
         head = self.collection.find_one({"_id": key}) or {}
-        found = set(head.get("ids", []))
+        found = ids_of(head)
         if head.get("full"):
             self._full.add(key)
             for shard in find_by_ids(self.collection, shards):
-                found.update(shard.get("ids", []))
+                found.update(ids_of(shard))
         return found
 
     def ensure_built(self, documents: Any) -> None:
@@ -228,7 +240,8 @@ class EqualityIndex:
     def drop_study(self) -> None:
         # a full head stays (emptied), so a process that saw it full may go on writing to its shards
         delete_matching(self.collection, {"study": self._scope.study, "full": {"$ne": True}})
-        self.collection.update_many({"study": self._scope.study, "full": True}, {"$set": {"ids": []}})
+        self.collection.update_many({"study": self._scope.study, "full": True},
+                                    {"$set": {"ids": []}, "$unset": {"packed": "", "gone": ""}})
         forget_built(self._scope, f"{self.name}-{KEY_FORMAT}")
 
 

@@ -71,8 +71,8 @@ class RunStore:
         # read. A renamed run is filed under its new name too (the entry of the name asked for then holds one id
         # too many, which costs a reader a lookup, never a wrong answer)
         heads = self.index.add(run_id, self.index.entries_of(doc))
-        named = heads.get(self.index.key("name", doc["name"]), [None])
-        live = name is not None and named != [run_id] and self.find({"name": name, "status": "running"})
+        named = heads.get(self.index.key("name", doc["name"]))
+        live = name is not None and named != {run_id} and self.find({"name": name, "status": "running"})
         if live:
             doc["name"] = self._free_name(name, live)
             self.index.add(run_id, {"name": doc["name"]})
