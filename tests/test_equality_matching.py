@@ -128,6 +128,8 @@ import tensorlab
 from tensorlab.tensordb.documents import equality_index, packed_ids
 equality_index.HEAD_CAP = 4
 packed_ids.PACK_AT = packed_ids.PACK_EVERY = 3  # a kill may land inside a merge too
+from tensorlab.tensordb.runs import run_table
+run_table.COMPACT_AT = 3  # or inside a fold of the run table
 db = tensorlab.connect(sys.argv[1], db=sys.argv[2], study="test")
 for i in range(int(sys.argv[4])):
     run = db.run_store.start(f"{sys.argv[3]}-{i}", tags={"shared": 1, "writer": sys.argv[3]})

@@ -2,42 +2,49 @@
 
 "Top 10 runs with lr = 0.01 by accuracy" read every run once more than 200 matched (0.41 s at 2,000 runs) on a
 server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per run, its id and the numbers of
-`summary.best` (what people sort by), in 16 chunk documents (`run_table`, chunk = the id's last byte mod 16)
-of packed columns: ids as 12-byte strings, one float64 column per metric, NaN where a run has none. A search
-reads the chunks (16 `_id` lookups), ranks in numpy, and fetches only the runs it returns.
+`summary.best` (what people sort by), in 16 chunk documents (`run_table`, chunk = the id's last byte mod 16).
+A search reads the chunks (16 `_id` lookups), ranks in numpy, and fetches only the runs it returns.
 
-A row is written as one JSON text under the chunk's `pending.<run id>` (`$set` by `_id`: FerretDB filters by
-`_id` alone from its index, so a compare-and-swap on `v` reads the whole collection); when a chunk holds
-COMPACT_AT pending rows, the writer that sees it packs them into the columns by compare-and-swap on `v`, which
-every write increments (a lost race leaves them pending for the next writer). Pending rows override packed ones.
+Each row carries a sequence number (`next_seq`: nanoseconds, increasing within a process), and a run's row is
+the one with the highest. A put writes the row as JSON under a key of its own, `pending.<run>_<seq>` (`$set` by
+`_id`). When a chunk holds COMPACT_AT pending rows, the writer that sees them folds the chunk as it read it
+(its segments and pending rows, latest row per run) into one new segment of packed columns (ids 12 bytes, seq
+int64, a float64 column per metric, NaN where a run has none) and, in the same update by `_id`, `$unset`s
+exactly the segments and pending keys it folded. A put that lands meanwhile has a key of its own, so it stays;
+two folds at once leave two segments holding some rows twice, and the higher sequence wins. So no fold needs a
+compare-and-swap, which FerretDB answers by reading the whole collection (every study's chunks).
 
 Source of truth: the run documents. A run gets its row when its summary is first written (a run without one
 sorts lowest, and is found through the run index when needed, run_search.py); every change of its summary
-marks the row `inflight` before the document is written and clears it after.
-Readers fetch in-flight runs' documents directly and check every run they return against its document, so
-a row can cost a lookup but never a wrong answer (docs/CONSISTENCY.md). Rows change by compare-and-swap on
-the chunk's version `v` (single-document atomicity), so concurrent writers never lose a row.
+marks the row `inflight` before the document is written and clears it after. Readers fetch in-flight runs'
+documents directly and check every run they return against its document, so a row can cost a lookup but never
+a wrong answer (docs/CONSISTENCY.md).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from bson import Binary, ObjectId
-from pymongo.errors import DuplicateKeyError
 
 from ..documents.batched_delete import delete_matching
-from ..documents.by_id import find_and_upsert_by_id, find_by_ids, id_key
+from ..documents.by_id import find_and_upsert_by_id, find_by_ids, id_key, upsert_by_id
 from ..documents.scope import Scope
 
 TABLE = "run_table"
+FORMAT = "table2"  # chunk `_id` prefix ("table": the compare-and-swap format before sequence numbers)
 CHUNKS = 16
-COMPACT_AT = 32  # pending rows a chunk holds before a writer packs them into its columns
+COMPACT_AT = 32  # pending rows a chunk holds before a writer folds them into a segment
+_last_seq = 0
+_seq_lock = threading.Lock()
 
 
 def ranked_values(summary: Any) -> dict[str, float]:
@@ -47,6 +54,14 @@ def ranked_values(summary: Any) -> dict[str, float]:
         return {}
     return {str(name): float(value) for name, value in best.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def next_seq() -> int:
+    """A row's sequence number: the clock in nanoseconds, never repeated or going back within a process."""
+    global _last_seq
+    with _seq_lock:
+        _last_seq = max(_last_seq + 1, time.time_ns())
+        return _last_seq
 
 
 @dataclass
@@ -61,6 +76,13 @@ class Table:
         return self.columns.get(name, np.full(len(self.ids), np.nan))
 
 
+@dataclass
+class _Rows:
+    ids: np.ndarray  # S12
+    seq: np.ndarray  # int64
+    columns: dict[str, np.ndarray]
+
+
 class RunTable:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
@@ -70,73 +92,49 @@ class RunTable:
         return self._scope.collection(TABLE)
 
     def _chunk_id(self, chunk: int) -> str:
-        return id_key("table", self._scope.study, chunk)
+        return id_key(FORMAT, self._scope.study, chunk)
 
     def put(self, run_id: ObjectId, values: Mapping[str, float], inflight: bool) -> None:
-        """Add the run's row, or replace its numbers with `values`; `inflight` marks it until `settle` (its
-        document is about to change). One write; one more now and then to pack pending rows."""
-        fields = {"study": self._scope.study, f"pending.{run_id}": json.dumps(dict(values))}
+        """Set the run's row to `values`; `inflight` marks it until `settle` (its document is about to change).
+        One write; one more now and then to fold pending rows."""
+        fields = {"study": self._scope.study, f"pending.{run_id}_{next_seq():x}": json.dumps(dict(values))}
         if inflight:
             fields[f"inflight.{run_id}"] = True
-        change = {"$set": fields, "$inc": {"v": 1}}
-        doc = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)), change)
+        doc = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)), {"$set": fields})
         if len(doc.get("pending") or {}) >= COMPACT_AT:
-            self._pack(doc)
+            self._fold(doc)
 
-    def _pack(self, doc: Mapping[str, Any]) -> None:
-        """Pending rows into the columns, unless another writer changed the chunk since `doc` was read."""
-        ids, columns, marks = _decode(doc)
-        self.collection.replace_one({"_id": doc["_id"], "v": doc.get("v", 0)}, self._packed(doc, ids, columns, marks))
-
-    def _packed(self, doc: Mapping[str, Any] | None, ids: np.ndarray, columns: dict[str, np.ndarray],
-                marks: dict[str, bool]) -> dict[str, Any]:
-        return {"_id": (doc or {}).get("_id"), "study": self._scope.study, "v": (doc or {}).get("v", 0) + 1,
-                "ids": Binary(ids.tobytes()), "columns": {n: Binary(c.tobytes()) for n, c in columns.items()},
-                "inflight": marks, "pending": {}}
+    def _fold(self, doc: Mapping[str, Any]) -> None:
+        """The chunk as read into one segment, removing exactly the segments and pending rows folded."""
+        rows = _latest(_rows_of(doc))
+        unset = {f"segments.{token}": "" for token in doc.get("segments") or {}}
+        unset.update({f"pending.{key}": "" for key in doc.get("pending") or {}})
+        change = {"$set": {f"segments.{os.urandom(6).hex()}": _segment(rows)}, "$unset": unset}
+        self.collection.update_one({"_id": doc["_id"]}, change)
 
     def settle(self, run_id: ObjectId) -> None:
         """The run's document is written: its row is trusted again."""
-        self.collection.update_one({"_id": self._chunk_id(_chunk_of(run_id))},
-                                   {"$unset": {f"inflight.{run_id}": ""}, "$inc": {"v": 1}})
-
-    def _swap(self, run_id: ObjectId, change: Any) -> None:
-        """Read the run's chunk, apply `change`, write it back only if nobody wrote it meanwhile (else again):
-        for rebuilds, which write many rows at once."""
-        chunk_id = self._chunk_id(_chunk_of(run_id))
-        while True:
-            doc = self.collection.find_one({"_id": chunk_id})
-            ids, columns, marks = _decode(doc)
-            new = {**self._packed(doc, *change(ids, columns, marks)), "_id": chunk_id}
-            try:
-                if doc is None:
-                    self.collection.insert_one(new)
-                    return
-                if self.collection.replace_one({"_id": chunk_id, "v": doc.get("v", 0)}, new).matched_count:
-                    return
-            except DuplicateKeyError:
-                pass  # another writer created the chunk first: read it again
+        self.collection.update_one({"_id": self._chunk_id(_chunk_of(run_id))}, {"$unset": {f"inflight.{run_id}": ""}})
 
     def read(self) -> Table:
         """Every row of the study (16 lookups)."""
-        parts = [_decode(doc) for doc in find_by_ids(self.collection, [self._chunk_id(k) for k in range(CHUNKS)])]
-        ids = np.concatenate([part[0] for part in parts]) if parts else np.zeros(0, "S12")
-        names = list(dict.fromkeys(name for part in parts for name in part[1]))
-        columns = {name: np.concatenate([part[1].get(name, np.full(len(part[0]), np.nan)) for part in parts])
-                   for name in names}
-        inflight = {ObjectId(key).binary for part in parts for key in part[2]}
-        return Table(ids, columns, inflight)
+        docs = find_by_ids(self.collection, [self._chunk_id(k) for k in range(CHUNKS)])
+        rows = _latest(_concat([_rows_of(doc) for doc in docs]))
+        inflight = {ObjectId(key).binary for doc in docs for key in doc.get("inflight") or {}}
+        return Table(rows.ids, rows.columns, inflight)
 
     def rebuild(self, runs: Iterable[Mapping[str, Any]]) -> None:
-        """Rows for runs written before the table existed (once per study, build_markers.py): one write per chunk."""
-        by_chunk: dict[int, list[tuple[ObjectId, dict[str, float]]]] = {}
+        """Rows for runs written before the table existed (once per study, build_markers.py): one segment per
+        chunk, at sequence 0, so a row any writer puts meanwhile wins."""
+        by_chunk: dict[int, dict[bytes, dict[str, float]]] = {}
         for run in runs:
             values = ranked_values(run.get("summary"))
             if values:
-                by_chunk.setdefault(_chunk_of(run["_id"]), []).append((run["_id"], values))
-        for rows in by_chunk.values():
-            pending = {run_id.binary: values for run_id, values in rows}
-            self._swap(rows[0][0], lambda ids, columns, marks, pending=pending: (
-                *_with_pending(ids, columns, pending), marks))
+                by_chunk.setdefault(_chunk_of(run["_id"]), {})[run["_id"].binary] = values
+        for chunk, pending in by_chunk.items():
+            rows = _from_values(list(pending), [0] * len(pending), list(pending.values()))
+            upsert_by_id(self.collection, self._chunk_id(chunk),
+                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": _segment(rows)}})
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
@@ -146,38 +144,42 @@ def _chunk_of(run_id: ObjectId) -> int:
     return run_id.binary[-1] % CHUNKS  # the id's counter byte: runs spread evenly
 
 
-def _decode(doc: Mapping[str, Any] | None) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, bool]]:
-    if not doc:
-        return np.zeros(0, "S12"), {}, {}
-    ids = np.frombuffer(doc["ids"], "S12") if "ids" in doc else np.zeros(0, "S12")
-    columns = {name: np.frombuffer(packed, "<f8").copy() for name, packed in (doc.get("columns") or {}).items()}
-    pending = {ObjectId(run).binary: json.loads(row) for run, row in (doc.get("pending") or {}).items()}
-    ids, columns = _with_pending(ids, columns, pending) if pending else (ids, columns)
-    return ids, columns, dict(doc.get("inflight") or {})
+def _rows_of(doc: Mapping[str, Any]) -> _Rows:
+    """Every row a chunk document holds (a run may have several: `_latest` keeps the newest)."""
+    parts = [_Rows(np.frombuffer(part["ids"], "S12"), np.frombuffer(part["seq"], "<i8"),
+                   {name: np.frombuffer(column, "<f8") for name, column in (part.get("columns") or {}).items()})
+             for part in (doc.get("segments") or {}).values()]
+    pending = doc.get("pending") or {}
+    if pending:
+        keys = [key.split("_") for key in pending]
+        parts.append(_from_values([ObjectId(run).binary for run, _ in keys], [int(seq, 16) for _, seq in keys],
+                                  [json.loads(row) for row in pending.values()]))
+    return _concat(parts)
 
 
-def _with_pending(ids: np.ndarray, columns: dict[str, np.ndarray],
-                  pending: dict[bytes, dict[str, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The packed rows with the pending ones (newer) put over them: one concatenation, not one per row."""
-    runs = np.array(list(pending), "S12")
-    rows = _rows_of(ids, runs)
-    new = rows < 0
-    rows[new] = len(ids) + np.arange(int(new.sum()))
-    old_count = len(ids)
-    ids = np.concatenate([ids, runs[new]]) if new.any() else ids
-    names = set(columns).union(*pending.values())
-    columns = {name: np.concatenate([columns.get(name, np.full(old_count, np.nan)),
-                                     np.full(len(ids) - old_count, np.nan)]) for name in names}
-    for row, values in zip(rows, pending.values(), strict=True):
-        for name, column in columns.items():
-            column[row] = values.get(name, np.nan)
-    return ids, columns
+def _from_values(ids: list[bytes], seqs: list[int], values: list[dict[str, float]]) -> _Rows:
+    names = set().union(*values) if values else set()
+    columns = {name: np.array([row.get(name, np.nan) for row in values], "<f8") for name in names}
+    return _Rows(np.array(ids, "S12"), np.array(seqs, "<i8"), columns)
 
 
-def _rows_of(ids: np.ndarray, runs: np.ndarray) -> np.ndarray:
-    """Each run's row in `ids` (S12, unique), or -1: a sorted search, not a dict of every id."""
-    if not len(ids):
-        return np.full(len(runs), -1)
-    order = np.argsort(ids)
-    slot = order[np.minimum(np.searchsorted(ids, runs, sorter=order), len(ids) - 1)]
-    return np.where(ids[slot] == runs, slot, -1)
+def _concat(parts: list[_Rows]) -> _Rows:
+    if not parts:
+        return _Rows(np.zeros(0, "S12"), np.zeros(0, "<i8"), {})
+    names = list(dict.fromkeys(name for part in parts for name in part.columns))
+    columns = {name: np.concatenate([part.columns.get(name, np.full(len(part.ids), np.nan)) for part in parts])
+               for name in names}
+    return _Rows(np.concatenate([part.ids for part in parts]), np.concatenate([part.seq for part in parts]), columns)
+
+
+def _latest(rows: _Rows) -> _Rows:
+    """One row per run: the one with the highest sequence number."""
+    order = np.lexsort((rows.seq, rows.ids))  # by id, then sequence: a run's newest row is the last of its group
+    ids = rows.ids[order]
+    last = order[np.append(ids[1:] != ids[:-1], True)] if len(ids) else order
+    return _Rows(rows.ids[last], rows.seq[last], {name: column[last] for name, column in rows.columns.items()})
+
+
+def _segment(rows: _Rows) -> dict[str, Any]:
+    return {"ids": Binary(rows.ids.astype("S12").tobytes()), "seq": Binary(rows.seq.astype("<i8").tobytes()),
+            "columns": {name: Binary(column.astype("<f8").tobytes()) for name, column in rows.columns.items()}}

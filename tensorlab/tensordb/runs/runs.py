@@ -216,7 +216,7 @@ class RunStore:
     def _ensure_table(self) -> None:
         """Studies written before the run table get their rows once, from the run documents."""
         if not self._table_built:
-            build_once(self._scope, "run_table", lambda: self.table.rebuild(
+            build_once(self._scope, "run_table-2", lambda: self.table.rebuild(
                 self.collection.find({"study": self._scope.study}, {"summary": 1})))
             self._table_built = True
 
