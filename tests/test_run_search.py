@@ -145,3 +145,28 @@ def test_rows_put_by_many_threads_at_once_keep_each_runs_latest_values(lab, monk
     assert got == last
     chunks = lab.collection("run_table").find({"study": "search"})
     assert sum(len(chunk.get("pending") or {}) for chunk in chunks) < len(last)  # most rows were folded
+
+
+def test_a_fold_from_an_older_read_never_brings_back_an_old_value(lab, monkeypatch):
+    """Two folds of one chunk at once, the one that read it first writing last: its segment holds the run's older
+    row, yet the newer one is read (segments rank by when they read the chunk), and a row put later wins over
+    both."""
+    monkeypatch.setattr(run_table, "COMPACT_AT", 10**6)  # folds only when the test says
+    table, run = lab.run_store.table, ObjectId()
+    chunk = lab.collection("run_table").find_one
+    chunk_id = table._chunk_id(run_table._chunk_of(run))
+
+    def value() -> float:
+        read = table.read()
+        return float(read.column("folded")[[bytes(x).ljust(12, b"\0") for x in read.ids].index(run.binary)])
+
+    table.put(run, {"folded": 1.0}, inflight=False)
+    first_read = chunk({"_id": chunk_id})
+    table.put(run, {"folded": 2.0}, inflight=False)
+    table._fold(chunk({"_id": chunk_id}))
+    table._fold(first_read)  # the slower fold lands last
+    assert len(chunk({"_id": chunk_id})["segments"]) >= 2 and value() == 2.0
+    table.put(run, {"folded": 3.0}, inflight=False)
+    assert value() == 3.0
+    table._fold(chunk({"_id": chunk_id}))
+    assert value() == 3.0 and len(chunk({"_id": chunk_id})["segments"]) == 1

@@ -5,13 +5,15 @@ server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per r
 `summary.best` (what people sort by), in 16 chunk documents (`run_table`, chunk = the id's last byte mod 16).
 A search reads the chunks (16 `_id` lookups), ranks in numpy, and fetches only the runs it returns.
 
-Each row carries a sequence number (`next_seq`: nanoseconds, increasing within a process), and a run's row is
-the one with the highest. A put writes the row as JSON under a key of its own, `pending.<run>_<seq>` (`$set` by
-`_id`). When a chunk holds COMPACT_AT pending rows, the writer that sees them folds the chunk as it read it
-(its segments and pending rows, latest row per run) into one new segment of packed columns (ids 12 bytes, seq
-int64, a float64 column per metric, NaN where a run has none) and, in the same update by `_id`, `$unset`s
-exactly the segments and pending keys it folded. A put that lands meanwhile has a key of its own, so it stays;
-two folds at once leave two segments holding some rows twice, and the higher sequence wins. So no fold needs a
+A put writes the row as JSON under a key of its own, `pending.<run>_<seq>` (`$set` by `_id`; seq: nanoseconds,
+increasing within a process), and counts itself in the chunk's `reads` (`$inc`). When a chunk holds COMPACT_AT
+pending rows, the writer that sees them folds the chunk as its put returned it (segments and pending rows,
+newest row per run) into one new segment of packed columns (ids 12 bytes, a float64 column per metric, NaN
+where a run has none), named by that `reads` count, and in the same update by `_id` `$unset`s exactly the
+segments and pending keys it folded. A put landing meanwhile has a key of its own, so it stays; two folds at
+once leave two segments holding some rows twice. A run's row: its newest pending row, else its row in the
+segment with the highest count, since a fold that read the chunk later saw every row an earlier one saw, or
+its successor (a run's rows are put by the process writing the run, in order). So no fold needs a
 compare-and-swap, which FerretDB answers by reading the whole collection (every study's chunks).
 
 Source of truth: the run documents. A run gets its row when its summary is first written (a run without one
@@ -79,7 +81,7 @@ class Table:
 @dataclass
 class _Rows:
     ids: np.ndarray  # S12
-    seq: np.ndarray  # int64
+    seq: np.ndarray  # int64: the order of precedence (a segment's rank, or a pending row's sequence number)
     columns: dict[str, np.ndarray]
 
 
@@ -100,7 +102,8 @@ class RunTable:
         fields = {"study": self._scope.study, f"pending.{run_id}_{next_seq():x}": json.dumps(dict(values))}
         if inflight:
             fields[f"inflight.{run_id}"] = True
-        doc = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)), {"$set": fields})
+        doc = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)),
+                                    {"$set": fields, "$inc": {"reads": 1}})
         if len(doc.get("pending") or {}) >= COMPACT_AT:
             self._fold(doc)
 
@@ -109,7 +112,7 @@ class RunTable:
         rows = _latest(_rows_of(doc))
         unset = {f"segments.{token}": "" for token in doc.get("segments") or {}}
         unset.update({f"pending.{key}": "" for key in doc.get("pending") or {}})
-        change = {"$set": {f"segments.{os.urandom(6).hex()}": _segment(rows)}, "$unset": unset}
+        change = {"$set": {f"segments.{_segment_name(doc.get('reads', 0))}": _segment(rows)}, "$unset": unset}
         self.collection.update_one({"_id": doc["_id"]}, change)
 
     def settle(self, run_id: ObjectId) -> None:
@@ -125,7 +128,7 @@ class RunTable:
 
     def rebuild(self, runs: Iterable[Mapping[str, Any]]) -> None:
         """Rows for runs written before the table existed (once per study, build_markers.py): one segment per
-        chunk, at sequence 0, so a row any writer puts meanwhile wins."""
+        chunk, ranked below every fold, so a row any writer puts meanwhile wins."""
         by_chunk: dict[int, dict[bytes, dict[str, float]]] = {}
         for run in runs:
             values = ranked_values(run.get("summary"))
@@ -134,7 +137,9 @@ class RunTable:
         for chunk, pending in by_chunk.items():
             rows = _from_values(list(pending), [0] * len(pending), list(pending.values()))
             upsert_by_id(self.collection, self._chunk_id(chunk),
-                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": _segment(rows)}})
+                         {"$set": {"study": self._scope.study, f"segments.{_segment_name(0)}": _segment(rows)}})
+        for chunk in range(CHUNKS):  # the earlier format's chunks, read no more
+            self.collection.delete_one({"_id": id_key("table", self._scope.study, chunk)})
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
@@ -145,10 +150,14 @@ def _chunk_of(run_id: ObjectId) -> int:
 
 
 def _rows_of(doc: Mapping[str, Any]) -> _Rows:
-    """Every row a chunk document holds (a run may have several: `_latest` keeps the newest)."""
-    parts = [_Rows(np.frombuffer(part["ids"], "S12"), np.frombuffer(part["seq"], "<i8"),
-                   {name: np.frombuffer(column, "<f8") for name, column in (part.get("columns") or {}).items()})
-             for part in (doc.get("segments") or {}).values()]
+    """Every row a chunk document holds, ranked (a run may have several: `_latest` keeps the first-ranked):
+    segments by the count in their name, then pending rows by sequence number, above every segment."""
+    segments = sorted((doc.get("segments") or {}).items())
+    parts = []
+    for rank, (_, part) in enumerate(segments):
+        ids = np.frombuffer(part["ids"], "S12")
+        columns = {name: np.frombuffer(column, "<f8") for name, column in (part.get("columns") or {}).items()}
+        parts.append(_Rows(ids, np.full(len(ids), rank - len(segments), "<i8"), columns))
     pending = doc.get("pending") or {}
     if pending:
         keys = [key.split("_") for key in pending]
@@ -181,5 +190,10 @@ def _latest(rows: _Rows) -> _Rows:
 
 
 def _segment(rows: _Rows) -> dict[str, Any]:
-    return {"ids": Binary(rows.ids.astype("S12").tobytes()), "seq": Binary(rows.seq.astype("<i8").tobytes()),
+    return {"ids": Binary(rows.ids.astype("S12").tobytes()),
             "columns": {name: Binary(column.astype("<f8").tobytes()) for name, column in rows.columns.items()}}
+
+
+def _segment_name(reads: int) -> str:
+    """Sorts by the chunk's `reads` count when folded (then at random, for two folds of one count)."""
+    return f"{reads:016x}{os.urandom(4).hex()}"
