@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,6 +37,7 @@ class RunStore:
         self.table = RunTable(scope)
         self._table_built = False
         self._written: dict[ObjectId, dict[str, Any]] = {}
+        self._written_lock = threading.Lock()
 
     @property
     def study(self) -> str:
@@ -80,12 +82,16 @@ class RunStore:
         self._remember(run_id, {field: doc.get(field) for field in ("study", *INDEXED_TOP_FIELDS)})
         return run_id
 
-    def _remember(self, run_id: ObjectId, fields: dict[str, Any]) -> None:
-        """The indexed fields this process last wrote for a run, so its finish need not read them back. Another
-        process may have changed them since: the stale entry this leaves costs a reader a lookup, no more."""
-        self._written[run_id] = fields
-        while len(self._written) > REMEMBERED_RUNS:
-            del self._written[next(iter(self._written))]
+    def _remember(self, run_id: ObjectId, fields: dict[str, Any], only_known: bool = False) -> None:
+        """The indexed fields this process last wrote for a run (`only_known`: update a run it remembers), so
+        its finish need not read them back. Another process may have changed them since: the stale entry this
+        leaves costs a reader a lookup, no more."""
+        with self._written_lock:  # runs are updated from several threads at once
+            if only_known and run_id not in self._written:
+                return
+            self._written[run_id] = {**self._written.get(run_id, {}), **fields}
+            while len(self._written) > REMEMBERED_RUNS:
+                del self._written[next(iter(self._written))]
 
     def _free_name(self, name: str, live: list[dict[str, Any]]) -> str:
         """The first `name-<n>` no run uses, and a warning naming the live run that holds `name`."""
@@ -147,10 +153,11 @@ class RunStore:
         run_together(before)  # index and table are separate documents: their writes need no order between them
         written = self.collection.update_one({"_id": run_id}, {"$set": fields})
         run_together(after)
-        if run_id in self._written and moved:
-            self._remember(run_id, {**self._written[run_id], **moved})
+        if moved:
+            self._remember(run_id, moved, only_known=True)
         if not written.matched_count:  # deleted meanwhile (its study dropped): what was filed for it is extra
-            self._written.pop(run_id, None)
+            with self._written_lock:
+                self._written.pop(run_id, None)
         return bool(written.matched_count)
 
     def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
@@ -171,7 +178,8 @@ class RunStore:
         if summary is not None and not isinstance(summary, Mapping):
             raise InvalidInput(f"Invalid value for argument `summary`: {short(summary)}. Expected a dict or None.")
         run_id = ObjectId(run_id) if isinstance(run_id, str) and ObjectId.is_valid(run_id) else run_id
-        found = self._written.get(run_id) if isinstance(run_id, ObjectId) else None
+        with self._written_lock:
+            found = self._written.get(run_id) if isinstance(run_id, ObjectId) else None
         if found is None and isinstance(run_id, ObjectId):
             found = self.collection.find_one({"_id": run_id}, {"study": 1, **{f: 1 for f in INDEXED_TOP_FIELDS}})
         if found is None or found.get("study") != self._scope.study:

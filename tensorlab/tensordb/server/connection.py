@@ -9,6 +9,7 @@ import pymongo
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from ...errors import AuthenticationFailed, ConnectionFailed, InvalidInput
+from ..documents.by_id import LOOKUP_THREADS, warm_up
 from .localserver import ensure_local_server
 from .uri import MEMORY_SCHEME, mask_secret, mask_uri, uri_from_environment, uri_password
 
@@ -50,6 +51,7 @@ def open_client(
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": int(timeout_s * 1000),
         "connectTimeoutMS": int(timeout_s * 1000),
+        "maxConnecting": LOOKUP_THREADS,  # parallel lookups' connections open at once (by_id.warm_up), not 2 by 2
         **client_options,
     }
     if user is not None:
@@ -78,6 +80,7 @@ def open_client(
             "or set TENSORLAB_MONGODB_URI."
         ) from None
     _warn_if_updates_not_atomic(client, shown)
+    warm_up(client)
     return client
 
 
