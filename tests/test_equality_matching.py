@@ -154,7 +154,9 @@ def test_concurrent_writers_killed_at_random_leave_no_run_unindexed(tdb, mongo_u
     acknowledged = {line.split()[1] for line in lines + "".join(outputs).splitlines() if line.startswith("started")}
     stored = {str(doc["_id"]) for doc in tdb.collection("runs").find({"study": "test"}, {"_id": 1})}
     assert acknowledged <= stored
-    assert {str(run) for run in tdb.run_store.ids()} == stored
+    indexed = {str(run) for run in tdb.run_store.ids()}
+    assert stored <= indexed  # never one too few; one too many only for a start killed before its document
+    assert len(indexed - stored) <= 1 and not (indexed - stored) & acknowledged
     for query in ({"tags.shared": 1}, {"tags.writer": "w1"}, {"status": "finished"}, {"status": "running"}):
         assert _index_names(tdb, query) == _server_names(tdb, query), query
     best = tdb.runs({"tags.shared": 1}, sort=[("accuracy", -1)], limit=5)

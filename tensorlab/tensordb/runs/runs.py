@@ -213,7 +213,8 @@ class RunStore:
         return found[:limit] if limit is not None else found
 
     def ids(self) -> set[ObjectId]:
-        """Every run of the study, by id, from the run index's status entries (five `_id` lookups)."""
+        """Every run of the study, by id, from the run index's status entries (five `_id` lookups). A start killed
+        between its index write and its document leaves one id more (readers of documents skip it)."""
         self.index.ensure_built(self.collection)
         return {found for status in STATUSES for found in self.index.candidates({"status": status}, cap=None) or ()
                 if isinstance(found, ObjectId)}
