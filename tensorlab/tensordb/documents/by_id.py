@@ -3,6 +3,7 @@ index (FerretDB 1.x pushes down nothing else), so these cost the documents touch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -88,11 +89,14 @@ def warm_up(client: Any) -> None:
     together = threading.Barrier(LOOKUP_THREADS, timeout=5.0)
 
     def ping() -> None:  # all at once, so each opens a connection of its own instead of reusing one
-        together.wait()
-        client.admin.command("ping")
+        with contextlib.suppress(Exception):  # nothing waits for these: a closed client just drops them
+            together.wait()
+            client.admin.command("ping")
 
+    # threads of their own, one per ping: on a shared pool, two clients' pings could fill it and each wait on
+    # parties queued behind the other until the barrier's timeout
     for _ in range(LOOKUP_THREADS):
-        _pool("warm-up").submit(ping)  # its own threads: nothing waits for these; a failure is dropped
+        threading.Thread(target=ping, name="tensorlab-warm-up", daemon=True).start()
 
 
 def at_once(*reads: Callable[[], Any]) -> list[Any]:
