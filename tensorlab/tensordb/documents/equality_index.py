@@ -127,7 +127,7 @@ class EqualityIndex:
             return None
         return [d for d in find_by_ids(documents, ids) if d.get("study") == self._scope.study and matches(d, wanted)]
 
-    def _id(self, field: str, value: Any) -> str:
+    def key(self, field: str, value: Any) -> str:
         """`<study>:<field>=<canonical value>`, the study and field escaped (by_id.id_key): no two collide."""
         return f"{id_key(self._scope.study)}:{id_key(field, separator='=')}={canonical(value)}"
 
@@ -181,10 +181,6 @@ class EqualityIndex:
         else:
             heads[key] = filed
 
-    def key(self, field: str, value: Any) -> str:
-        """The `_id` of the entry of one (field, scalar value)."""
-        return self._id(field, value)
-
     def remove(self, doc_id: Any, pairs: Mapping[str, Any]) -> None:
         """Take `doc_id` out of the head, and out of its shard where this process has seen the entry full. An id
         another process filed in a shard this process does not know of stays: an entry too many, which costs
@@ -196,7 +192,7 @@ class EqualityIndex:
             self.collection.bulk_write(operations, ordered=False)
 
     def _keys(self, pairs: Mapping[str, Any]) -> list[str]:
-        return list(dict.fromkeys(self._id(field, value) for field, stored in pairs.items()
+        return list(dict.fromkeys(self.key(field, value) for field, stored in pairs.items()
                                   for value in filed_values(stored)))
 
     def candidates(self, wanted: Mapping[str, Any], cap: int | None = SCAN_ABOVE) -> list[Any] | None:
@@ -204,7 +200,7 @@ class EqualityIndex:
         cheaper)."""
         ids: set[Any] | None = None
         for field, value in sorted(wanted.items(), key=lambda item: item[0] != "name"):
-            found = self._entry_ids(self._id(field, value))
+            found = self._entry_ids(self.key(field, value))
             ids = found if ids is None else ids & found
             if not ids:
                 return []

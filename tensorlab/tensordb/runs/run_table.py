@@ -150,7 +150,7 @@ def _chunk_of(run_id: ObjectId) -> int:
 
 
 def _rows_of(doc: Mapping[str, Any]) -> _Rows:
-    """Every row a chunk document holds, ranked (a run may have several: `_latest` keeps the first-ranked):
+    """Every row a chunk document holds, ranked (a run may have several: `_latest` keeps the highest-ranked):
     segments by the count in their name, then pending rows by sequence number, above every segment."""
     segments = sorted((doc.get("segments") or {}).items())
     parts = []
@@ -182,7 +182,7 @@ def _concat(parts: list[_Rows]) -> _Rows:
 
 
 def _latest(rows: _Rows) -> _Rows:
-    """One row per run: the one with the highest sequence number."""
+    """One row per run: the one ranked highest (`_Rows.seq`)."""
     order = np.lexsort((rows.seq, rows.ids))  # by id, then sequence: a run's newest row is the last of its group
     ids = rows.ids[order]
     last = order[np.append(ids[1:] != ids[:-1], True)] if len(ids) else order
