@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import tensorlab
 from tensorlab.tensordb.documents import equality_index, packed_ids
@@ -230,3 +231,64 @@ def test_concurrent_moves_through_packed_entries_never_lose_an_id(tdb, monkeypat
     assert tdb.run_store.ids() == set(runs)
     index = tdb.collection("run_index")
     assert index.count_documents({"packed": {"$exists": True}}) >= 5
+
+
+def test_tag_and_hyper_parameter_updates_move_the_run_in_the_index(tdb):
+    """update() of tags and hyper-parameters, whole or by key, files the run under its new values and takes it
+    out of the old ones' entries, as a status change does."""
+    run = tdb.run_store.start("u", hyper_parameters={"lr": 0.1, "units": 8}, tags={"sweep": "a", "k": [1, 2]})
+    tdb.run_store.update(run, tags={"sweep": "b", "k": [2, 3]})
+    tdb.run_store.update(run, hyper_parameters={"lr": 0.01, "units": 8})
+    for query, expected in (({"tags.sweep": "b"}, ["u"]), ({"tags.sweep": "a"}, []), ({"tags.k": 3}, ["u"]),
+                            ({"tags.k": 1}, []), ({"tags.k": 2}, ["u"]), ({"hyper_parameters.lr": 0.01}, ["u"]),
+                            ({"hyper_parameters.lr": 0.1}, []), ({"hyper_parameters.units": 8}, ["u"])):
+        assert _index_names(tdb, query) == expected == _server_names(tdb, query), query
+    index = tdb.run_store.index
+    assert index.candidates({"tags.sweep": "a"}) == [] and index.candidates({"tags.k": 1}) == []
+    assert index.candidates({"hyper_parameters.lr": 0.1}) == []
+    assert tdb.runs({"tags.sweep": "b"}, sort=[("accuracy", -1)], limit=3)["name"].tolist() == ["u"]
+
+
+def test_updates_the_index_or_table_cannot_follow_are_refused_before_writing(tdb):
+    run = tdb.run_store.start("r", tags={"sweep": "a"}, hyper_parameters={"lr": 0.1})
+    before = tdb.collection("runs").find_one({"_id": run})
+    for fields, said in (({"summary.best.accuracy": 0.9}, "Pass `summary` whole"), ({"tags.x": 1}, "Pass `tags`"),
+                         ({"study": "other"}, "cannot be updated"), ({"tags": ["not", "a", "dict"]}, "must be a dict")):
+        with pytest.raises(tensorlab.InvalidInput, match=said):
+            tdb.run_store.update(run, **fields)
+    assert tdb.collection("runs").find_one({"_id": run}) == before
+    assert _index_names(tdb, {"tags.sweep": "a"}) == ["r"]
+
+
+def test_racing_tag_changes_leave_every_run_filed_under_its_value(tdb, monkeypatch):
+    """Eight threads set the same runs' tag back and forth (a to b and b to a at once): a writer taking out its
+    old value's entry could take out the value another just wrote, unless the document is read again. At the end
+    each value's entry answers exactly as the server does. Removals are held back a little at random, as a slow
+    process would, so that the race happens."""
+    import threading
+    import time
+
+    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
+    remove = tdb.run_store.index.remove
+    monkeypatch.setattr(tdb.run_store.index, "remove",
+                        lambda *args: (time.sleep(random.random() * 0.01), remove(*args))[1])
+    runs = [tdb.run_store.start(f"f-{i}", tags={"side": "a"}) for i in range(3)]
+    failures: list[BaseException] = []
+
+    def flip(seed: int) -> None:
+        local = random.Random(seed)
+        try:
+            for _ in range(4):
+                tdb.run_store.update(local.choice(runs), tags={"side": local.choice("ab")})
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    for round_ in range(8):  # checked after every round: a later flip could mend a lost entry
+        threads = [threading.Thread(target=flip, args=(round_ * 8 + seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert not failures, failures
+        for side in "ab":
+            assert _index_names(tdb, {"tags.side": side}) == _server_names(tdb, {"tags.side": side}), (round_, side)

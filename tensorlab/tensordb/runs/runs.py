@@ -20,6 +20,7 @@ from ..documents.equality_index import EqualityIndex
 from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
+from .indexed_update import checked_fields, stale, touched
 from .run_search import BEST, STATUSES, mongodb_order, ranked_runs, resolve_run_sort
 from .run_table import RunTable, ranked_values
 
@@ -133,19 +134,20 @@ class RunStore:
 
     def _update(self, run_id: ObjectId, fields: dict[str, Any], old: Mapping[str, Any] | None = None) -> bool:
         """`old`: the run's indexed fields as last known (saves a lookup). False: there is no such run."""
-        fields, flags = without_non_finite(fields)
+        fields, flags = without_non_finite(checked_fields(fields))
         if flags:
             fields["non_finite"] = flags
         fields = clean_document(fields, "run fields")
-        moved = {field: fields[field] for field in INDEXED_TOP_FIELDS if field in fields}
-        if moved and old is None:
-            old = self.collection.find_one({"_id": run_id}, {field: 1 for field in moved}) or {}
+        paths = touched(fields, INDEXED_TOP_FIELDS)
+        if paths and (old is None or not set(paths) <= set(old)):
+            old = self.collection.find_one({"_id": run_id}, dict.fromkeys(paths, 1)) or {}
         before: list[Callable[[], None]] = []  # each must be done before the document is written
         after: list[Callable[[], None]] = []  # each once it is written
-        if moved:  # the index follows indexed fields (a status change, mostly): new entries before the write
-            stale = {f: old[f] for f in moved if old.get(f) is not None and old[f] != moved[f]}
+        if paths:  # the index follows indexed fields (a status change, mostly): new entries before the write
+            moved = self.index.entries_of({path: fields[path] for path in paths})
+            gone = stale(self.index.entries_of({p: old[p] for p in paths if p in (old or {})}), moved)
             before.append(lambda: self.index.add(run_id, moved))
-            after.append(lambda: self.index.remove(run_id, stale))
+            after.append(lambda: self._take_out(run_id, gone, recheck=[p for p in paths if p != "status"]))
         if "summary" in fields:  # the table's row is marked in flight until the document holds the new summary
             values = ranked_values(fields["summary"])
             before.append(lambda: self.table.put(run_id, values, inflight=True))
@@ -153,12 +155,24 @@ class RunStore:
         run_together(before)  # index and table are separate documents: their writes need no order between them
         written = self.collection.update_one({"_id": run_id}, {"$set": fields})
         run_together(after)
-        if moved:
-            self._remember(run_id, moved, only_known=True)
+        if paths:
+            self._remember(run_id, {p: fields[p] for p in paths if p in INDEXED_TOP_FIELDS}, only_known=True)
         if not written.matched_count:  # deleted meanwhile (its study dropped): what was filed for it is extra
             with self._written_lock:
                 self._written.pop(run_id, None)
         return bool(written.matched_count)
+
+    def _take_out(self, run_id: ObjectId, gone: dict[str, list[Any]], recheck: list[str]) -> None:
+        """Stale entries out, once the document is written. Two processes changing one field at once (x to y
+        and y to x) could each take out the other's new entry: so for fields other than `status` (set to
+        'running' only by the run's own process), the document is read again and its values filed again."""
+        if gone:
+            self.index.remove(run_id, gone)
+        if recheck:
+            now = self.collection.find_one({"_id": run_id}, dict.fromkeys(recheck, 1)) or {}
+            filed = self.index.entries_of(now)
+            if filed:
+                self.index.add(run_id, filed)
 
     def heartbeat(self, run_id: ObjectId, system: Mapping[str, Any] | None = None, **progress: Any) -> None:
         """Keep the run alive; `progress` (epoch, step) and `system` (CPU, memory) replace the last ones."""

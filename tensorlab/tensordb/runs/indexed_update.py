@@ -1,0 +1,55 @@
+"""What a run update changes in the run index: its indexed fields, tags and hyper-parameters among them.
+
+`update(run, tags={...})` and `update(run, hyper_parameters={...})` move a run between index entries just as a
+status change does; an update that skipped the index left the run filed under its old tag, so
+`runs({"tags.sweep": "b"})` missed it. This module names the fields an update touches (the projection that reads
+their old values) and the entries they leave; runs.py writes new entries before the document and takes stale
+ones out after it (docs/CONSISTENCY.md).
+
+Refused before anything is written: `study` and `_id`, and dotted paths (`tags.sweep`, `summary.best.acc`):
+update() sets whole fields, as the index files each key of tags and the run table ranks by the whole summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import InvalidInput
+from ...validation import clean_tags
+from ..documents.value_keys import canonical, filed_values
+
+KEYED_ROOTS = ("tags", "hyper_parameters")  # indexed key by key: `tags.<key>`
+FIXED = ("_id", "study")
+
+
+def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` with tags and hyper-parameters cleaned as `start` cleans them, or InvalidInput."""
+    checked = dict(fields)
+    for path, value in fields.items():
+        root, dot, _ = path.partition(".")
+        if path in FIXED:
+            raise InvalidInput(f"A run's `{path}` cannot be updated. Start a new run (or copy a study with "
+                               "copy_study) instead.")
+        if dot and not path.startswith("$"):
+            raise InvalidInput(f"Cannot update `{path}`: update() sets whole fields. Pass `{root}` whole, e.g. "
+                               f"update(run, {root}={{**old_{root}, ...}}).")
+        if path in KEYED_ROOTS:
+            checked[path] = clean_tags(value, path)
+    return checked
+
+
+def touched(fields: Mapping[str, Any], top_fields: tuple[str, ...]) -> list[str]:
+    """The indexed fields an update sets: the top-level ones and whole roots (`tags`)."""
+    return [path for path in fields if path in top_fields or path in KEYED_ROOTS]
+
+
+def stale(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Entries (field: values) `old` has and `new` lacks, compared as the index files them."""
+    found: dict[str, list[Any]] = {}
+    for field, stored in old.items():
+        kept = {canonical(value) for value in filed_values(new.get(field))} if field in new else set()
+        gone = [value for value in filed_values(stored) if canonical(value) not in kept]
+        if gone:
+            found[field] = gone
+    return found
