@@ -50,6 +50,11 @@ def test_the_lab_holds_shards_and_packed_rows(lab):
     assert sum(len(segment["ids"]) // 12 for segment in folded) >= 50  # rows folded into packed columns
 
 
+def _doc(version: int = 1, status: str = "finished", **best: float) -> dict:
+    """A run document as a write leaves it, for RunTable.put."""
+    return {"summary": {"best": best}, "status": status, "row_version": version}
+
+
 def _server_answer(db, query: dict, field: str, direction: int, limit: int) -> list:
     scoped = {"study": "search", **query}
     docs = db.collection("runs").find(scoped, sort=[(field, direction), ("_id", 1)], limit=limit)
@@ -58,7 +63,8 @@ def _server_answer(db, query: dict, field: str, direction: int, limit: int) -> l
 
 QUERIES = st.sampled_from([{}, {"hyper_parameters.lr": 0.01}, {"hyper_parameters.lr": 1}, {"tags.group": "a"},
                            {"hyper_parameters.lr": 0.1, "hyper_parameters.units": 64}, {"status": "failed"},
-                           {"hyper_parameters.lr": 3, "tags.group": "b"}, {"hyper_parameters.lr": 0.5}])
+                           {"hyper_parameters.lr": 3, "tags.group": "b"}, {"hyper_parameters.lr": 0.5},
+                           {"name": "r7"}, {"hyper_parameters.lr": 0.01, "status": "finished", "tags.group": "b"}])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -72,7 +78,7 @@ def test_sort_and_limit_equal_the_servers_answer(lab, query, metric, direction, 
 def test_a_row_in_flight_and_a_changed_summary_are_read_from_their_documents(lab):
     top = lab.runs({}, sort=[("accuracy", -1)], limit=3)
     run = lab.run_store.start("late", hyper_parameters={"lr": 0.01})
-    lab.run_store.table.put(run, {"accuracy": 0.0}, inflight=True)  # a writer died before its document changed
+    lab.run_store.table.mark(run)  # a writer died after marking the run, before its row was put
     lab.collection("runs").update_one({"_id": run}, {"$set": {"summary": {"best": {"accuracy": 2.0}}}})
     assert lab.runs({}, sort=[("accuracy", -1)], limit=1)["name"].tolist() == ["late"]
     assert lab.runs({"hyper_parameters.lr": 0.01}, sort=[("accuracy", -1)], limit=1)["name"].tolist() == ["late"]
@@ -104,8 +110,8 @@ def test_rows_of_ids_ending_in_zero_bytes_keep_their_values(lab):
     ids = [ObjectId(bytes(9) + bytes([7, n, 0])) for n in range(1, 6)]
     ids += [ObjectId(bytes(10) + bytes([n, 0])) for n in (1, 2)]
     for number, run_id in enumerate(ids):  # COMPACT_AT is 3 here: most of these are packed into columns
-        table.put(run_id, {"zero_bytes": float(number)}, inflight=False)
-    table.put(ids[0], {"zero_bytes": 10.0}, inflight=False)  # a pending row over a packed one
+        table.put(run_id, _doc(zero_bytes=float(number)))
+    table.put(ids[0], _doc(2, zero_bytes=10.0))  # a pending row over a packed one
     read = table.read()
     column = read.column("zero_bytes")
     got = {bytes(x).ljust(12, b"\0"): column[i] for i, x in enumerate(read.ids) if not np.isnan(column[i])}
@@ -130,7 +136,7 @@ def test_rows_put_by_many_threads_at_once_keep_each_runs_latest_values(lab, monk
         for step in range(30):
             run = local.choice(mine)
             value = float(step * 100 + seed)
-            table.put(run, {"race": value}, inflight=False)
+            table.put(run, _doc(step + 1, race=value))  # versions rise, as the run's writes count them
             with lock:
                 last[run.binary] = value
 
@@ -149,8 +155,7 @@ def test_rows_put_by_many_threads_at_once_keep_each_runs_latest_values(lab, monk
 
 def test_a_fold_from_an_older_read_never_brings_back_an_old_value(lab, monkeypatch):
     """Two folds of one chunk at once, the one that read it first writing last: its segment holds the run's older
-    row, yet the newer one is read (segments rank by when they read the chunk), and a row put later wins over
-    both."""
+    row, yet the newer one is read (the highest version wins), and a row put later wins over both."""
     monkeypatch.setattr(run_table, "COMPACT_AT", 10**6)  # folds only when the test says
     table, run = lab.run_store.table, ObjectId()
     chunk = lab.collection("run_table").find_one
@@ -160,13 +165,61 @@ def test_a_fold_from_an_older_read_never_brings_back_an_old_value(lab, monkeypat
         read = table.read()
         return float(read.column("folded")[[bytes(x).ljust(12, b"\0") for x in read.ids].index(run.binary)])
 
-    table.put(run, {"folded": 1.0}, inflight=False)
+    table.put(run, _doc(1, folded=1.0))
     first_read = chunk({"_id": chunk_id})
-    table.put(run, {"folded": 2.0}, inflight=False)
+    table.put(run, _doc(2, folded=2.0))
     table._fold(chunk({"_id": chunk_id}))
     table._fold(first_read)  # the slower fold lands last
     assert len(chunk({"_id": chunk_id})["segments"]) >= 2 and value() == 2.0
-    table.put(run, {"folded": 3.0}, inflight=False)
+    table.put(run, _doc(3, folded=3.0))
     assert value() == 3.0
     table._fold(chunk({"_id": chunk_id}))
     assert value() == 3.0 and len(chunk({"_id": chunk_id})["segments"]) == 1
+
+
+def test_racing_writers_of_the_same_runs_leave_each_row_equal_to_its_document(lab, monkeypatch):
+    """Eight threads change the same six runs' summary, status and tags at once, and puts are held back at random
+    (a slow process): rows land out of order, yet each run's row is the one of its document's last write (the
+    highest row_version), no mark is left, and searches equal the server's answers."""
+    import threading
+    import time
+
+    monkeypatch.setattr(run_table, "COMPACT_AT", 3)
+    table = lab.run_store.table
+    put = table.put
+    monkeypatch.setattr(table, "put", lambda *args: (time.sleep(random.random() * 0.01), put(*args))[1])
+    runs = [lab.run_store.start(f"race-{i}", tags={"side": "a"}) for i in range(6)]
+    failures: list[BaseException] = []
+
+    def write(seed: int) -> None:
+        local = random.Random(seed)
+        try:
+            for _ in range(3):
+                lab.run_store.update(local.choice(runs), summary={"best": {"race": local.random()}},
+                                     status=local.choice(["finished", "failed"]), tags={"side": local.choice("ab")})
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    for round_ in range(6):  # checked after every round: a later write could mend a wrong row
+        threads = [threading.Thread(target=write, args=(round_ * 8 + seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert not failures, failures
+        read = table.read({"tags.side": "b"})
+        rows = {bytes(x).ljust(12, b"\0"): i for i, x in enumerate(read.ids)}
+        for doc in lab.collection("runs").find({"_id": {"$in": runs}}):
+            row = rows.get(doc["_id"].binary)
+            assert row is not None or "summary" not in doc or not doc["summary"], round_
+            if row is not None:
+                assert read.column("race")[row] == doc["summary"]["best"]["race"], round_
+                assert read.match[row] == (doc["tags"]["side"] == "b"), round_
+            assert doc["_id"].binary not in read.inflight
+    names = {"$in": [f"race-{i}" for i in range(6)]}
+    for query in ({"tags.side": "a"}, {"tags.side": "b", "status": "failed"}, {"status": "finished"}):
+        got = [doc["_id"] for doc in lab.run_store.find({**query, "name": names})]
+        assert sorted(got) == sorted(doc["_id"] for doc in lab.collection("runs").find(
+            {"study": "search", "name": names, **query}))
+        top = [doc["_id"] for doc in lab.run_store.find(query, sort=[("race", -1)], limit=3)]
+        assert top == _server_answer(lab, query, "summary.best.race", -1, 3)

@@ -20,27 +20,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import lz4.frame
 import numpy as np
 from bson import Binary
 
+from ..documents.packed_columns import PACKING, pack_array, unpack
+
 OPTIONAL_COLUMNS = ("epoch", "batch")
-PACKING = "shuffle-lz4"  # format 2
 
 
 def _pack(values: list[float] | list[bool], dtype: str) -> Binary:
-    array = np.asarray(values, dtype=dtype)
-    shuffled = array.view(np.uint8).reshape(-1, array.itemsize).T.tobytes()
-    return Binary(lz4.frame.compress(shuffled, store_size=False))
-
-
-def unpack(packed: bytes, dtype: str, packing: str | None = None) -> np.ndarray:
-    """One packed column of a bucket (either format) as a read-only array."""
-    if packing != PACKING:
-        return np.frombuffer(packed, dtype=dtype)
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.frombuffer(lz4.frame.decompress(packed), np.uint8)
-    return np.ascontiguousarray(raw.reshape(itemsize, -1).T).view(dtype).reshape(-1)
+    return pack_array(np.asarray(values, dtype=dtype))
 
 
 def bucket_column(bucket: Mapping[str, Any], group: str, name: str, dtype: str) -> np.ndarray:

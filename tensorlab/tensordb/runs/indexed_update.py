@@ -6,8 +6,9 @@ status change does; an update that skipped the index left the run filed under it
 their old values) and the entries they leave; runs.py writes new entries before the document and takes stale
 ones out after it (docs/CONSISTENCY.md).
 
-Refused before anything is written: `study` and `_id`, and dotted paths (`tags.sweep`, `summary.best.acc`):
-update() sets whole fields, as the index files each key of tags and the run table ranks by the whole summary.
+Refused before anything is written: `study`, `_id` and `row_version` (run_table.py), and dotted paths
+(`tags.sweep`, `summary.best.acc`): update() sets whole fields, as the index files each key of tags and the run
+table makes a run's row from its whole document.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 from ...errors import InvalidInput
 from ...validation import clean_tags
 from ..documents.value_keys import canonical, filed_values
+from .run_table import VERSION
 
 KEYED_ROOTS = ("tags", "hyper_parameters")  # indexed key by key: `tags.<key>`
-FIXED = ("_id", "study")
+FIXED = ("_id", "study", VERSION)
 
 
 def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Run search that sorts and limits: `runs(query, sort=[("accuracy", -1)], limit=10)`.
 
 A sort on one summary metric with a limit, over the whole study or equalities the run index answers, is read
-from the run table (run_table.py): rank its rows in numpy, then fetch runs in the ranked order a few at a time
-and check each against its document (the query, and the metric's value) until `limit` are found. Rows in
-flight are fetched whatever their rank, and a row whose document disagrees is placed by the document's value,
+from the run table (run_table.py): filter (status, tags, hyper-parameters) and rank its rows in numpy, then
+fetch runs in the ranked order a few at a time and check each against its document (the query, and the
+metric's value) until `limit` are found. Rows in flight are fetched whatever their rank, and a row whose
+document disagrees is placed by the document's value,
 so the answer equals MongoDB's `find(query).sort(field, direction, "_id", 1).limit(limit)`. Anything else is
 sorted by the server (FerretDB or MongoDB) or, for answers the run index gives, here.
 """
@@ -19,6 +20,7 @@ from bson import ObjectId
 from ...errors import InvalidInput
 from ..documents.by_id import at_once, find_by_ids
 from ..documents.equality_index import matches
+from .run_table import keyed
 
 BATCH = 16  # runs fetched (in parallel) per step of the ranked walk
 TOP_FIELDS = ("name", "status", "started", "ended", "heartbeat", "job", "device", "host", "pid", "_id")
@@ -73,16 +75,22 @@ def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction
                 limit: int) -> list[dict[str, Any]]:
     """The first `limit` runs of the study matching the equalities `wanted` (None: all) in (field, direction)
     order; `field` is a summary metric (summary.best.<name>). Runs without it sort lowest (MongoDB's order),
-    found among the index's candidates when they are needed."""
-    table, candidates = at_once(store.table.read, lambda: None if not wanted else {
-        c.binary for c in store.index.candidates(wanted, cap=None) if isinstance(c, ObjectId)})
+    found among the index's candidates when they are needed. Equalities on status, tags and hyper-parameters
+    are answered by the table's keys; others (name, job) by the run index, read meanwhile."""
+    wanted = wanted or {}
+    candidates: set[bytes] | None = None
+    if all(keyed(name) for name in wanted):
+        table = store.table.read(wanted)
+        keep = table.match
+    else:
+        table, candidates = at_once(store.table.read, lambda: _candidates(store, wanted))
+        keep = np.isin(table.ids, np.array(list(candidates), "S12"))
     ids = table.ids  # S12: numpy drops an id's trailing zero bytes, and compares S12 alike (`_binary` restores them)
-    keep = np.isin(ids, np.array(list(candidates), "S12")) if candidates is not None else np.ones(len(ids), bool)
     flying = np.isin(ids, np.array(list(table.inflight), "S12"))
     values = table.column(field[len(BEST):])
     ranked = np.flatnonzero(keep & ~np.isnan(values) & ~flying)
     ranked = ranked[np.lexsort((table.ids[ranked], values[ranked] * direction))]  # -1: largest first
-    found = sum(_checked(store, wanted or {}, _binary(ids[flying]), None, field), [])
+    found = sum(_checked(store, wanted, sorted(table.inflight), None, field), [])  # with a row or not yet
     steps = [(ids[ranked], values[ranked]), None]  # None: the runs without the metric, read when needed
     accepted: list[dict[str, Any]] = []
     corrected: list[dict[str, Any]] = []
@@ -90,9 +98,9 @@ def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction
         if len(accepted) >= limit:
             break
         if step is None:
-            known = set(_binary(ids[~np.isnan(values) | flying]))
+            known = set(_binary(ids[~np.isnan(values)])) | table.inflight
             step = _without_metric(store, wanted, candidates, known)
-        good, changed = _walk(store, wanted or {}, step[0], step[1], field, limit - len(accepted))
+        good, changed = _walk(store, wanted, step[0], step[1], field, limit - len(accepted))
         accepted += good
         corrected += changed
     return mongodb_order(found + accepted + corrected, [(field, direction)])[:limit]
@@ -103,11 +111,18 @@ def _binary(ids: np.ndarray) -> list[bytes]:
     return [bytes(x).ljust(12, b"\0") for x in ids]
 
 
-def _without_metric(store: Any, wanted: dict[str, Any] | None, candidates: set[bytes] | None,
+def _candidates(store: Any, wanted: dict[str, Any]) -> set[bytes]:
+    """The run index's candidates for `wanted`, or every run of the study (by status) when it is empty."""
+    if not wanted:
+        return {run_id.binary for run_id in store.ids()}
+    return {found.binary for found in store.index.candidates(wanted, cap=None) if isinstance(found, ObjectId)}
+
+
+def _without_metric(store: Any, wanted: dict[str, Any], candidates: set[bytes] | None,
                     known: set[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Candidate runs (the index's, or every run of the study by status) with no value for the metric, by _id."""
     if candidates is None:
-        candidates = {run_id.binary for run_id in store.ids()}
+        candidates = _candidates(store, wanted)
     missing = sorted(candidates - known)
     return np.array(missing, "S12"), np.full(len(missing), np.nan)
 

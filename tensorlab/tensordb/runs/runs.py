@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from ...clock import utc_now
 from ...errors import InvalidInput, NotFound
@@ -22,7 +23,7 @@ from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
 from .indexed_update import checked_fields, stale, touched
 from .run_search import BEST, STATUSES, mongodb_order, ranked_runs, resolve_run_sort
-from .run_table import RunTable, ranked_values
+from .run_table import ROW_FIELDS, VERSION, RunTable
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
@@ -56,6 +57,9 @@ class RunStore:
         (`name-2`, ...) and a warning: two writers never share one name, so `logs(run=name)` is one run."""
         if name is not None and not (isinstance(name, str) and name):
             raise InvalidInput(f"A run name must be a non-empty string; got {name!r}.")
+        if VERSION in details:
+            raise InvalidInput(f"`{VERSION}` is TensorLab's own run field (it versions the run's search row); "
+                               "name your detail differently.")
         now = utc_now()
         run_id = ObjectId()
         doc = {
@@ -148,19 +152,25 @@ class RunStore:
             gone = stale(self.index.entries_of({p: old[p] for p in paths if p in (old or {})}), moved)
             before.append(lambda: self.index.add(run_id, moved))
             after.append(lambda: self._take_out(run_id, gone, recheck=[p for p in paths if p != "status"]))
-        if "summary" in fields:  # the table's row is marked in flight until the document holds the new summary
-            values = ranked_values(fields["summary"])
-            before.append(lambda: self.table.put(run_id, values, inflight=True))
-            after.append(lambda: self.table.settle(run_id))
+        marks: list[str] = []
+        row = any(field in fields for field in ROW_FIELDS)
+        if row:  # the table's row is marked in flight until the row the write leaves is put (run_table.py)
+            before.append(lambda: marks.append(self.table.mark(run_id)))
         run_together(before)  # index and table are separate documents: their writes need no order between them
-        written = self.collection.update_one({"_id": run_id}, {"$set": fields})
+        if row:
+            doc = self.collection.find_one_and_update({"_id": run_id}, {"$set": fields, "$inc": {VERSION: 1}},
+                                                      return_document=ReturnDocument.AFTER)  # no projection: FerretDB
+            after.append(lambda: self.table.put(run_id, doc, marks[0]) if doc else self.table.unmark(run_id, marks[0]))
+            matched = doc is not None
+        else:
+            matched = bool(self.collection.update_one({"_id": run_id}, {"$set": fields}).matched_count)
         run_together(after)
         if paths:
             self._remember(run_id, {p: fields[p] for p in paths if p in INDEXED_TOP_FIELDS}, only_known=True)
-        if not written.matched_count:  # deleted meanwhile (its study dropped): what was filed for it is extra
+        if not matched:  # deleted meanwhile (its study dropped): what was filed for it is extra
             with self._written_lock:
                 self._written.pop(run_id, None)
-        return bool(written.matched_count)
+        return matched
 
     def _take_out(self, run_id: ObjectId, gone: dict[str, list[Any]], recheck: list[str]) -> None:
         """Stale entries out, once the document is written. Two processes changing one field at once (x to y
@@ -239,8 +249,8 @@ class RunStore:
     def _ensure_table(self) -> None:
         """Studies written before the run table get their rows once, from the run documents."""
         if not self._table_built:
-            build_once(self._scope, "run_table-2", lambda: self.table.rebuild(
-                self.collection.find({"study": self._scope.study}, {"summary": 1})))
+            build_once(self._scope, "run_table-3", lambda: self.table.rebuild(
+                self.collection.find({"study": self._scope.study}, dict.fromkeys((*ROW_FIELDS, VERSION), 1))))
             self._table_built = True
 
     def _find_oldest_first(self, scoped: dict[str, Any]) -> list[dict[str, Any]]:
