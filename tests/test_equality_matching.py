@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from bson import ObjectId
 
 import tensorlab
 from tensorlab.tensordb.documents import equality_index, packed_ids
@@ -76,6 +77,40 @@ def test_count_documents_of_two_studies_never_share_a_key(tdb, mongo_uri):
         second.close()
 
 
+class _FiledRuns:
+    """Run-like documents filed in an EqualityIndex the way parameter and job stores file theirs (entry before
+    document, stale entries out after it): the index machinery (heads, shards, packed ids) tested on its own, with
+    fields that move. Runs themselves file status, tags and hyper-parameters in the run table."""
+
+    def __init__(self, db):
+        self.db = db
+        self.index = equality_index.EqualityIndex(db.run_store._scope, "filed_index", ("name", "status"),
+                                                  ("tags.", "hyper_parameters."))
+        self.collection = db.collection("filed_runs")
+
+    def add(self, name: str, **fields) -> ObjectId:
+        doc = {"_id": ObjectId(), "study": self.db.study, "name": name, "status": "running", **fields}
+        self.index.add(doc["_id"], self.index.entries_of(doc))
+        self.collection.insert_one(doc)
+        return doc["_id"]
+
+    def move(self, doc_id: ObjectId, status: str) -> None:
+        old = self.collection.find_one({"_id": doc_id})["status"]
+        self.index.add(doc_id, {"status": status})
+        self.collection.update_one({"_id": doc_id}, {"$set": {"status": status}})
+        if old != status:
+            self.index.remove(doc_id, {"status": old})
+
+    def names(self, query) -> list:
+        found = self.index.lookup(self.collection, {"study": self.db.study, **query})
+        if found is None:
+            found = self.collection.find({"study": self.db.study, **query})
+        return sorted(doc["name"] for doc in found)
+
+    def server_names(self, query) -> list:
+        return sorted(doc["name"] for doc in self.collection.find({"study": self.db.study, **query}))
+
+
 def _index_names(db, query):
     found = db.runs(query)
     return sorted(found["name"]) if len(found) else []
@@ -86,39 +121,36 @@ def _server_names(db, query):
 
 
 def test_entries_past_their_head_answer_like_the_server(tdb, monkeypatch):
-    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)  # shards from the fifth id on, with few runs
+    monkeypatch.setattr(equality_index, "HEAD_CAP", 4)  # shards from the fifth id on, with few documents
+    monkeypatch.setattr(equality_index, "SCAN_ABOVE", 10**6)  # answered through the index, however many match
     monkeypatch.setattr(packed_ids, "PACK_AT", 3)  # and packed ids, merged again and again
     monkeypatch.setattr(packed_ids, "PACK_EVERY", 3)
     rng = random.Random(5)
-    runs = {}
-    for i in range(48):
-        runs[f"r{i}"] = tdb.run_store.start(f"r{i}", hyper_parameters={"lr": rng.choice([0.1, 0.01])},
-                                            tags={"group": rng.choice(["a", "b", "c"]), "all": 1})
-    for name in rng.sample(sorted(runs), 20):
-        tdb.run_store.finish(runs[name], rng.choice(["finished", "failed"]))
-    index = tdb.collection("run_index")
+    filed = _FiledRuns(tdb)
+    ids = {f"r{i}": filed.add(f"r{i}", hyper_parameters={"lr": rng.choice([0.1, 0.01])},
+                              tags={"group": rng.choice(["a", "b", "c"]), "all": 1}) for i in range(48)}
+    for name in rng.sample(sorted(ids), 20):
+        filed.move(ids[name], rng.choice(["finished", "failed"]))
+    index = tdb.collection("filed_index")
     assert index.find_one({"_id": {"$regex": "#"}}) is not None  # shards were written
     assert index.count_documents({"packed": {"$exists": True}}) >= 5  # and ids packed, in heads and shards
     assert index.count_documents({"full": True}) >= 5
     for query in ({"tags.all": 1}, {"tags.group": "a"}, {"hyper_parameters.lr": 0.01}, {"status": "running"},
                   {"status": "finished"}, {"tags.group": "b", "status": "failed"}, {"name": "r7"}):
-        assert _index_names(tdb, query) == _server_names(tdb, query), query
-    assert tdb.run_store.ids() == set(runs.values())
-    top = tdb.runs({"tags.group": "c"}, sort=[("started", -1)], limit=3)["name"].tolist()
-    assert top == [d["name"] for d in tdb.collection("runs").find({"study": "test", "tags.group": "c"},
-                                                                    sort=[("started", -1), ("_id", 1)], limit=3)]
+        assert filed.names(query) == filed.server_names(query), query
 
 
 def test_a_process_that_saw_an_entry_full_still_files_ids_after_the_study_is_dropped(tdb, mongo_uri, monkeypatch):
     monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
-    for i in range(6):
-        tdb.run_store.start(f"old{i}", tags={"k": "v"})
+    for _ in range(6):
+        tdb.save_parameters([np.zeros(2)], tags={"k": "v"})
     other = tensorlab.connect(mongo_uri, db=tdb.db_name, study="test")
     try:
         other.drop_study()
-        assert len(other.runs({"tags.k": "v"})) == 0
-        tdb.run_store.start("new", tags={"k": "v"})  # this process files it in a shard: the head stays full
-        assert _index_names(other, {"tags.k": "v"}) == ["new"] == _server_names(other, {"tags.k": "v"})
+        assert len(other.find_all_parameters({"tags.k": "v"})) == 0
+        tdb.save_parameters([np.ones(2)], tags={"k": "v"})  # this process files it in a shard: the head stays full
+        assert len(other.find_all_parameters({"tags.k": "v"})) == 1
+        assert tdb.collection("parameter_index").find_one({"_id": {"$regex": "#"}, "study": "test"}) is not None
     finally:
         other.close()
 
@@ -197,29 +229,30 @@ def test_many_threads_renaming_and_finishing_runs_at_once_neither_deadlock_nor_l
 
 
 def test_concurrent_moves_through_packed_entries_never_lose_an_id(tdb, monkeypatch):
-    """Eight threads move their own runs between statuses and tag values at once, with every shard write merging
-    its shard (PACK_EVERY 1) and heads packed from 2 ids: merges race adds, removes and other merges of the same
-    documents. Afterwards every entry answers exactly as the server does (a lost id would be a missing answer),
-    and the entries hold packed ids and removals."""
+    """Eight threads move their own documents between statuses at once, with every shard write merging its shard
+    (PACK_EVERY 1) and heads packed from 2 ids: merges race adds, removes and other merges of the same documents.
+    Afterwards every entry answers exactly as the server does (a lost id would be a missing answer), and the
+    entries hold packed ids and removals."""
     import threading
 
     monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
+    monkeypatch.setattr(equality_index, "SCAN_ABOVE", 10**6)
     monkeypatch.setattr(packed_ids, "PACK_AT", 2)
     monkeypatch.setattr(packed_ids, "PACK_EVERY", 1)
     rng = random.Random(7)
-    runs = [tdb.run_store.start(f"m-{i}", tags={"slot": i % 3, "all": 1}) for i in range(64)]
+    filed = _FiledRuns(tdb)
+    ids = [filed.add(f"m-{i}", tags={"slot": i % 3, "all": 1}) for i in range(64)]
     failures: list[BaseException] = []
 
     def move(mine: list, seed: int) -> None:
         local = random.Random(seed)
         try:
             for _ in range(12):
-                run = local.choice(mine)
-                tdb.run_store.update(run, status=local.choice(["running", "finished", "failed", "stopped"]))
+                filed.move(local.choice(mine), local.choice(["running", "finished", "failed", "stopped"]))
         except BaseException as error:  # noqa: BLE001 - reported below
             failures.append(error)
 
-    threads = [threading.Thread(target=move, args=(runs[i::8], rng.random())) for i in range(8)]
+    threads = [threading.Thread(target=move, args=(ids[i::8], rng.random())) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -227,15 +260,13 @@ def test_concurrent_moves_through_packed_entries_never_lose_an_id(tdb, monkeypat
     assert not failures, failures
     for query in ({"status": "running"}, {"status": "finished"}, {"status": "failed"}, {"status": "stopped"},
                   {"tags.all": 1}, {"tags.slot": 2}, {"tags.slot": 1, "status": "finished"}):
-        assert _index_names(tdb, query) == _server_names(tdb, query), query
-    assert tdb.run_store.ids() == set(runs)
-    index = tdb.collection("run_index")
-    assert index.count_documents({"packed": {"$exists": True}}) >= 5
+        assert filed.names(query) == filed.server_names(query), query
+    assert tdb.collection("filed_index").count_documents({"packed": {"$exists": True}}) >= 5
 
 
-def test_tag_and_hyper_parameter_updates_move_the_run_in_the_index(tdb):
-    """update() of tags and hyper-parameters, whole or by key, files the run under its new values and takes it
-    out of the old ones' entries, as a status change does."""
+def test_tag_and_hyper_parameter_updates_move_the_run_in_the_table(tdb):
+    """update() of tags and hyper-parameters files the run under its new values in the run table, and no longer
+    under the old ones."""
     run = tdb.run_store.start("u", hyper_parameters={"lr": 0.1, "units": 8}, tags={"sweep": "a", "k": [1, 2]})
     tdb.run_store.update(run, tags={"sweep": "b", "k": [2, 3]})
     tdb.run_store.update(run, hyper_parameters={"lr": 0.01, "units": 8})
@@ -243,9 +274,9 @@ def test_tag_and_hyper_parameter_updates_move_the_run_in_the_index(tdb):
                             ({"tags.k": 1}, []), ({"tags.k": 2}, ["u"]), ({"hyper_parameters.lr": 0.01}, ["u"]),
                             ({"hyper_parameters.lr": 0.1}, []), ({"hyper_parameters.units": 8}, ["u"])):
         assert _index_names(tdb, query) == expected == _server_names(tdb, query), query
-    index = tdb.run_store.index
-    assert index.candidates({"tags.sweep": "a"}) == [] and index.candidates({"tags.k": 1}) == []
-    assert index.candidates({"hyper_parameters.lr": 0.1}) == []
+    store = tdb.run_store
+    assert store.candidates({"tags.sweep": "a"}) == set() == store.candidates({"tags.k": 1})
+    assert store.candidates({"hyper_parameters.lr": 0.1}) == set()
     assert tdb.runs({"tags.sweep": "b"}, sort=[("accuracy", -1)], limit=3)["name"].tolist() == ["u"]
 
 
@@ -260,11 +291,11 @@ def test_updates_the_index_or_table_cannot_follow_are_refused_before_writing(tdb
     assert _index_names(tdb, {"tags.sweep": "a"}) == ["r"]
 
 
-def test_racing_tag_changes_leave_every_run_filed_under_its_value(tdb, monkeypatch):
-    """Eight threads set the same runs' tag back and forth (a to b and b to a at once): a writer taking out its
-    old value's entry could take out the value another just wrote, unless the document is read again. At the end
-    each value's entry answers exactly as the server does. Removals are held back a little at random, as a slow
-    process would, so that the race happens."""
+def test_racing_changes_leave_every_run_filed_under_its_value(tdb, monkeypatch):
+    """Eight threads set the same runs' job (in the run index) and tag (in the run table) back and forth, a to b
+    and b to a at once: a writer taking out its old job's entry could take out the one another just wrote, unless
+    the document is read again. After every round each value's answer is exactly the server's. Removals are held
+    back a little at random, as a slow process would, so that the race happens."""
     import threading
     import time
 
@@ -279,7 +310,8 @@ def test_racing_tag_changes_leave_every_run_filed_under_its_value(tdb, monkeypat
         local = random.Random(seed)
         try:
             for _ in range(4):
-                tdb.run_store.update(local.choice(runs), tags={"side": local.choice("ab")})
+                side = local.choice("ab")
+                tdb.run_store.update(local.choice(runs), job=side, tags={"side": side})
         except BaseException as error:  # noqa: BLE001 - reported below
             failures.append(error)
 
@@ -290,5 +322,5 @@ def test_racing_tag_changes_leave_every_run_filed_under_its_value(tdb, monkeypat
         for thread in threads:
             thread.join(timeout=300)
         assert not failures, failures
-        for side in "ab":
-            assert _index_names(tdb, {"tags.side": side}) == _server_names(tdb, {"tags.side": side}), (round_, side)
+        for query in ({"job": "a"}, {"job": "b"}, {"tags.side": "a"}, {"tags.side": "b"}):
+            assert _index_names(tdb, query) == _server_names(tdb, query), (round_, query)

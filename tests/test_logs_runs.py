@@ -127,7 +127,7 @@ def test_run_documents(tdb):
         tdb.run_store.finish(run, "exploded")
 
 
-def test_runs_by_equality_use_the_run_index_and_follow_status_changes(tdb):
+def test_runs_by_equality_use_the_run_table_and_follow_status_changes(tdb):
     a = tdb.run_store.start("a", tags={"sweep": "lr"}, hyper_parameters={"lr": 0.1})
     b = tdb.run_store.start("b", tags={"sweep": "lr"}, hyper_parameters={"lr": 0.01})
     tdb.run_store.start("c", tags={"sweep": "other"})
@@ -136,8 +136,8 @@ def test_runs_by_equality_use_the_run_index_and_follow_status_changes(tdb):
     tdb.run_store.finish(a, "finished")
     assert tdb.runs({"status": "running"})["name"].tolist() == ["b", "c"]
     assert tdb.runs({"status": "finished", "tags.sweep": "lr"})["run"].tolist() == [a]
-    # a run document written past the API is not in the index: an equality query (index) does not see it,
-    # an operator query (collection scan) does; so the index path is the one taken
+    # a run document written past the API has no row: an equality query (run table) does not see it,
+    # an operator query (collection scan) does; so the table path is the one taken
     tdb.collection("runs").insert_one({**tdb.run_store.resolve(b), "_id": ObjectId(), "name": "raw"})
     assert "raw" not in tdb.runs({"tags.sweep": "lr"})["name"].tolist()
     assert "raw" in tdb.runs({"tags.sweep": {"$in": ["lr"]}})["name"].tolist()

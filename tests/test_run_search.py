@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import tensorlab
 from tensorlab.tensordb.documents import equality_index
+from tensorlab.tensordb.documents.packed_columns import unpack
 from tensorlab.tensordb.runs import run_table
 
 LRS = [0.1, 0.01, 0.001, 1, 1.0, 3]  # 1 and 1.0 are one value to MongoDB
@@ -43,11 +44,11 @@ def _filled_lab(mongo_uri):
     db.close()
 
 
-def test_the_lab_holds_shards_and_packed_rows(lab):
-    assert lab.collection("run_index").count_documents({"study": "search", "full": True}) >= 3
+def test_the_lab_holds_packed_rows_for_every_run(lab):
     chunks = list(lab.collection("run_table").find({"study": "search"}))
     folded = [segment for chunk in chunks for segment in (chunk.get("segments") or {}).values()]
-    assert sum(len(segment["ids"]) // 12 for segment in folded) >= 50  # rows folded into packed columns
+    assert sum(len(unpack(segment["ends"], "<u4", segment["packing"])) for segment in folded) >= 50
+    assert lab.run_store.ids() == {doc["_id"] for doc in lab.collection("runs").find({"study": "search"})}
 
 
 def _doc(version: int = 1, status: str = "finished", **best: float) -> dict:

@@ -20,7 +20,7 @@ from tornado.ioloop import IOLoop
 from tensorlab.errors import ConnectionFailed, InvalidInput, JobError, NotFound, StudyNotReady, TensorLabError
 from tensorlab.reruns import push_rerun
 from tensorlab.tensordb.jobs import STATUSES as JOB_STATUSES
-from tensorlab.tensordb.runs.runs import STATUSES as RUN_STATUSES
+from tensorlab.tensordb.runs.run_search import STATUSES as RUN_STATUSES
 
 from . import data_views, job_views, log_positions, params, run_views
 from .connections import Connections

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -68,6 +68,33 @@ def matches(doc: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return True
 
 
+def equalities(query: Mapping[str, Any], indexable: Callable[[str], bool]) -> dict[str, Any] | None:
+    """{field: value} when `query` (beyond `study`) is only equalities on scalars of fields `indexable` accepts;
+    else None (arrays match as a whole and None matches missing fields: the collection answers those)."""
+    found: dict[str, Any] = {}
+    for field, value in query.items():
+        if field == "study":
+            continue
+        if field == "$and" and isinstance(value, list) and all(isinstance(part, Mapping) for part in value):
+            for part in value:
+                inner = equalities(part, indexable)
+                if inner is None:
+                    return None
+                for name, wanted in inner.items():
+                    if name in found and canonical(found[name]) != canonical(wanted):
+                        return None
+                    found[name] = wanted
+            continue
+        if isinstance(value, Mapping) and set(value) == {"$eq"}:
+            value = value["$eq"]
+        if not indexable(field) or isinstance(value, (list, Mapping)) or canonical(value) is None:
+            return None
+        if field in found and canonical(found[field]) != canonical(value):
+            return None
+        found[field] = value
+    return found or None
+
+
 class EqualityIndex:
     def __init__(self, scope: Scope, name: str, top_fields: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
         self._scope = scope
@@ -95,25 +122,7 @@ class EqualityIndex:
 
     def equalities(self, query: Mapping[str, Any]) -> dict[str, Any] | None:
         """{field: value} when `query` (beyond `study`) is only equalities on indexed fields; else None."""
-        found: dict[str, Any] = {}
-        for field, value in query.items():
-            if field == "study":
-                continue
-            if field == "$and" and all(isinstance(part, Mapping) for part in value):
-                for part in value:
-                    inner = self.equalities(part)
-                    if inner is None:
-                        return None
-                    found.update(inner)
-                continue
-            if isinstance(value, Mapping) and set(value) == {"$eq"}:
-                value = value["$eq"]
-            if not self._indexable(field) or isinstance(value, (list, Mapping)) or canonical(value) is None:
-                return None  # arrays match as a whole, None matches missing fields: the collection answers
-            if field in found and canonical(found[field]) != canonical(value):
-                return None
-            found[field] = value
-        return found or None
+        return equalities(query, self._indexable)
 
     def lookup(self, documents: Any, query: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         """The documents of `documents` (a collection) matching `query`, through the index; None when the

@@ -1,14 +1,12 @@
-"""What a run update changes in the run index: its indexed fields, tags and hyper-parameters among them.
+"""What a run update changes in the run index (name, job), and what it may set at all.
 
-`update(run, tags={...})` and `update(run, hyper_parameters={...})` move a run between index entries just as a
-status change does; an update that skipped the index left the run filed under its old tag, so
-`runs({"tags.sweep": "b"})` missed it. This module names the fields an update touches (the projection that reads
-their old values) and the entries they leave; runs.py writes new entries before the document and takes stale
-ones out after it (docs/CONSISTENCY.md).
+`update(run, name=...)` moves a run between index entries; the index files new entries before the document is
+written and runs.py takes stale ones out after it (docs/CONSISTENCY.md). Status, tags and hyper-parameters are
+filed in the run table instead (run_table.py), which follows every write of them.
 
 Refused before anything is written: `study`, `_id` and `row_version` (run_table.py), and dotted paths
-(`tags.sweep`, `summary.best.acc`): update() sets whole fields, as the index files each key of tags and the run
-table makes a run's row from its whole document.
+(`tags.sweep`, `summary.best.acc`): update() sets whole fields, as the run table makes a run's row from its whole
+document. Tags and hyper-parameters set whole are cleaned as `start` cleans them.
 """
 
 from __future__ import annotations
@@ -42,8 +40,8 @@ def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def touched(fields: Mapping[str, Any], top_fields: tuple[str, ...]) -> list[str]:
-    """The indexed fields an update sets: the top-level ones and whole roots (`tags`)."""
-    return [path for path in fields if path in top_fields or path in KEYED_ROOTS]
+    """The indexed fields an update sets."""
+    return [path for path in fields if path in top_fields]
 
 
 def stale(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:

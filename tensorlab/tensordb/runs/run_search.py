@@ -1,6 +1,6 @@
 """Run search that sorts and limits: `runs(query, sort=[("accuracy", -1)], limit=10)`.
 
-A sort on one summary metric with a limit, over the whole study or equalities the run index answers, is read
+A sort on one summary metric with a limit, over the whole study or equalities on indexed fields, is read
 from the run table (run_table.py): filter (status, tags, hyper-parameters) and rank its rows in numpy, then
 fetch runs in the ranked order a few at a time and check each against its document (the query, and the
 metric's value) until `limit` are found. Rows in flight are fetched whatever their rank, and a row whose
@@ -20,7 +20,7 @@ from bson import ObjectId
 from ...errors import InvalidInput
 from ..documents.by_id import at_once, find_by_ids
 from ..documents.equality_index import matches
-from .run_table import keyed
+from .run_table import binary_ids, keyed
 
 BATCH = 16  # runs fetched (in parallel) per step of the ranked walk
 TOP_FIELDS = ("name", "status", "started", "ended", "heartbeat", "job", "device", "host", "pid", "_id")
@@ -74,57 +74,35 @@ def _key(value: Any) -> tuple[int, Any]:
 def ranked_runs(store: Any, wanted: dict[str, Any] | None, field: str, direction: int,
                 limit: int) -> list[dict[str, Any]]:
     """The first `limit` runs of the study matching the equalities `wanted` (None: all) in (field, direction)
-    order; `field` is a summary metric (summary.best.<name>). Runs without it sort lowest (MongoDB's order),
-    found among the index's candidates when they are needed. Equalities on status, tags and hyper-parameters
-    are answered by the table's keys; others (name, job) by the run index, read meanwhile."""
+    order; `field` is a summary metric (summary.best.<name>). Runs without it sort lowest (MongoDB's order).
+    Equalities on status, tags and hyper-parameters are answered by the table's keys, on name and job by the
+    run index, read meanwhile."""
     wanted = wanted or {}
-    candidates: set[bytes] | None = None
-    if all(keyed(name) for name in wanted):
-        table = store.table.read(wanted)
+    filed = {name: value for name, value in wanted.items() if keyed(name)}
+    if len(filed) == len(wanted):
+        table = store.table.read(filed)
         keep = table.match
     else:
-        table, candidates = at_once(store.table.read, lambda: _candidates(store, wanted))
-        keep = np.isin(table.ids, np.array(list(candidates), "S12"))
-    ids = table.ids  # S12: numpy drops an id's trailing zero bytes, and compares S12 alike (`_binary` restores them)
+        table, candidates = at_once(lambda: store.table.read(filed), lambda: store.candidates(
+            {name: value for name, value in wanted.items() if name not in filed}))
+        keep = table.match & np.isin(table.ids, np.array([run.binary for run in candidates], "S12"))
+    ids = table.ids  # S12: numpy drops an id's trailing zero bytes, and compares S12 alike (`binary_ids` restores)
     flying = np.isin(ids, np.array(list(table.inflight), "S12"))
     values = table.column(field[len(BEST):])
     ranked = np.flatnonzero(keep & ~np.isnan(values) & ~flying)
-    ranked = ranked[np.lexsort((table.ids[ranked], values[ranked] * direction))]  # -1: largest first
+    ranked = ranked[np.lexsort((ids[ranked], values[ranked] * direction))]  # -1: largest first
+    missing = np.sort(ids[keep & np.isnan(values) & ~flying])  # every run has a row: these lack the metric
     found = sum(_checked(store, wanted, sorted(table.inflight), None, field), [])  # with a row or not yet
-    steps = [(ids[ranked], values[ranked]), None]  # None: the runs without the metric, read when needed
+    steps = [(ids[ranked], values[ranked]), (missing, np.full(len(missing), np.nan))]
     accepted: list[dict[str, Any]] = []
     corrected: list[dict[str, Any]] = []
     for step in (steps if direction == -1 else steps[::-1]):
         if len(accepted) >= limit:
             break
-        if step is None:
-            known = set(_binary(ids[~np.isnan(values)])) | table.inflight
-            step = _without_metric(store, wanted, candidates, known)
         good, changed = _walk(store, wanted, step[0], step[1], field, limit - len(accepted))
         accepted += good
         corrected += changed
     return mongodb_order(found + accepted + corrected, [(field, direction)])[:limit]
-
-
-def _binary(ids: np.ndarray) -> list[bytes]:
-    """S12 ids as the 12 bytes of their ObjectId."""
-    return [bytes(x).ljust(12, b"\0") for x in ids]
-
-
-def _candidates(store: Any, wanted: dict[str, Any]) -> set[bytes]:
-    """The run index's candidates for `wanted`, or every run of the study (by status) when it is empty."""
-    if not wanted:
-        return {run_id.binary for run_id in store.ids()}
-    return {found.binary for found in store.index.candidates(wanted, cap=None) if isinstance(found, ObjectId)}
-
-
-def _without_metric(store: Any, wanted: dict[str, Any], candidates: set[bytes] | None,
-                    known: set[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate runs (the index's, or every run of the study by status) with no value for the metric, by _id."""
-    if candidates is None:
-        candidates = _candidates(store, wanted)
-    missing = sorted(candidates - known)
-    return np.array(missing, "S12"), np.full(len(missing), np.nan)
 
 
 def _walk(store: Any, wanted: dict[str, Any], ids: np.ndarray, values: np.ndarray, field: str,
@@ -136,7 +114,7 @@ def _walk(store: Any, wanted: dict[str, Any], ids: np.ndarray, values: np.ndarra
     start = 0
     while start < len(ids) and len(accepted) < limit:
         size = min(BATCH, limit - len(accepted))  # most ranked runs check out: fetch no more than are missing
-        good, changed = _checked(store, wanted, _binary(ids[start:start + size]), values[start:start + size], field)
+        good, changed = _checked(store, wanted, binary_ids(ids[start:start + size]), values[start:start + size], field)
         accepted += good
         corrected += changed
         start += size

@@ -5,7 +5,10 @@ server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per r
 `summary.best` (what people sort by) and the equality keys of its status, tags and hyper-parameters (what
 people filter by), in 16 chunk documents (`run_table`, chunk = the id's last byte mod 16). A search reads the
 chunks (16 `_id` lookups), filters and ranks in numpy, and fetches only the runs it returns; it needs no index
-entries, which cost 17 lookups more for a value past its head.
+entries, which cost 17 lookups more for a value past its head. Every run has a row from its start (put before
+its document is inserted, at row_version 0), so the table also lists a study's runs (`ids()`) and answers
+equality queries on those fields; and a run start writes one row instead of an index entry per tag and
+hyper-parameter.
 
 Source of truth: the run documents. Each run document has `row_version`, counted up (`$inc`) by every write
 that changes its row's fields (summary, status, tags, hyper_parameters). Such a write first marks the run in
@@ -173,6 +176,11 @@ class RunTable:
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
+
+
+def binary_ids(ids: np.ndarray) -> list[bytes]:
+    """S12 ids as the 12 bytes of their ObjectId (numpy drops trailing zero bytes)."""
+    return [bytes(x).ljust(12, b"\0") for x in ids]
 
 
 def _chunk_of(run_id: ObjectId) -> int:

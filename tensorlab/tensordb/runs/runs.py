@@ -16,18 +16,18 @@ from ...validation import check_query, clean_tags, without_non_finite
 from ...validation_values import clean_document, short
 from ..documents.batched_delete import delete_matching
 from ..documents.build_markers import build_once
-from ..documents.by_id import run_together
-from ..documents.equality_index import EqualityIndex
+from ..documents.by_id import find_by_ids, run_together
+from ..documents.equality_index import SCAN_ABOVE, EqualityIndex, equalities, matches
 from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
 from .indexed_update import checked_fields, stale, touched
-from .run_search import BEST, STATUSES, mongodb_order, ranked_runs, resolve_run_sort
-from .run_table import ROW_FIELDS, VERSION, RunTable
+from .run_search import BEST, mongodb_order, ranked_runs, resolve_run_sort
+from .run_table import ROW_FIELDS, VERSION, RunTable, binary_ids, keyed
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
-INDEXED_TOP_FIELDS = ("name", "status", "job")
+INDEXED_TOP_FIELDS = ("name", "job")  # in the run index; status, tags and hyper-parameters: in the run table
 ENDED_BY_CALLER = ("finished", "failed", "stopped")
 REMEMBERED_RUNS = 1000  # runs whose indexed fields a store keeps (the ones it started or changed last)
 
@@ -35,7 +35,7 @@ REMEMBERED_RUNS = 1000  # runs whose indexed fields a store keeps (the ones it s
 class RunStore:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
-        self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ("tags.", "hyper_parameters."))
+        self.index = EqualityIndex(scope, RUN_INDEX, INDEXED_TOP_FIELDS, ())
         self.table = RunTable(scope)
         self._table_built = False
         self._written: dict[ObjectId, dict[str, Any]] = {}
@@ -67,17 +67,19 @@ class RunStore:
             "hyper_parameters": clean_tags(hyper_parameters, "hyper_parameters"), "tags": clean_tags(tags),
             "architecture": architecture, "data_query": query_to_text(data_query), "status": "running",
             **this_process(), "device": device, "job": job, "forked_from": dict(forked_from) if forked_from else None,
-            "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None,
+            "started": now, "ended": None, "heartbeat": now, "summary": {}, "error": None, VERSION: 0,
             **clean_tags(details, "details"),
         }
         doc = clean_document(doc, "run")  # every field as BSON stores it, before the first write
         self.index.ensure_built(self.collection)
         self._ensure_table()
-        # index first: a crash in between leaves a stale entry (checked on read), never an unindexed run. The
-        # name's entry, as the write left it, tells whether another run ever had the name: only then are they
-        # read. A renamed run is filed under its new name too (the entry of the name asked for then holds one id
-        # too many, which costs a reader a lookup, never a wrong answer)
-        heads = self.index.add(run_id, self.index.entries_of(doc))
+        # index entries and the table's row first: a crash in between leaves a stale entry or row (checked on
+        # read), never an unindexed run. The name's entry, as the write left it, tells whether another run ever had
+        # the name: only then are they read. A renamed run is filed under its new name too (the entry of the name
+        # asked for then holds one id too many, which costs a reader a lookup, never a wrong answer)
+        heads: dict[str, set[Any]] = {}
+        run_together([lambda: heads.update(self.index.add(run_id, self.index.entries_of(doc))),
+                      lambda: self.table.put(run_id, doc)])
         named = heads.get(self.index.key("name", doc["name"]))
         live = name is not None and named != {run_id} and self.find({"name": name, "status": "running"})
         if live:
@@ -151,7 +153,7 @@ class RunStore:
             moved = self.index.entries_of({path: fields[path] for path in paths})
             gone = stale(self.index.entries_of({p: old[p] for p in paths if p in (old or {})}), moved)
             before.append(lambda: self.index.add(run_id, moved))
-            after.append(lambda: self._take_out(run_id, gone, recheck=[p for p in paths if p != "status"]))
+            after.append(lambda: self._take_out(run_id, gone, recheck=paths))
         marks: list[str] = []
         row = any(field in fields for field in ROW_FIELDS)
         if row:  # the table's row is marked in flight until the row the write leaves is put (run_table.py)
@@ -174,8 +176,8 @@ class RunStore:
 
     def _take_out(self, run_id: ObjectId, gone: dict[str, list[Any]], recheck: list[str]) -> None:
         """Stale entries out, once the document is written. Two processes changing one field at once (x to y
-        and y to x) could each take out the other's new entry: so for fields other than `status` (set to
-        'running' only by the run's own process), the document is read again and its values filed again."""
+        and y to x) could each take out the other's new entry: so the document is read again and its values
+        filed again."""
         if gone:
             self.index.remove(run_id, gone)
         if recheck:
@@ -228,7 +230,7 @@ class RunStore:
             raise InvalidInput(f"Invalid value for argument `limit`: {limit!r:.40}. Expected a whole number >= 1.")
         if not order and limit is None:
             return self._find_oldest_first(scoped)
-        wanted = self.index.equalities(scoped) or ({} if set(scoped) == {"study"} else None)
+        wanted = self._equalities(scoped) or ({} if set(scoped) == {"study"} else None)
         if limit is not None and len(order) == 1 and order[0][0].startswith(BEST) and wanted is not None:
             self._ensure_table()
             return ranked_runs(self, wanted, order[0][0], order[0][1], limit)
@@ -237,11 +239,11 @@ class RunStore:
         return found[:limit] if limit is not None else found
 
     def ids(self) -> set[ObjectId]:
-        """Every run of the study, by id, from the run index's status entries (five `_id` lookups). A start killed
-        between its index write and its document leaves one id more (readers of documents skip it)."""
-        self.index.ensure_built(self.collection)
-        return {found for status in STATUSES for found in self.index.candidates({"status": status}, cap=None) or ()
-                if isinstance(found, ObjectId)}
+        """Every run of the study, by id, from the run table (16 `_id` lookups). A start killed between its row
+        and its document leaves one id more (readers of documents skip it)."""
+        self._ensure_table()
+        table = self.table.read()
+        return {ObjectId(run) for run in binary_ids(table.ids)} | {ObjectId(run) for run in table.inflight}
 
     def settle_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
         return self._settle(doc)
@@ -249,12 +251,40 @@ class RunStore:
     def _ensure_table(self) -> None:
         """Studies written before the run table get their rows once, from the run documents."""
         if not self._table_built:
-            build_once(self._scope, "run_table-3", lambda: self.table.rebuild(
+            build_once(self._scope, "run_table-4", lambda: self.table.rebuild(
                 self.collection.find({"study": self._scope.study}, dict.fromkeys((*ROW_FIELDS, VERSION), 1))))
             self._table_built = True
 
+    def _equalities(self, scoped: Mapping[str, Any]) -> dict[str, Any] | None:
+        return equalities(scoped, lambda field: field in INDEXED_TOP_FIELDS or keyed(field))
+
+    def candidates(self, wanted: Mapping[str, Any], cap: int | None = None) -> set[ObjectId] | None:
+        """Ids of runs that may match the equalities `wanted`: from the run index's entries when they name `name`
+        or `job`, else from the run table's rows (and runs in flight); None when more than `cap`."""
+        indexed = {field: value for field, value in wanted.items() if field in INDEXED_TOP_FIELDS}
+        if indexed:
+            self.index.ensure_built(self.collection)
+            found = self.index.candidates(indexed, cap=cap)
+            return None if found is None else {run for run in found if isinstance(run, ObjectId)}
+        self._ensure_table()
+        table = self.table.read(wanted)
+        matched = binary_ids(table.ids[table.match]) if table.match is not None else []
+        runs = {ObjectId(run) for run in matched} | {ObjectId(run) for run in table.inflight}
+        return None if cap is not None and len(runs) > cap else runs
+
+    def _lookup(self, scoped: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The runs matching `scoped` through `candidates`, each checked against the query; None where the
+        collection answers (not only equalities on name, job, status, tags and hyper-parameters, or more than
+        SCAN_ABOVE candidates, when one scan is cheaper than a lookup each)."""
+        wanted = self._equalities(scoped)
+        found = None if wanted is None else self.candidates(wanted, cap=SCAN_ABOVE)
+        if found is None:
+            return None
+        return [doc for doc in find_by_ids(self.collection, list(found))
+                if doc.get("study") == self._scope.study and matches(doc, wanted or {})]
+
     def _find_oldest_first(self, scoped: dict[str, Any]) -> list[dict[str, Any]]:
-        found = self.index.lookup(self.collection, scoped)
+        found = self._lookup(scoped)
         if found is not None:
             found = sorted(found, key=lambda d: (d["started"], d["_id"]))
         else:

@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 DECLARED: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "runs": [([("study", 1), ("name", 1), ("started", -1)], {}), ([("study", 1), ("started", 1)], {})],
     "run_index": [([("study", 1)], {})],
+    "run_table": [([("study", 1)], {})],
     "parameters": [([("study", 1), ("run", 1), ("version", 1)], {}), ([("arrays.blob", 1)], {})],
     "parameter_index": [([("study", 1)], {})],
     "architectures": [([("study", 1), ("name", 1), ("created", -1)], {})],

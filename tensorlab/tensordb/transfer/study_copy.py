@@ -34,7 +34,8 @@ PRIMARY = ("architectures", "environments", "sources", "sample_imports", "sample
            "sample_chunks", "samples", "runs", "parameters", "log_buckets", "log_index", "logs", "jobs", "deployments",
            "triggers", "halving_sweeps")
 # Lists derived from the primary documents, copied after them (so they never name what is not there yet).
-DERIVED = ("sample_catalog", "sample_counts", "run_index", "parameter_index", "job_index", "job_ready", "job_recent")
+DERIVED = ("sample_catalog", "sample_counts", "run_index", "run_table", "parameter_index", "job_index", "job_ready",
+           "job_recent")
 # What a merge (into a study holding other documents) drops rather than copies: rebuilt from the merged
 # documents on first read (their build markers go too). The ready set holds one entry per job: merged as is.
 REBUILT_ON_MERGE = tuple(name for name in DERIVED if name != "job_ready")
