@@ -48,7 +48,7 @@ from ..documents.value_keys import canonical, filed_values
 TABLE = "run_table"
 FORMAT = "table3"  # chunk `_id` prefix (`table`, `table2`: earlier formats, deleted at the rebuild)
 CHUNKS = 16
-COMPACT_AT = 32  # pending rows a chunk holds before a writer folds them into a segment
+COMPACT_AT = 16  # pending rows a chunk holds before a writer folds them (fewer: each write rewrites less)
 VERSION = "row_version"  # the run document's count of writes that changed its row
 ROW_FIELDS = ("summary", "status", "tags", "hyper_parameters")
 KEYED_ROOTS = ("tags", "hyper_parameters")
