@@ -149,7 +149,7 @@ class RunStore:
             old = self.collection.find_one({"_id": run_id}, dict.fromkeys(paths, 1)) or {}
         before: list[Callable[[], None]] = []  # each must be done before the document is written
         after: list[Callable[[], None]] = []  # each once it is written
-        if paths:  # the index follows indexed fields (a status change, mostly): new entries before the write
+        if paths:  # the index follows name and job (a rename, mostly): new entries before the write
             moved = self.index.entries_of({path: fields[path] for path in paths})
             gone = stale(self.index.entries_of({p: old[p] for p in paths if p in (old or {})}), moved)
             before.append(lambda: self.index.add(run_id, moved))
