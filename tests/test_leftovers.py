@@ -58,7 +58,10 @@ def test_saves_killed_at_any_point_leave_nothing_after_the_next_save(any_tdb, mo
                 assert len(tdb.parameters.load(doc)) == 4
         process.kill()
         process.wait()  # reaped: its pid is gone, as after any real crash
-        assert wait_for_quiet(tdb, ("parameters", "blobs.files", "blobs.chunks", "payload_files", "payload_writes"))
+        # counting GridFS chunks makes the server parse each 255 KB chunk (about 0.5 s per 100 here): on a busy
+        # machine a few counts while the dead saver's last chunks land can take longer than the default 30 s
+        assert wait_for_quiet(tdb, ("parameters", "blobs.files", "blobs.chunks", "payload_files", "payload_writes"),
+                              timeout=120.0)
         kills += tdb.blobs.pending.count() > 0  # it died inside a save (the next one collects what it left)
     tdb.save_parameters([np.ones(10)], {"kind": "next"})  # the next save collects what the dead left
     assert tdb.blobs.pending.count() == 0 and tdb.collection("parameters").count_documents({"complete": False}) == 0
