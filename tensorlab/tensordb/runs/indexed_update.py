@@ -17,9 +17,8 @@ from typing import Any
 from ...errors import InvalidInput
 from ...validation import clean_tags
 from ..documents.value_keys import canonical, filed_values
-from .run_table import VERSION
+from .run_table import KEYED_ROOTS, VERSION
 
-KEYED_ROOTS = ("tags", "hyper_parameters")  # indexed key by key: `tags.<key>`
 FIXED = ("_id", "study", VERSION)
 
 
