@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+WRITE_BATCH = 64  # operations per bulk command (bulk_in_batches)
 PARALLEL_FROM = 4  # fewer lookups than this run one after another
 LOOKUP_THREADS = 8
 _pools: dict[tuple[int, str], ThreadPoolExecutor] = {}  # per process (threads do not survive a fork) and use
@@ -67,6 +68,15 @@ def find_and_upsert_by_id(collection: Any, identifier: Any, change: dict[str, An
         return collection.find_one_and_update({"_id": identifier}, change, return_document=ReturnDocument.AFTER)
 
 
+def bulk_in_batches(collection: Any, operations: list[Any], ordered: bool = False) -> None:
+    """`bulk_write` in commands of at most WRITE_BATCH operations. FerretDB 1.24 (SQLite) holds one of a
+    database's 100 connections per update that matches a document until the command ends: the 101st update of
+    one command waited for a connection while holding the catalog's lock, and the whole server stopped
+    answering, every client and database, until restarted. Each command's BulkWriteError is raised as it comes."""
+    for start in range(0, len(operations), WRITE_BATCH):
+        collection.bulk_write(operations[start:start + WRITE_BATCH], ordered=ordered)
+
+
 def find_by_ids(collection: Any, ids: Iterable[Any]) -> list[dict[str, Any]]:
     """The documents with these ids, one lookup each, in the order given; ids with no document are skipped.
     Many lookups run a few at a time: each waits mostly on the server's reply, so the panel polling 50
@@ -81,6 +91,16 @@ def find_by_ids(collection: Any, ids: Iterable[Any]) -> list[dict[str, Any]]:
     else:
         found = list(_pool("lookup").map(lookup, ids))
     return [doc for doc in found if doc is not None]
+
+
+def find_in_pairs(collection: Any, pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Per pair of ids, the first document read, then the second (None where there is none); pairs in
+    parallel. For a reader that must see one document before another (a run table's pending rows before its
+    segments) and need wait for no other pair."""
+    def both(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+        return collection.find_one({"_id": pair[0]}), collection.find_one({"_id": pair[1]})
+
+    return list(_pool("lookup").map(both, pairs))
 
 
 def warm_up(client: Any) -> None:

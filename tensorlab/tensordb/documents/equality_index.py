@@ -39,7 +39,7 @@ from pymongo.errors import BulkWriteError
 
 from .batched_delete import delete_matching
 from .build_markers import build_once, forget_built
-from .by_id import find_and_upsert_by_id, find_by_ids, id_key, run_together, upsert_by_id
+from .by_id import bulk_in_batches, find_and_upsert_by_id, find_by_ids, id_key, run_together, upsert_by_id
 from .packed_ids import add_change, ids_of, merge_change, pack_due, remove_change, shard_pack_due
 from .scope import Scope
 from .value_keys import canonical, field_matches, filed_values
@@ -161,7 +161,8 @@ class EqualityIndex:
             upsert_by_id(self.collection, shards[0], change)
         else:
             try:
-                self.collection.bulk_write([UpdateOne({"_id": key}, change, upsert=True) for key in shards])
+                bulk_in_batches(self.collection, [UpdateOne({"_id": key}, change, upsert=True) for key in shards],
+                                ordered=True)
             except (BulkWriteError, KeyError):  # a racing first insert; FerretDB's answer lacks nModified
                 for key in shards:  # $addToSet: writing one twice changes nothing
                     upsert_by_id(self.collection, key, change)
@@ -198,7 +199,7 @@ class EqualityIndex:
         operations = [UpdateOne({"_id": where}, change) for key in self._keys(pairs)
                       for where in ((key, _shard(key, doc_id)) if key in self._full else (key,))]
         if operations:  # no upserts: nothing here can fail one by one
-            self.collection.bulk_write(operations, ordered=False)
+            bulk_in_batches(self.collection, operations)
 
     def _keys(self, pairs: Mapping[str, Any]) -> list[str]:
         return list(dict.fromkeys(self.key(field, value) for field, stored in pairs.items()

@@ -26,6 +26,7 @@ from pymongo.errors import BulkWriteError
 from ...errors import IntegrityError, InvalidInput
 from ..documents.batched_delete import delete_matching
 from ..documents.build_markers import STATE, study_markers
+from ..documents.by_id import bulk_in_batches
 from ..documents.transfer_marker import Transfer, origin, server_lost
 from ..payloads import codec
 
@@ -111,7 +112,7 @@ def replace_all(target: Any, docs: Iterable[dict[str, Any]], query: dict[str, An
             if bar is not None:
                 bar.update()
         if batch and (doc is None or len(batch) >= INSERT_BATCH):
-            target.bulk_write(batch, ordered=False)
+            bulk_in_batches(target, batch)  # FerretDB froze on a bulk of over 100 replaces of present documents
             written, batch = written + len(batch), []
     stale = sorted(present, key=str) if not keep_others else []
     for start in range(0, len(stale), INSERT_BATCH):
