@@ -88,8 +88,9 @@ def _grow_runs(db: Any, sizes: dict[str, int], target: dict[str, int]) -> None:
                  "hyper_parameters": {"lr": 0.01}, "tags": {"sweep": f"s{(sizes['runs'] + i) // 10}"},
                  "architecture": None, "data_query": None, "host": "bench", "pid": 0, "device": "cpu", "job": None,
                  "started": tensorlab.clock.utc_now(), "ended": tensorlab.clock.utc_now(), "heartbeat": None,
-                 "summary": {"best": {"val_accuracy": 0.5}}, "error": None} for i in range(batch)]
-        db.collection("runs").insert_many(docs)  # filler history: written raw for speed
+                 "summary": {"best": {"val_accuracy": 0.5}}, "error": None, "row_version": 0} for i in range(batch)]
+        db.collection("runs").insert_many(docs)  # filler history: written raw for speed...
+        db.run_store.table.rebuild(docs)  # ...with its rows in the run table (and their keys filed), as starts do
         sizes["runs"] += batch
     _save_state(db, sizes)
 

@@ -159,23 +159,29 @@ def test_a_fold_from_an_older_read_never_brings_back_an_old_value(lab, monkeypat
     row, yet the newer one is read (the highest version wins), and a row put later wins over both."""
     monkeypatch.setattr(run_table, "COMPACT_AT", 10**6)  # folds only when the test says
     table, run = lab.run_store.table, ObjectId()
-    chunk = lab.collection("run_table").find_one
-    chunk_id = table._chunk_id(run_table._chunk_of(run))
+    number = run_table._chunk_of(run)
+    find = lab.collection("run_table").find_one
+
+    def hot() -> dict:
+        return find({"_id": table._hot_id(number)})
+
+    def cold() -> dict:
+        return find({"_id": table._chunk_id(number)}) or {}
 
     def value() -> float:
         read = table.read()
         return float(read.column("folded")[[bytes(x).ljust(12, b"\0") for x in read.ids].index(run.binary)])
 
     table.put(run, _doc(1, folded=1.0))
-    first_read = chunk({"_id": chunk_id})
+    first_hot, first_cold = hot(), cold()  # a fold reads the chunk now...
     table.put(run, _doc(2, folded=2.0))
-    table._fold(chunk({"_id": chunk_id}))
-    table._fold(first_read)  # the slower fold lands last
-    assert len(chunk({"_id": chunk_id})["segments"]) >= 2 and value() == 2.0
+    table._fold(number, hot())  # ...another folds both rows meanwhile...
+    table._fold(number, first_hot, first_cold)  # ...and the first lands last, with a segment of the older row
+    assert len(cold()["segments"]) >= 2 and value() == 2.0
     table.put(run, _doc(3, folded=3.0))
     assert value() == 3.0
-    table._fold(chunk({"_id": chunk_id}))
-    assert value() == 3.0 and len(chunk({"_id": chunk_id})["segments"]) == 1
+    table._fold(number, hot())
+    assert value() == 3.0 and len(cold()["segments"]) == 1
 
 
 def test_racing_writers_of_the_same_runs_leave_each_row_equal_to_its_document(lab, monkeypatch):

@@ -20,7 +20,8 @@ from bson import ObjectId
 from ...errors import InvalidInput
 from ..documents.by_id import at_once, find_by_ids
 from ..documents.equality_index import matches
-from .run_table import binary_ids, keyed
+from .row_segments import binary_ids
+from .run_table import keyed
 
 BATCH = 16  # runs fetched (in parallel) per step of the ranked walk
 TOP_FIELDS = ("name", "status", "started", "ended", "heartbeat", "job", "device", "host", "pid", "_id")

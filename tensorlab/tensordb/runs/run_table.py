@@ -3,9 +3,12 @@
 "Top 10 runs with lr = 0.01 by accuracy" read every run once more than 200 matched (0.41 s at 2,000 runs) on a
 server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per run, its id, the numbers of
 `summary.best` (what people sort by) and the equality keys of its status, tags and hyper-parameters (what
-people filter by), in 16 chunk documents (`run_table`, chunk = the id's last byte mod 16). A search reads the
-chunks (16 `_id` lookups), filters and ranks in numpy, and fetches only the runs it returns; it needs no index
-entries, which cost 17 lookups more for a value past its head. Every run has a row from its start (put before
+people filter by), in 16 chunks (`run_table`, chunk = the id's last byte mod 16). Each chunk is two documents:
+a hot one, which every write rewrites (the rows put since the last fold, and the marks of runs in flight: a few
+KB), and a cold one, which only folds rewrite (packed segments, row_segments.py: about 20 KB at 10,000 runs).
+A search reads the chunks (16 pairs of `_id` lookups), filters and ranks in numpy, and fetches only the runs it
+returns. An equality on a rare key (a sweep's tag) reads the hot documents and the key's entry instead
+(table_entries.py). Every run has a row from its start (put before
 its document is inserted, at row_version 0), so the table also lists a study's runs (`ids()`) and answers
 equality queries on those fields; and a run start writes one row instead of an index entry per tag and
 hyper-parameter.
@@ -20,11 +23,12 @@ settle on the document's last state, whatever order their puts land in. Readers 
 their documents and check every run they return against its document, so a row can cost a lookup but never a
 wrong answer (docs/CONSISTENCY.md). A writer killed mid-way leaves its mark: that run is fetched by every search.
 
-When a chunk holds COMPACT_AT pending rows, the writer that sees them folds the chunk as its put returned it
-into one new segment of packed columns and, in the same update by `_id`, `$unset`s exactly the segments and
-pending keys it folded; a put landing meanwhile has a key of its own, so it stays, and two folds at once leave
-rows twice, which the highest version settles. No fold needs a compare-and-swap, which FerretDB answers by
-reading the whole collection (every study's chunks).
+When a chunk holds COMPACT_AT pending rows, the writer that sees them folds them, with the cold document's
+segments, into one new segment: it files the folded rows' keys (table_entries.py), writes the new segment while
+`$unset`ting exactly the segments it read, then `$unset`s exactly the pending rows it folded. A put landing
+meanwhile has a key of its own, so it stays; two folds at once leave rows twice, which the highest version
+settles. No fold needs a compare-and-swap, which FerretDB answers by reading the whole collection. Readers read
+each chunk's hot document before its cold one: a row taken out of the hot one was in the cold one before.
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ import numpy as np
 from bson import ObjectId
 
 from ..documents.batched_delete import delete_matching
-from ..documents.by_id import find_and_upsert_by_id, find_by_ids, id_key, upsert_by_id
-from ..documents.packed_columns import PACKING, pack_array, unpack
+from ..documents.by_id import find_and_upsert_by_id, find_by_ids, find_in_pairs, id_key, upsert_by_id
 from ..documents.scope import Scope
 from ..documents.value_keys import canonical, filed_values
+from .row_segments import Rows, binary_ids, concat, latest, pending_rows, rows_of_dicts, segment, segment_rows
+from .table_entries import TableEntries
 
 TABLE = "run_table"
-FORMAT = "table3"  # chunk `_id` prefix (`table`, `table2`: earlier formats, deleted at the rebuild)
+FORMAT = "table4"  # document `_id` prefix (`table`, `table2`, `table3`: earlier formats, deleted at the rebuild)
+OLD_FORMATS = ("table", "table2", "table3")
 CHUNKS = 16
 COMPACT_AT = 16  # pending rows a chunk holds before a writer folds them (fewer: each write rewrites less)
 VERSION = "row_version"  # the run document's count of writes that changed its row
@@ -100,64 +106,90 @@ class Table:
         return self.columns.get(name, np.full(len(self.ids), np.nan))
 
 
-@dataclass
-class _Rows:
-    ids: np.ndarray  # S12
-    versions: np.ndarray  # int64: the run document's row_version when the row was made
-    columns: dict[str, np.ndarray]
-    match: np.ndarray | None = None  # bool per row: matches the equalities read for
-    keys: np.ndarray | None = None  # object: a list of keys per row (decoded for folds only)
-
-
 class RunTable:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
+        self.entries = TableEntries(scope, FORMAT, self.collection)
 
     @property
     def collection(self) -> Any:
         return self._scope.collection(TABLE)
 
     def _chunk_id(self, chunk: int) -> str:
+        """The cold document: the chunk's segments."""
         return id_key(FORMAT, self._scope.study, chunk)
+
+    def _hot_id(self, chunk: int) -> str:
+        """The hot document: the chunk's pending rows and marks."""
+        return id_key(FORMAT, self._scope.study, chunk, "hot")
 
     def mark(self, run_id: ObjectId) -> str:
         """Mark the run in flight before its document changes; returns the mark's token for `put`."""
         token = os.urandom(4).hex()
-        upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)),
+        upsert_by_id(self.collection, self._hot_id(_chunk_of(run_id)),
                      {"$set": {"study": self._scope.study, f"inflight.{run_id}_{token}": True}})
         return token
 
     def unmark(self, run_id: ObjectId, token: str) -> None:
-        self.collection.update_one({"_id": self._chunk_id(_chunk_of(run_id))},
+        self.collection.update_one({"_id": self._hot_id(_chunk_of(run_id))},
                                    {"$unset": {f"inflight.{run_id}_{token}": ""}})
 
     def put(self, run_id: ObjectId, doc: Mapping[str, Any], token: str | None = None) -> None:
         """The row made from `doc` (the run document as a write left it, with its row_version), and the writer's
-        mark taken out: one write; one more now and then to fold pending rows."""
+        mark taken out: one write; a few more now and then to fold pending rows."""
         row = json.dumps({"m": ranked_values(doc.get("summary")), "k": row_keys(doc)})
         change: dict[str, Any] = {"$set": {"study": self._scope.study,
                                            f"pending.{run_id}_{int(doc.get(VERSION) or 0):x}": row}}
         if token is not None:
             change["$unset"] = {f"inflight.{run_id}_{token}": ""}
-        chunk = find_and_upsert_by_id(self.collection, self._chunk_id(_chunk_of(run_id)), change)
-        if len(chunk.get("pending") or {}) >= COMPACT_AT:
-            self._fold(chunk)
+        chunk = _chunk_of(run_id)
+        hot = find_and_upsert_by_id(self.collection, self._hot_id(chunk), change)
+        if len(hot.get("pending") or {}) >= COMPACT_AT:
+            self._fold(chunk, hot)
 
-    def _fold(self, doc: Mapping[str, Any]) -> None:
-        """The chunk as read into one segment, removing exactly the segments and pending rows folded."""
-        rows = _latest(_rows_of(doc, None, with_keys=True))
-        unset = {f"segments.{token}": "" for token in doc.get("segments") or {}}
-        unset.update({f"pending.{key}": "" for key in doc.get("pending") or {}})
-        change = {"$set": {f"segments.{os.urandom(6).hex()}": _segment(rows)}, "$unset": unset}
-        self.collection.update_one({"_id": doc["_id"]}, change)
+    def _fold(self, chunk: int, hot: Mapping[str, Any], cold: Mapping[str, Any] | None = None) -> None:
+        """The hot document's pending rows (as read) and the cold one's segments (`cold`: as read earlier) into
+        one segment; entries for the folded rows' keys first, the pending rows taken out last."""
+        if cold is None:
+            cold = self.collection.find_one({"_id": self._chunk_id(chunk)}) or {}
+        folded = pending_rows(hot.get("pending") or {}, None)
+        rows = latest(concat([*_segments_of(cold, None, True), folded], False))
+        self.entries.file(rows, folded.ids)
+        token = os.urandom(6).hex()
+        change: dict[str, Any] = {"$set": {"study": self._scope.study, f"segments.{token}": segment(rows)}}
+        if cold.get("segments"):
+            change["$unset"] = {f"segments.{token}": "" for token in cold["segments"]}
+        upsert_by_id(self.collection, self._chunk_id(chunk), change)
+        if hot.get("pending"):
+            taken = {f"pending.{key}": "" for key in hot["pending"]}
+            self.collection.update_one({"_id": hot["_id"]}, {"$unset": taken})
 
     def read(self, wanted: Mapping[str, Any] | None = None) -> Table:
-        """Every row of the study (16 lookups); with `wanted` (equalities on keyed fields), which rows match."""
+        """Every row of the study (16 pairs of lookups); with `wanted` (equalities on keyed fields), which rows
+        match."""
         keys = None if wanted is None else [row_key(field, value) for field, value in wanted.items()]
-        docs = find_by_ids(self.collection, [self._chunk_id(k) for k in range(CHUNKS)])
-        rows = _latest(_concat([_rows_of(doc, keys) for doc in docs], keys is not None))
-        inflight = {ObjectId(key.partition("_")[0]).binary for doc in docs for key in doc.get("inflight") or {}}
-        return Table(rows.ids, rows.columns, inflight, rows.match)
+        pairs = find_in_pairs(self.collection, [(self._hot_id(k), self._chunk_id(k)) for k in range(CHUNKS)])
+        parts = []
+        for hot, cold in pairs:
+            parts += _segments_of(cold or {}, keys, False)
+            parts.append(pending_rows((hot or {}).get("pending") or {}, keys))
+        rows = latest(concat(parts, keys is not None))
+        return Table(rows.ids, rows.columns, _inflight([hot for hot, _ in pairs]), rows.match)
+
+    def candidates(self, wanted: Mapping[str, Any]) -> set[ObjectId] | None:
+        """Runs that may match the equalities `wanted` (keyed fields), from the rows pending and in flight and
+        the entries of the wanted keys (table_entries.py), without the segments; None when no entry can tell
+        (every key common): the caller reads the table."""
+        keys = [row_key(field, value) for field, value in wanted.items()]
+        if not self.entries.may_tell(keys):
+            return None
+        hot = find_by_ids(self.collection, [self._hot_id(k) for k in range(CHUNKS)])  # before the entries
+        filed = self.entries.ids(keys)  # type: ignore[arg-type]
+        if filed is None:
+            return None
+        pending = latest(concat([pending_rows(doc.get("pending") or {}, keys) for doc in hot], True))
+        matched = binary_ids(pending.ids[pending.match])  # type: ignore[index]
+        return filed | {ObjectId(run) for run in [*matched, *_inflight(hot)]}
 
     def rebuild(self, runs: Iterable[Mapping[str, Any]]) -> None:
         """Rows for runs written before this table format (once per study, build_markers.py), one segment per
@@ -166,11 +198,12 @@ class RunTable:
         for run in runs:
             by_chunk.setdefault(_chunk_of(run["_id"]), []).append(run)
         for chunk, docs in by_chunk.items():
-            rows = _from_docs([doc["_id"].binary for doc in docs], [int(doc.get(VERSION) or 0) for doc in docs],
-                              [{"m": ranked_values(doc.get("summary")), "k": row_keys(doc)} for doc in docs], None)
+            rows = rows_of_dicts([doc["_id"].binary for doc in docs], [int(doc.get(VERSION) or 0) for doc in docs],
+                                 [{"m": ranked_values(doc.get("summary")), "k": row_keys(doc)} for doc in docs], None)
+            self.entries.file(latest(rows), rows.ids)
             upsert_by_id(self.collection, self._chunk_id(chunk),
-                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": _segment(rows)}})
-        for old in ("table", "table2"):  # the earlier formats' chunks, read no more
+                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": segment(rows)}})
+        for old in OLD_FORMATS:  # the earlier formats' chunks, read no more
             for chunk in range(CHUNKS):
                 self.collection.delete_one({"_id": id_key(old, self._scope.study, chunk)})
 
@@ -178,96 +211,13 @@ class RunTable:
         delete_matching(self.collection, {"study": self._scope.study})
 
 
-def binary_ids(ids: np.ndarray) -> list[bytes]:
-    """S12 ids as the 12 bytes of their ObjectId (numpy drops trailing zero bytes)."""
-    return [bytes(x).ljust(12, b"\0") for x in ids]
-
-
 def _chunk_of(run_id: ObjectId) -> int:
     return run_id.binary[-1] % CHUNKS  # the id's counter byte: runs spread evenly
 
 
-def _rows_of(doc: Mapping[str, Any], wanted: list[str | None] | None, with_keys: bool = False) -> _Rows:
-    """Every row a chunk document holds (a run may have several: `_latest` keeps the newest version), with
-    `match` for the keys `wanted` and, `with_keys`, each row's keys."""
-    parts = [_segment_rows(part, wanted, with_keys) for part in (doc.get("segments") or {}).values()]
-    pending = doc.get("pending") or {}
-    if pending:
-        names = [key.split("_") for key in pending]
-        parts.append(_from_docs([ObjectId(run).binary for run, _ in names], [int(version, 16) for _, version in names],
-                                [json.loads(row) for row in pending.values()], wanted))
-    return _concat(parts, wanted is not None)
+def _segments_of(cold: Mapping[str, Any], wanted: list[str | None] | None, with_keys: bool) -> list[Rows]:
+    return [segment_rows(part, wanted, with_keys) for part in (cold.get("segments") or {}).values()]
 
 
-def _segment_rows(part: Mapping[str, Any], wanted: list[str | None] | None, with_keys: bool) -> _Rows:
-    packing = part.get("packing")
-    ids = unpack(part["ids"], "S12", packing)
-    columns = {name: unpack(column, "<f8", packing) for name, column in (part.get("columns") or {}).items()}
-    dictionary = json.loads(part["keys"])
-    codes, ends = unpack(part["codes"], "<u4", packing), unpack(part["ends"], "<u4", packing)
-    rows = _Rows(ids, unpack(part["versions"], "<i8", packing), columns)
-    if wanted is not None:
-        code_of = {key: code for code, key in enumerate(dictionary)}
-        want = [code_of.get(key) for key in wanted]  # type: ignore[arg-type]
-        if None in want:
-            rows.match = np.zeros(len(ids), bool)
-        else:  # a row's keys are distinct: it matches when it holds as many of them as are wanted
-            owners = np.searchsorted(ends, np.flatnonzero(np.isin(codes, want)), side="right")
-            rows.match = np.bincount(owners, minlength=len(ids)) == len(set(want))
-    if with_keys:
-        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-        rows.keys = _objects([[dictionary[c] for c in codes[a:b]] for a, b in zip(starts, ends, strict=True)])
-    return rows
-
-
-def _from_docs(ids: list[bytes], versions: list[int], rows: list[dict[str, Any]],
-               wanted: list[str | None] | None) -> _Rows:
-    """Rows given as {"m": metrics, "k": keys} (pending rows, rebuilt rows)."""
-    names = sorted(set().union(*(row["m"] for row in rows))) if rows else []
-    columns = {name: np.array([row["m"].get(name, np.nan) for row in rows], "<f8") for name in names}
-    match = None if wanted is None else np.array([set(wanted) <= set(row["k"]) for row in rows], bool)
-    return _Rows(np.array(ids, "S12"), np.array(versions, "<i8"), columns, match, _objects([row["k"] for row in rows]))
-
-
-def _objects(items: list[Any]) -> np.ndarray:
-    """A 1-D object array of lists (np.array would make a 2-D array of lists of one length)."""
-    array = np.empty(len(items), object)
-    for position, item in enumerate(items):
-        array[position] = item
-    return array
-
-
-def _concat(parts: list[_Rows], matched: bool) -> _Rows:
-    if not parts:
-        return _Rows(np.zeros(0, "S12"), np.zeros(0, "<i8"), {}, np.zeros(0, bool) if matched else None,
-                     _objects([]))
-    names = list(dict.fromkeys(name for part in parts for name in part.columns))
-    columns = {name: np.concatenate([part.columns.get(name, np.full(len(part.ids), np.nan)) for part in parts])
-               for name in names}
-    match = np.concatenate([part.match for part in parts]) if matched else None  # type: ignore[misc]
-    keys = np.concatenate([part.keys for part in parts]) if all(p.keys is not None for p in parts) else None
-    return _Rows(np.concatenate([part.ids for part in parts]), np.concatenate([part.versions for part in parts]),
-                 columns, match, keys)
-
-
-def _latest(rows: _Rows) -> _Rows:
-    """One row per run: the one of the highest version."""
-    order = np.lexsort((rows.versions, rows.ids))  # by id, then version: a run's newest row ends its group
-    ids = rows.ids[order]
-    last = order[np.append(ids[1:] != ids[:-1], True)] if len(ids) else order
-    return _Rows(rows.ids[last], rows.versions[last], {name: column[last] for name, column in rows.columns.items()},
-                 None if rows.match is None else rows.match[last], None if rows.keys is None else rows.keys[last])
-
-
-def _segment(rows: _Rows) -> dict[str, Any]:
-    """Packed as log buckets are (packed_columns.py): ids sorted, so the bytes they share pack to almost nothing;
-    keys as codes into the segment's dictionary (JSON text), row i's codes ending at `ends[i]`."""
-    keys = list(rows.keys) if rows.keys is not None else [[] for _ in rows.ids]
-    dictionary = sorted({key for row in keys for key in row})
-    code_of = {key: code for code, key in enumerate(dictionary)}
-    codes = np.array([code_of[key] for row in keys for key in row], "<u4")
-    ends = np.cumsum([len(row) for row in keys], dtype="<u4") if keys else np.zeros(0, "<u4")
-    return {"packing": PACKING, "ids": pack_array(rows.ids.astype("S12")),
-            "versions": pack_array(rows.versions.astype("<i8")),
-            "columns": {name: pack_array(column.astype("<f8")) for name, column in rows.columns.items()},
-            "keys": json.dumps(dictionary), "codes": pack_array(codes), "ends": pack_array(ends.astype("<u4"))}
+def _inflight(hot_docs: Iterable[Mapping[str, Any] | None]) -> set[bytes]:
+    return {ObjectId(key.partition("_")[0]).binary for doc in hot_docs for key in (doc or {}).get("inflight") or {}}

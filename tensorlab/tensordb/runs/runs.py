@@ -22,8 +22,9 @@ from ..documents.query_text import query_to_text
 from ..documents.run_liveness import process_gone, this_process
 from ..documents.scope import Scope
 from .indexed_update import checked_fields, stale, touched
+from .row_segments import binary_ids
 from .run_search import BEST, mongodb_order, ranked_runs, resolve_run_sort
-from .run_table import ROW_FIELDS, VERSION, RunTable, binary_ids, keyed
+from .run_table import ROW_FIELDS, VERSION, RunTable, keyed
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
@@ -251,7 +252,7 @@ class RunStore:
     def _ensure_table(self) -> None:
         """Studies written before the run table get their rows once, from the run documents."""
         if not self._table_built:
-            build_once(self._scope, "run_table-4", lambda: self.table.rebuild(
+            build_once(self._scope, "run_table-5", lambda: self.table.rebuild(
                 self.collection.find({"study": self._scope.study}, dict.fromkeys((*ROW_FIELDS, VERSION), 1))))
             self._table_built = True
 
@@ -260,16 +261,18 @@ class RunStore:
 
     def candidates(self, wanted: Mapping[str, Any], cap: int | None = None) -> set[ObjectId] | None:
         """Ids of runs that may match the equalities `wanted`: from the run index's entries when they name `name`
-        or `job`, else from the run table's rows (and runs in flight); None when more than `cap`."""
+        or `job`, else from the run table (the entries of rare keys, or every row); None when more than `cap`."""
         indexed = {field: value for field, value in wanted.items() if field in INDEXED_TOP_FIELDS}
         if indexed:
             self.index.ensure_built(self.collection)
             found = self.index.candidates(indexed, cap=cap)
             return None if found is None else {run for run in found if isinstance(run, ObjectId)}
         self._ensure_table()
-        table = self.table.read(wanted)
-        matched = binary_ids(table.ids[table.match]) if table.match is not None else []
-        runs = {ObjectId(run) for run in matched} | {ObjectId(run) for run in table.inflight}
+        runs = self.table.candidates(wanted)
+        if runs is None:  # no key rare enough for an entry: the whole table
+            table = self.table.read(wanted)
+            matched = binary_ids(table.ids[table.match]) if table.match is not None else []
+            runs = {ObjectId(run) for run in matched} | {ObjectId(run) for run in table.inflight}
         return None if cap is not None and len(runs) > cap else runs
 
     def _lookup(self, scoped: Mapping[str, Any]) -> list[dict[str, Any]] | None:
