@@ -155,10 +155,10 @@ class RunTable:
         folded = pending_rows(hot.get("pending") or {}, None)
         rows = latest(concat([*_segments_of(cold, None, True), folded], False))
         self.entries.file(rows, folded.ids)
-        token = os.urandom(6).hex()
-        change: dict[str, Any] = {"$set": {"study": self._scope.study, f"segments.{token}": segment(rows)}}
+        new = f"segments.{os.urandom(6).hex()}"
+        change: dict[str, Any] = {"$set": {"study": self._scope.study, new: segment(rows)}}
         if cold.get("segments"):
-            change["$unset"] = {f"segments.{token}": "" for token in cold["segments"]}
+            change["$unset"] = {f"segments.{old}": "" for old in cold["segments"]}
         upsert_by_id(self.collection, self._chunk_id(chunk), change)
         if hot.get("pending"):
             taken = {f"pending.{key}": "" for key in hot["pending"]}

@@ -240,7 +240,7 @@ class RunStore:
         return found[:limit] if limit is not None else found
 
     def ids(self) -> set[ObjectId]:
-        """Every run of the study, by id, from the run table (16 `_id` lookups). A start killed between its row
+        """Every run of the study, by id, from the run table (16 pairs of `_id` lookups). A start killed between its row
         and its document leaves one id more (readers of documents skip it)."""
         self._ensure_table()
         table = self.table.read()
