@@ -109,7 +109,7 @@ class Table:
 class RunTable:
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
-        self.entries = TableEntries(scope, FORMAT, self.collection)
+        self.entries = TableEntries(scope, FORMAT, TABLE)
 
     @property
     def collection(self) -> Any:

@@ -35,10 +35,14 @@ READ_UP_TO = 200  # ids past which an entry is not worth its lookups: the table 
 
 
 class TableEntries:
-    def __init__(self, scope: Scope, table_format: str, collection: Any) -> None:
+    def __init__(self, scope: Scope, table_format: str, collection_name: str) -> None:
         self._scope = scope
         self._format = table_format
-        self._collection = collection
+        self._collection_name = collection_name
+
+    @property
+    def _collection(self) -> Any:
+        return self._scope.collection(self._collection_name)  # through the scope: ConnectionFailed once closed
 
     def entry_id(self, key: str) -> str:
         return id_key(self._format, self._scope.study, "key", key)
