@@ -137,7 +137,7 @@ class RunTable:
     def put(self, run_id: ObjectId, doc: Mapping[str, Any], token: str | None = None) -> None:
         """The row made from `doc` (the run document as a write left it, with its row_version), and the writer's
         mark taken out: one write; a few more now and then to fold pending rows."""
-        row = json.dumps({"m": ranked_values(doc.get("summary")), "k": row_keys(doc)})
+        row = json.dumps(_row(doc))
         change: dict[str, Any] = {"$set": {"study": self._scope.study,
                                            f"pending.{run_id}_{int(doc.get(VERSION) or 0):x}": row}}
         if token is not None:
@@ -199,8 +199,8 @@ class RunTable:
             by_chunk.setdefault(_chunk_of(run["_id"]), []).append(run)
         for chunk, docs in by_chunk.items():
             rows = rows_of_dicts([doc["_id"].binary for doc in docs], [int(doc.get(VERSION) or 0) for doc in docs],
-                                 [{"m": ranked_values(doc.get("summary")), "k": row_keys(doc)} for doc in docs], None)
-            self.entries.file(latest(rows), rows.ids)
+                                 [_row(doc) for doc in docs], None)
+            self.entries.file(rows, rows.ids)  # one row per run already: each document once
             upsert_by_id(self.collection, self._chunk_id(chunk),
                          {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": segment(rows)}})
         for old in OLD_FORMATS:  # the earlier formats' chunks, read no more
@@ -209,6 +209,11 @@ class RunTable:
 
     def drop_study(self) -> None:
         delete_matching(self.collection, {"study": self._scope.study})
+
+
+def _row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A run document's row as pending rows hold it: {"m": metrics to sort by, "k": equality keys}."""
+    return {"m": ranked_values(doc.get("summary")), "k": row_keys(doc)}
 
 
 def _chunk_of(run_id: ObjectId) -> int:
