@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from bson import ObjectId
+from racing import race_in_rounds
 
 import tensorlab
 from tensorlab.tensordb.documents import equality_index, packed_ids
@@ -296,7 +297,6 @@ def test_racing_changes_leave_every_run_filed_under_its_value(tdb, monkeypatch):
     and b to a at once: a writer taking out its old job's entry could take out the one another just wrote, unless
     the document is read again. After every round each value's answer is exactly the server's. Removals are held
     back a little at random, as a slow process would, so that the race happens."""
-    import threading
     import time
 
     monkeypatch.setattr(equality_index, "HEAD_CAP", 4)
@@ -304,23 +304,14 @@ def test_racing_changes_leave_every_run_filed_under_its_value(tdb, monkeypatch):
     monkeypatch.setattr(tdb.run_store.index, "remove",
                         lambda *args: (time.sleep(random.random() * 0.01), remove(*args))[1])
     runs = [tdb.run_store.start(f"f-{i}", tags={"side": "a"}) for i in range(3)]
-    failures: list[BaseException] = []
 
-    def flip(seed: int) -> None:
-        local = random.Random(seed)
-        try:
-            for _ in range(4):
-                side = local.choice("ab")
-                tdb.run_store.update(local.choice(runs), job=side, tags={"side": side})
-        except BaseException as error:  # noqa: BLE001 - reported below
-            failures.append(error)
+    def flip(local: random.Random) -> None:
+        for _ in range(4):
+            side = local.choice("ab")
+            tdb.run_store.update(local.choice(runs), job=side, tags={"side": side})
 
-    for round_ in range(8):  # checked after every round: a later flip could mend a lost entry
-        threads = [threading.Thread(target=flip, args=(round_ * 8 + seed,)) for seed in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-        assert not failures, failures
+    def check(round_: int) -> None:
         for query in ({"job": "a"}, {"job": "b"}, {"tags.side": "a"}, {"tags.side": "b"}):
             assert _index_names(tdb, query) == _server_names(tdb, query), (round_, query)
+
+    race_in_rounds(8, flip, check)

@@ -9,6 +9,7 @@ import pytest
 from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from racing import race_in_rounds
 
 import tensorlab
 from tensorlab.tensordb.documents import equality_index
@@ -105,6 +106,44 @@ def test_a_study_written_before_the_table_gets_its_rows_once(lab, mongo_uri):
     old.close()
 
 
+def test_an_earlier_formats_documents_are_deleted_when_the_table_is_rebuilt(lab, mongo_uri):
+    """A study last written by a TensorLab of 16-chunk `table4` documents (hot, cold and entries) is rebuilt in
+    this format once; nothing reads the old documents, so the rebuild deletes them."""
+    old = tensorlab.connect(mongo_uri, db=lab.db_name, study="search")
+    table = old.collection("run_table")
+    stale = [f"table4:search:{chunk}" for chunk in range(16)] + [f"table4:search:{chunk}:hot" for chunk in range(16)]
+    stale += ["table4:search:key:tags.group=s%3A61", "table4:search:key:hyper_parameters.lr=n%3A3"]
+    table.insert_many([{"_id": key, "study": "search", "segments": {}} for key in stale])
+    other = {"_id": "table4:search-other:3", "study": "search-other"}  # another study's: kept
+    table.insert_one(other)
+    old.collection("tensorlab_state").delete_one({"_id": f"{run_table.BUILT}-built:search"})
+    got = [doc["_id"] for doc in old.run_store.find({}, sort=[("accuracy", -1)], limit=10)]
+    assert got == _server_answer(old, {}, "summary.best.accuracy", -1, 10)
+    assert table.count_documents({"_id": {"$in": stale}}) == 0
+    assert table.find_one({"_id": other["_id"]}) == other
+    table.delete_one({"_id": other["_id"]})
+    old.close()
+
+
+def test_a_newer_row_of_a_run_takes_its_older_pending_row_out(lab, monkeypatch):
+    """Start and finish leave one pending row per run, not two: a chunk folds half as often."""
+    monkeypatch.setattr(run_table, "COMPACT_AT", 10 ** 6)  # no fold here: the pending rows stay to be seen
+    table = lab.run_store.table
+    run_id = ObjectId()
+    table.put(run_id, _doc(0, newer_rows=1.0))
+    table.put(run_id, _doc(1, newer_rows=2.0))
+    hot = lab.collection("run_table").find_one({"_id": table._hot_id(run_table._chunk_of(run_id))})
+    mine = [key for key in hot.get("pending", {}) if key.startswith(str(run_id))]
+    assert mine == [f"{run_id}_1"]
+    table.put(run_id, _doc(0, newer_rows=3.0))  # an older put landing late: the newer row still wins
+    assert _value(table, run_id, "newer_rows") == 2.0
+
+
+def _value(table, run_id: ObjectId, metric: str) -> float:
+    read = table.read()
+    return float(read.column(metric)[[bytes(x).ljust(12, b"\0") for x in read.ids].index(run_id.binary)])
+
+
 def test_rows_of_ids_ending_in_zero_bytes_keep_their_values(lab):
     """numpy's S12 drops trailing zero bytes: a pending row must still replace its packed row, not add one."""
     table = lab.run_store.table
@@ -188,7 +227,6 @@ def test_racing_writers_of_the_same_runs_leave_each_row_equal_to_its_document(la
     """Eight threads change the same six runs' summary, status and tags at once, and puts are held back at random
     (a slow process): rows land out of order, yet each run's row is the one of its document's last write (the
     highest row_version), no mark is left, and searches equal the server's answers."""
-    import threading
     import time
 
     monkeypatch.setattr(run_table, "COMPACT_AT", 3)
@@ -196,24 +234,13 @@ def test_racing_writers_of_the_same_runs_leave_each_row_equal_to_its_document(la
     put = table.put
     monkeypatch.setattr(table, "put", lambda *args: (time.sleep(random.random() * 0.01), put(*args))[1])
     runs = [lab.run_store.start(f"race-{i}", tags={"side": "a"}) for i in range(6)]
-    failures: list[BaseException] = []
 
-    def write(seed: int) -> None:
-        local = random.Random(seed)
-        try:
-            for _ in range(3):
-                lab.run_store.update(local.choice(runs), summary={"best": {"race": local.random()}},
-                                     status=local.choice(["finished", "failed"]), tags={"side": local.choice("ab")})
-        except BaseException as error:  # noqa: BLE001 - reported below
-            failures.append(error)
+    def write(local: random.Random) -> None:
+        for _ in range(3):
+            lab.run_store.update(local.choice(runs), summary={"best": {"race": local.random()}},
+                                 status=local.choice(["finished", "failed"]), tags={"side": local.choice("ab")})
 
-    for round_ in range(6):  # checked after every round: a later write could mend a wrong row
-        threads = [threading.Thread(target=write, args=(round_ * 8 + seed,)) for seed in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-        assert not failures, failures
+    def check(round_: int) -> None:
         read = table.read({"tags.side": "b"})
         rows = {bytes(x).ljust(12, b"\0"): i for i, x in enumerate(read.ids)}
         for doc in lab.collection("runs").find({"_id": {"$in": runs}}):
@@ -223,6 +250,8 @@ def test_racing_writers_of_the_same_runs_leave_each_row_equal_to_its_document(la
                 assert read.column("race")[row] == doc["summary"]["best"]["race"], round_
                 assert read.match[row] == (doc["tags"]["side"] == "b"), round_
             assert doc["_id"].binary not in read.inflight
+
+    race_in_rounds(6, write, check)
     names = {"$in": [f"race-{i}" for i in range(6)]}
     for query in ({"tags.side": "a"}, {"tags.side": "b", "status": "failed"}, {"status": "finished"}):
         got = [doc["_id"] for doc in lab.run_store.find({**query, "name": names})]

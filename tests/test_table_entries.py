@@ -108,3 +108,42 @@ def test_rare_key_searches_racing_folds_never_miss_an_acknowledged_run(lab, monk
         assert {doc["_id"] for doc in lab.run_store.find({"tags.rare": tag})} == acknowledged[tag] == _server_ids(
             lab, {"tags.rare": tag})
     assert lab.collection("run_table").count_documents({"study": "entries", "ids": {"$exists": True}}) >= len(tags)
+
+
+def _entry_writes(lab, run_ids, finish_each) -> int:
+    """Runs started (and finished) while the table's entry writes are counted."""
+    entries = lab.run_store.table.entries
+    write, written = entries._write, []
+    entries._write = lambda changes: (written.extend(changes), write(changes))[1]
+    try:
+        for run in run_ids:
+            finish_each(run)
+    finally:
+        entries._write = write
+    return written.count(entries.entry_id("tags.common=n:1"))
+
+
+def test_a_key_once_broad_is_not_filed_again_and_a_dropped_study_files_it_anew(lab, monkeypatch):
+    """The cold document lists the keys its folds marked broad, so later folds write no entry for them; a study
+    dropped and recreated under the same name starts without that list, and its searches stay exact."""
+    monkeypatch.setattr(table_entries, "RARE_IN_CHUNK", 1)
+    store = lab.run_store
+
+    def start_and_finish(i: int) -> None:
+        run = store.start(f"r{i}", tags={"common": 1})
+        store.finish(run, summary={"best": {"accuracy": i / 100}})
+
+    first = _entry_writes(lab, range(40), start_and_finish)
+    later = _entry_writes(lab, range(40, 120), start_and_finish)
+    listed = [doc.get("broad") or [] for doc in lab.collection("run_table").find(
+        {"study": "entries", "segments": {"$exists": True}})]
+    assert listed and all("tags.common=n:1" in keys for keys in listed)  # every chunk has folded it as broad
+    assert first >= len(listed) and later == 0  # each chunk marked it broad once, then never wrote it again
+    assert store.table.candidates({"tags.common": 1}) is None
+    assert len(store.find({"tags.common": 1})) == 120
+
+    store.drop_study()
+    assert lab.collection("run_table").count_documents({"study": "entries"}) == 0
+    runs = [store.start(f"again{i}", tags={"common": 1, "own": i}) for i in range(30)]
+    assert {doc["_id"] for doc in store.find({"tags.common": 1})} == set(runs) == _server_ids(lab, {"tags.common": 1})
+    assert {doc["_id"] for doc in store.find({"tags.own": 3})} == {runs[3]}

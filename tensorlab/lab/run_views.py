@@ -56,7 +56,7 @@ def _sort_key(field: str) -> Any:
 
 def _newest(db: Any, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """A page of the study's runs, newest first, and how many there are: the ids come from the run
-    table (16 pairs of documents read by `_id`), and only the runs near the page are fetched, each settled as
+    table (8 pairs of documents read by `_id`), and only the runs near the page are fetched, each settled as
     the store would (a `running` run whose process died becomes `crashed`). A server that pushes down only `_id`
     (FerretDB) would otherwise decode every run of the study for each page.
     A run's id holds the second it was made (just before `started`), but ids made in one second by different

@@ -3,10 +3,13 @@
 "Top 10 runs with lr = 0.01 by accuracy" read every run once more than 200 matched (0.41 s at 2,000 runs) on a
 server that pushes down nothing but `_id` (FerretDB 1.x). The table keeps, per run, its id, the numbers of
 `summary.best` (what people sort by) and the equality keys of its status, tags and hyper-parameters (what
-people filter by), in 16 chunks (`run_table`, chunk = the id's last byte mod 16). Each chunk is two documents:
+people filter by), in 8 chunks (`run_table`, chunk = the id's last byte mod 8). Each chunk is two documents:
 a hot one, which every write rewrites (the rows put since the last fold, and the marks of runs in flight: a few
-KB), and a cold one, which only folds rewrite (packed segments, row_segments.py: about 20 KB at 10,000 runs).
-A search reads the chunks (16 pairs of `_id` lookups), filters and ranks in numpy, and fetches only the runs it
+KB), and a cold one, which only folds rewrite (packed segments, row_segments.py: about 10 KB at 10,000 runs
+with one metric). Each lookup costs FerretDB about half a millisecond besides its bytes, so fewer chunks read
+faster (a top 10 of 10,000 runs: 16 chunks, 42 lookups, 51 ms; 8 chunks, 26 lookups, 24-33 ms), but each fold
+rewrites more.
+A search reads the chunks (8 pairs of `_id` lookups), filters and ranks in numpy, and fetches only the runs it
 returns. An equality on a rare key (a sweep's tag) reads the hot documents and the key's entry instead
 (table_entries.py). Every run has a row from its start (put before
 its document is inserted, at row_version 0), so the table also lists a study's runs (`ids()`) and answers
@@ -17,18 +20,20 @@ Source of truth: the run documents. Each run document has `row_version`, counted
 that changes its row's fields (summary, status, tags, hyper_parameters). Such a write first marks the run in
 flight (`inflight.<run>_<token>`, a key of its writer's own), then writes the document with findAndModify,
 which returns the document as that write left it, and then puts the row made from that answer under its
-version (`pending.<run>_<version>`, a key of its own) and takes out its own mark, in one update by `_id`. A
+version (`pending.<run>_<version>`, a key of its own) and takes out its own mark and the run's pending row one
+version older (outdated by this one, so a chunk folds one row per run started and finished), in one update. A
 run's row is the one with the highest version, wherever it is: rows put by racing writers, or by a rebuild,
 settle on the document's last state, whatever order their puts land in. Readers fetch runs in flight from
 their documents and check every run they return against its document, so a row can cost a lookup but never a
 wrong answer (docs/CONSISTENCY.md). A writer killed mid-way leaves its mark: that run is fetched by every search.
 
 When a chunk holds COMPACT_AT pending rows, the writer that sees them folds them, with the cold document's
-segments, into one new segment: it files the folded rows' keys (table_entries.py), writes the new segment while
-`$unset`ting exactly the segments it read, then `$unset`s exactly the pending rows it folded. A put landing
-meanwhile has a key of its own, so it stays; two folds at once leave rows twice, which the highest version
-settles. No fold needs a compare-and-swap, which FerretDB answers by reading the whole collection. Readers read
-each chunk's hot document before its cold one: a row taken out of the hot one was in the cold one before.
+segments, into one new segment: it files the folded rows' keys (table_entries.py; a key the cold document lists
+as `broad` is not written again), writes the new segment while `$unset`ting exactly the segments it read, then
+`$unset`s exactly the pending rows it folded. A put landing meanwhile has a key of its own, so it stays; two
+folds at once leave rows twice, which the highest version settles. No fold needs a compare-and-swap, which
+FerretDB answers by reading the whole collection. Readers read each chunk's hot document before its cold one: a
+row taken out of the hot one was in the cold one before.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from .row_segments import Rows, binary_ids, concat, latest, pending_rows, rows_o
 from .table_entries import TableEntries
 
 TABLE = "run_table"
-FORMAT = "table4"  # document `_id` prefix (`table`, `table2`, `table3`: earlier formats, deleted at the rebuild)
-OLD_FORMATS = ("table", "table2", "table3")
-CHUNKS = 16
+FORMAT = "table5"  # document `_id` prefix (`table` to `table4`: earlier formats, deleted at the rebuild)
+OLD_FORMATS = ("table", "table2", "table3", "table4")
+OLD_CHUNKS = 16  # chunks per study of every earlier format
+BUILT = "run_table-6"  # the build marker of this format (build_markers.py)
+CHUNKS = 8  # fewer: a search reads fewer documents (each lookup costs FerretDB about 0.5 ms), a fold rewrites more
 COMPACT_AT = 16  # pending rows a chunk holds before a writer folds them (fewer: each write rewrites less)
 VERSION = "row_version"  # the run document's count of writes that changed its row
 ROW_FIELDS = ("summary", "status", "tags", "hyper_parameters")
@@ -137,11 +144,14 @@ class RunTable:
     def put(self, run_id: ObjectId, doc: Mapping[str, Any], token: str | None = None) -> None:
         """The row made from `doc` (the run document as a write left it, with its row_version), and the writer's
         mark taken out: one write; a few more now and then to fold pending rows."""
+        version = int(doc.get(VERSION) or 0)
         row = json.dumps(_row(doc))
-        change: dict[str, Any] = {"$set": {"study": self._scope.study,
-                                           f"pending.{run_id}_{int(doc.get(VERSION) or 0):x}": row}}
-        if token is not None:
-            change["$unset"] = {f"inflight.{run_id}_{token}": ""}
+        change: dict[str, Any] = {"$set": {"study": self._scope.study, f"pending.{run_id}_{version:x}": row}}
+        taken = {f"inflight.{run_id}_{token}": ""} if token is not None else {}
+        if version:  # the run's row one version older, if pending, is outdated by this one: a fold folds one row
+            taken[f"pending.{run_id}_{version - 1:x}"] = ""
+        if taken:
+            change["$unset"] = taken
         chunk = _chunk_of(run_id)
         hot = find_and_upsert_by_id(self.collection, self._hot_id(chunk), change)
         if len(hot.get("pending") or {}) >= COMPACT_AT:
@@ -154,9 +164,11 @@ class RunTable:
             cold = self.collection.find_one({"_id": self._chunk_id(chunk)}) or {}
         folded = pending_rows(hot.get("pending") or {}, None)
         rows = latest(concat([*_segments_of(cold, None, True), folded], False))
-        self.entries.file(rows, folded.ids)
+        broad = self.entries.file(rows, folded.ids, set(cold.get("broad") or ()))
         new = f"segments.{os.urandom(6).hex()}"
         change: dict[str, Any] = {"$set": {"study": self._scope.study, new: segment(rows)}}
+        if broad:  # listed once their entries say so: later folds of the chunk need not write them again
+            change["$addToSet"] = {"broad": {"$each": sorted(broad)}}
         if cold.get("segments"):
             change["$unset"] = {f"segments.{old}": "" for old in cold["segments"]}
         upsert_by_id(self.collection, self._chunk_id(chunk), change)
@@ -165,7 +177,7 @@ class RunTable:
             self.collection.update_one({"_id": hot["_id"]}, {"$unset": taken})
 
     def read(self, wanted: Mapping[str, Any] | None = None) -> Table:
-        """Every row of the study (16 pairs of lookups); with `wanted` (equalities on keyed fields), which rows
+        """Every row of the study (8 pairs of lookups); with `wanted` (equalities on keyed fields), which rows
         match."""
         keys = None if wanted is None else [row_key(field, value) for field, value in wanted.items()]
         pairs = find_in_pairs(self.collection, [(self._hot_id(k), self._chunk_id(k)) for k in range(CHUNKS)])
@@ -200,14 +212,29 @@ class RunTable:
         for chunk, docs in by_chunk.items():
             rows = rows_of_dicts([doc["_id"].binary for doc in docs], [int(doc.get(VERSION) or 0) for doc in docs],
                                  [_row(doc) for doc in docs], None)
-            self.entries.file(rows, rows.ids)  # one row per run already: each document once
+            broad = self.entries.file(rows, rows.ids)  # one row per run already: each document once
             upsert_by_id(self.collection, self._chunk_id(chunk),
-                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": segment(rows)}})
-        for old in OLD_FORMATS:  # the earlier formats' chunks, read no more
-            for chunk in range(CHUNKS):
-                self.collection.delete_one({"_id": id_key(old, self._scope.study, chunk)})
+                         {"$set": {"study": self._scope.study, f"segments.{os.urandom(6).hex()}": segment(rows)},
+                          "$addToSet": {"broad": {"$each": sorted(broad)}}})
+        if by_chunk:  # a study without runs has no rows of an earlier format either
+            self._delete_old_formats()
+
+    def _delete_old_formats(self) -> None:
+        """The earlier formats' chunks, hot documents and entries, which nothing reads any more."""
+        study, table4 = self._scope.study, 0
+        for old in OLD_FORMATS:
+            for chunk in range(OLD_CHUNKS):
+                for part in ((chunk,), (chunk, "hot")):
+                    gone = self.collection.delete_one({"_id": id_key(old, study, *part)}).deleted_count
+                    table4 += gone if old == "table4" else 0
+        if table4:  # its entries (the first format with any): one scan of the collection, once
+            entries = id_key("table4", study, "key") + ":"
+            delete_matching(self.collection, {"study": study, "_id": {"$gte": entries, "$lt": entries + "\uffff"}})
 
     def drop_study(self) -> None:
+        """The cold documents first: one left by a killed drop never lists a key as broad whose entry is gone."""
+        for chunk in range(CHUNKS):
+            self.collection.delete_one({"_id": self._chunk_id(chunk)})
         delete_matching(self.collection, {"study": self._scope.study})
 
 

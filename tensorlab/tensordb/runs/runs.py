@@ -24,7 +24,7 @@ from ..documents.scope import Scope
 from .indexed_update import checked_fields, stale, touched
 from .row_segments import binary_ids
 from .run_search import BEST, mongodb_order, ranked_runs, resolve_run_sort
-from .run_table import ROW_FIELDS, VERSION, RunTable, keyed
+from .run_table import BUILT, ROW_FIELDS, VERSION, RunTable, keyed
 
 RUNS = "runs"
 RUN_INDEX = "run_index"
@@ -240,7 +240,7 @@ class RunStore:
         return found[:limit] if limit is not None else found
 
     def ids(self) -> set[ObjectId]:
-        """Every run of the study, by id, from the run table (16 pairs of `_id` lookups). A start killed between its row
+        """Every run of the study, by id, from the run table (8 pairs of `_id` lookups). A start killed between its row
         and its document leaves one id more (readers of documents skip it)."""
         self._ensure_table()
         table = self.table.read()
@@ -252,7 +252,7 @@ class RunStore:
     def _ensure_table(self) -> None:
         """Studies written before the run table get their rows once, from the run documents."""
         if not self._table_built:
-            build_once(self._scope, "run_table-5", lambda: self.table.rebuild(
+            build_once(self._scope, BUILT, lambda: self.table.rebuild(
                 self.collection.find({"study": self._scope.study}, dict.fromkeys((*ROW_FIELDS, VERSION), 1))))
             self._table_built = True
 

@@ -17,7 +17,7 @@ listed (checked out by its document, like every row). Status is never filed: its
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,10 @@ class TableEntries:
     def entry_id(self, key: str) -> str:
         return id_key(self._format, self._scope.study, "key", key)
 
-    def file(self, chunk: Rows, folded: np.ndarray) -> None:
+    def file(self, chunk: Rows, folded: np.ndarray, known_broad: Set[str] = frozenset()) -> set[str]:
         """The keys of the rows `folded` (ids), given every latest row of their chunk (with keys): rare keys get
-        their ids, common ones are marked broad. One bulk write."""
+        their ids, common ones are marked broad, except those `known_broad` (marked by an earlier fold of the
+        chunk, which its cold document lists). One bulk write; returns the keys it marked broad."""
         counts = Counter(key for keys in chunk.keys for key in keys)  # type: ignore[union-attr]
         filed: dict[str, list[ObjectId]] = defaultdict(list)
         broad: set[str] = set()
@@ -64,9 +65,11 @@ class TableEntries:
                     filed[key].append(ObjectId(run))
         study = self._scope.study
         changes = {self.entry_id(key): {"$set": {"study": study}, "$addToSet": {"ids": {"$each": ids}}}
-                   for key, ids in filed.items() if key not in broad}
+                   for key, ids in filed.items() if key not in broad and key not in known_broad}
+        broad -= known_broad
         changes.update({self.entry_id(key): {"$set": {"study": study, "broad": True}} for key in broad})
         self._write(changes)
+        return broad
 
     def _write(self, changes: Mapping[str, dict[str, Any]]) -> None:
         if not changes:
