@@ -112,7 +112,8 @@ def test_an_earlier_formats_documents_are_deleted_when_the_table_is_rebuilt(lab,
     old = tensorlab.connect(mongo_uri, db=lab.db_name, study="search")
     table = old.collection("run_table")
     stale = [f"table4:search:{chunk}" for chunk in range(16)] + [f"table4:search:{chunk}:hot" for chunk in range(16)]
-    stale += ["table4:search:key:tags.group=s%3A61", "table4:search:key:hyper_parameters.lr=n%3A3"]
+    stale += ["table4:search:key:tags.group=s%3A61", "table4:search:key:hyper_parameters.lr=n%3A3",
+              "table4:search:key:\U0001f680=s%3A1"]  # any key, even one beginning past U+FFFF (UTF-8 byte order)
     table.insert_many([{"_id": key, "study": "search", "segments": {}} for key in stale])
     other = {"_id": "table4:search-other:3", "study": "search-other"}  # another study's: kept
     table.insert_one(other)

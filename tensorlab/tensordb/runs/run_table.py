@@ -228,8 +228,8 @@ class RunTable:
                     gone = self.collection.delete_one({"_id": id_key(old, study, *part)}).deleted_count
                     table4 += gone if old == "table4" else 0
         if table4:  # its entries (the first format with any): one scan of the collection, once
-            entries = id_key("table4", study, "key") + ":"
-            delete_matching(self.collection, {"study": study, "_id": {"$gte": entries, "$lt": entries + "\uffff"}})
+            entries = id_key("table4", study, "key") + ":"  # up to the next character (";"): every key, none else
+            delete_matching(self.collection, {"study": study, "_id": {"$gte": entries, "$lt": entries[:-1] + ";"}})
 
     def drop_study(self) -> None:
         """The cold documents first: one left by a killed drop never lists a key as broad whose entry is gone."""
