@@ -57,16 +57,15 @@ class TableEntries:
         mine = np.isin(chunk.ids, folded)
         for run, keys in zip(binary_ids(chunk.ids[mine]), chunk.keys[mine], strict=True):  # type: ignore[index]
             for key in keys:
-                if key.startswith(UNFILED):
+                if key.startswith(UNFILED) or key in known_broad:
                     continue
-                if counts[key] > RARE_IN_CHUNK:
+                if counts[key] > RARE_IN_CHUNK:  # a key's count is the chunk's: broad or filed, never both
                     broad.add(key)
                 else:
                     filed[key].append(ObjectId(run))
         study = self._scope.study
         changes = {self.entry_id(key): {"$set": {"study": study}, "$addToSet": {"ids": {"$each": ids}}}
-                   for key, ids in filed.items() if key not in broad and key not in known_broad}
-        broad -= known_broad
+                   for key, ids in filed.items()}
         changes.update({self.entry_id(key): {"$set": {"study": study, "broad": True}} for key in broad})
         self._write(changes)
         return broad
