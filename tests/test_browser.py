@@ -87,13 +87,14 @@ def jupyterlab(tmp_path, mongo_uri, db_name):
 def _run_all_cells(page, attempts: int = 3) -> None:
     """Run > Run All Cells, again if the kernel did not take all of it: the *last* cell's prompt must show * or a
     number (on a busy machine the first cell could run while the rest were never queued). A "Select Kernel"
-    dialog (JupyterLab and Notebook 7 may ask, though the notebook names its kernel) is accepted first."""
+    dialog (JupyterLab and Notebook 7 may ask, though the notebook names its kernel, and may do so at any moment
+    after a slow kernel start) is accepted whenever it stands in front of a click: a check before the click
+    raced it, and the dialog then blocked the click for 30 s."""
     started = ("[...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].pop()?.textContent"
                ".match(/\\[(\\*|\\d+)\\]/)")
+    select_kernel = page.locator(".jp-Dialog:has-text('Select Kernel') .jp-mod-accept")
+    page.add_locator_handler(select_kernel, lambda accept: accept.first.click())
     for _ in range(attempts):
-        kernel_dialog = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel", after a slow kernel start
-        if kernel_dialog.count():
-            kernel_dialog.first.click()
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
         try:
